@@ -1,0 +1,1 @@
+"""linklog: a save-it-for-later backend over an append-only log in an object store."""
