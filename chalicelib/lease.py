@@ -1,0 +1,247 @@
+"""The processor lease of an org: one holder at a time, with an epoch (DESIGN §6).
+
+``orgs/{org}/lease.json`` holds the holder, the epoch and how long the lease
+lasts. It is taken with put-if-absent, or with put-if-match over an expired
+or released one (epoch + 1), renewed with put-if-match and released with
+put-if-match of a released marker.
+
+Expiry is judged on the caller's own monotonic clock, from the moment this
+process first saw that exact lease object (same etag) unchanged, never from
+a time written by another machine. Every write carries a fresh nonce, so
+every write has a new etag and "unchanged" really means "not renewed".
+
+Release keeps the object (marked released) instead of deleting it: the
+epoch must only ever grow, and a deleted lease would make the next holder
+start again at epoch 1, below the epochs already in the log, so the state
+would skip its commits as stale (see docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from chalicelib.keys import lease_key
+from chalicelib.store.base import (
+    Conflict,
+    NotFound,
+    ObjectStore,
+    PreconditionFailed,
+    StoreError,
+    Transient,
+)
+
+Clock = Callable[[], float]
+
+# A conditional lease write whose outcome is unknown is resolved by reading;
+# if the read shows the write did not land, it is tried again, a few times.
+WRITE_ATTEMPTS = 3
+
+
+class LeaseLost(Exception):
+    """The lease is no longer ours (taken over, or its renewal failed)."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A lease this process holds.
+
+    ``valid_until`` is on the holder's own clock: the moment before the
+    last write was sent, plus the duration. Anyone else starts counting
+    only after seeing the written object, so they wait at least as long.
+    """
+
+    org: str
+    holder: str
+    epoch: int
+    etag: str
+    nonce: str
+    duration: float
+    valid_until: float
+
+    def remaining(self, clock: Clock) -> float:
+        """Seconds this lease is still safely ours, on our own clock."""
+        return self.valid_until - clock()
+
+
+@dataclass(frozen=True)
+class _Seen:
+    etag: str
+    first_seen: float
+
+
+# org -> the lease object this process last saw there and since when. One
+# entry per org: a new etag replaces the old one, so the table stays small.
+_first_seen: dict[str, _Seen] = {}
+_first_seen_lock = threading.Lock()
+
+
+def _body(holder: str, epoch: int, duration: float, nonce: str, released: bool) -> bytes:
+    return json.dumps(
+        {
+            "holder": holder,
+            "epoch": epoch,
+            "duration_seconds": duration,
+            "released": released,
+            "nonce": nonce,
+            "written_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def _parse(body: bytes) -> dict | None:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("epoch"), int):
+        return None
+    return doc
+
+
+def _elapsed_since_first_seen(org: str, etag: str, clock: Clock) -> float:
+    now = clock()
+    with _first_seen_lock:
+        seen = _first_seen.get(org)
+        if seen is None or seen.etag != etag:
+            _first_seen[org] = _Seen(etag, now)
+            return 0.0
+        return now - seen.first_seen
+
+
+def _forget(org: str) -> None:
+    with _first_seen_lock:
+        _first_seen.pop(org, None)
+
+
+def _write(
+    store: ObjectStore,
+    key: str,
+    body: bytes,
+    nonce: str,
+    *,
+    if_absent: bool = False,
+    if_match: str | None = None,
+) -> str | None:
+    """One conditional lease write; the new etag, or None if it did not land.
+
+    A 412 may be a retried request whose first try landed, and a transient
+    error or 409 leaves the outcome unknown, so each is resolved by reading
+    the object back and looking for our nonce.
+    """
+    for _ in range(WRITE_ATTEMPTS):
+        try:
+            return store.put(key, body, if_absent=if_absent, if_match=if_match)
+        except (PreconditionFailed, NotFound, Transient, Conflict):
+            pass
+        try:
+            current = store.get(key)
+        except NotFound:
+            if if_match is not None:
+                return None
+            continue
+        except StoreError:
+            continue
+        doc = _parse(current.body)
+        if doc is not None and doc.get("nonce") == nonce:
+            return current.etag
+        if if_absent or current.etag != if_match:
+            return None
+    return None
+
+
+def acquire(
+    store: ObjectStore, org: str, holder: str, *, duration: float, clock: Clock
+) -> Lease | None:
+    """Take the org's lease, or return None if someone else holds it.
+
+    A lease held by another is taken over (epoch + 1) once it has stayed
+    unchanged for its duration on ``clock``, counted from when this process
+    first saw it; a released lease is taken over at once.
+    """
+    key = lease_key(org)
+    nonce = uuid.uuid4().hex
+    try:
+        current = store.get(key)
+    except NotFound:
+        current = None
+    except StoreError:
+        return None
+
+    if current is None:
+        epoch, condition = 1, {"if_absent": True}
+    else:
+        doc = _parse(current.body)
+        if doc is None or not doc.get("released"):
+            held_for = _elapsed_since_first_seen(org, current.etag, clock)
+            lease_duration = (
+                float(doc.get("duration_seconds", duration)) if doc else duration
+            )
+            if held_for < lease_duration:
+                return None
+        epoch = (doc["epoch"] if doc else 0) + 1
+        condition = {"if_match": current.etag}
+
+    started = clock()
+    etag = _write(
+        store, key, _body(holder, epoch, duration, nonce, False), nonce, **condition
+    )
+    if etag is None:
+        return None
+    _forget(org)
+    return Lease(org, holder, epoch, etag, nonce, duration, started + duration)
+
+
+def renew(
+    store: ObjectStore, lease: Lease, clock: Clock, *, epoch: int | None = None
+) -> Lease:
+    """Extend the lease by its duration; raises LeaseLost if it is not ours.
+
+    ``epoch`` raises the lease's epoch while renewing, for a holder that
+    learns the log already carries its epoch or a higher one.
+    """
+    new_epoch = lease.epoch if epoch is None else max(epoch, lease.epoch)
+    nonce = uuid.uuid4().hex
+    # Even past valid_until the put-if-match is safe: it lands only if no
+    # one has taken the lease over in between.
+    started = clock()
+    etag = _write(
+        store,
+        lease_key(lease.org),
+        _body(lease.holder, new_epoch, lease.duration, nonce, False),
+        nonce,
+        if_match=lease.etag,
+    )
+    if etag is None:
+        raise LeaseLost(f"lease of {lease.org} was taken over or could not be renewed")
+    return Lease(
+        lease.org,
+        lease.holder,
+        new_epoch,
+        etag,
+        nonce,
+        lease.duration,
+        started + lease.duration,
+    )
+
+
+def release(store: ObjectStore, lease: Lease) -> bool:
+    """Give the lease up so the next processor need not wait for it to expire.
+
+    Returns False if it was no longer ours (or the release could not be
+    confirmed; it then simply expires).
+    """
+    nonce = uuid.uuid4().hex
+    etag = _write(
+        store,
+        lease_key(lease.org),
+        _body(lease.holder, lease.epoch, lease.duration, nonce, True),
+        nonce,
+        if_match=lease.etag,
+    )
+    return etag is not None

@@ -1,0 +1,230 @@
+"""The processor lease: one holder at a time, epochs that only grow, expiry
+judged on our own clock."""
+
+import json
+import threading
+
+import pytest
+
+from chalicelib import lease
+from chalicelib.keys import InvalidOrg
+from chalicelib.store.base import PreconditionFailed, Transient
+
+
+class FakeClock:
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class LostResponses:
+    """Performs the next lease put, then answers it with an error, as a lost
+    response does; or fails it before performing it."""
+
+    def __init__(self, inner, error, *, performed: bool, times: int = 1):
+        self.inner = inner
+        self.error = error
+        self.performed = performed
+        self.left = times
+        self.puts = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put(self, key, body, **kwargs):
+        self.puts += 1
+        if self.left > 0:
+            self.left -= 1
+            if self.performed:
+                self.inner.put(key, body, **kwargs)
+            raise self.error(key, "lost response")
+        return self.inner.put(key, body, **kwargs)
+
+
+def lease_doc(store, org="acme"):
+    return json.loads(store.get("orgs/%s/lease.json" % org).body)
+
+
+def test_first_acquire_creates_the_lease_at_epoch_1(any_store):
+    clock = FakeClock()
+    got = lease.acquire(any_store, "acme", "proc-a", duration=30, clock=clock)
+    assert (got.holder, got.epoch, got.duration) == ("proc-a", 1, 30)
+    assert got.remaining(clock) == 30
+    doc = lease_doc(any_store)
+    assert (doc["holder"], doc["epoch"], doc["released"]) == ("proc-a", 1, False)
+
+
+def test_a_held_lease_is_taken_over_only_after_its_duration_on_our_clock(any_store):
+    clock = FakeClock()
+    a = lease.acquire(any_store, "acme", "proc-a", duration=30, clock=clock)
+    assert lease.acquire(any_store, "acme", "proc-b", duration=30, clock=clock) is None
+    clock.advance(29)
+    assert lease.acquire(any_store, "acme", "proc-b", duration=30, clock=clock) is None
+    clock.advance(1)
+    b = lease.acquire(any_store, "acme", "proc-b", duration=30, clock=clock)
+    assert (b.holder, b.epoch) == ("proc-b", 2)
+    assert lease_doc(any_store)["holder"] == "proc-b"
+    with pytest.raises(lease.LeaseLost):
+        lease.renew(any_store, a, clock)
+
+
+def test_renewing_restarts_the_wait_of_others(any_store):
+    clock = FakeClock()
+    a = lease.acquire(any_store, "acme", "proc-a", duration=30, clock=clock)
+    assert lease.acquire(any_store, "acme", "proc-b", duration=30, clock=clock) is None
+    clock.advance(20)
+    a = lease.renew(any_store, a, clock)
+    assert a.epoch == 1
+    clock.advance(15)
+    # proc-b first saw the renewed lease just now, 35 s after the first one.
+    assert lease.acquire(any_store, "acme", "proc-b", duration=30, clock=clock) is None
+    clock.advance(29)
+    assert lease.acquire(any_store, "acme", "proc-b", duration=30, clock=clock) is None
+    clock.advance(1)
+    assert lease.acquire(any_store, "acme", "proc-b", duration=30, clock=clock).epoch == 2
+
+
+def test_the_time_written_in_the_lease_is_not_trusted(any_store):
+    clock = FakeClock()
+    any_store.put(
+        "orgs/acme/lease.json",
+        json.dumps(
+            {"holder": "skewed", "epoch": 7, "duration_seconds": 30, "released": False,
+             "nonce": "n", "written_at": "1970-01-01T00:00:00+00:00"}
+        ).encode(),
+        if_absent=True,
+    )
+    assert lease.acquire(any_store, "acme", "proc-b", duration=30, clock=clock) is None
+    clock.advance(30)
+    assert lease.acquire(any_store, "acme", "proc-b", duration=30, clock=clock).epoch == 8
+
+
+def test_release_lets_the_next_holder_in_at_once_with_a_higher_epoch(any_store):
+    clock = FakeClock()
+    a = lease.acquire(any_store, "acme", "proc-a", duration=30, clock=clock)
+    assert lease.release(any_store, a) is True
+    assert lease_doc(any_store)["released"] is True
+    b = lease.acquire(any_store, "acme", "proc-b", duration=30, clock=clock)
+    assert (b.holder, b.epoch) == ("proc-b", 2)
+
+
+def test_a_stale_holder_cannot_release_or_renew_the_new_lease(any_store):
+    clock = FakeClock()
+    a = lease.acquire(any_store, "acme", "proc-a", duration=30, clock=clock)
+    assert lease.acquire(any_store, "acme", "proc-b", duration=30, clock=clock) is None
+    clock.advance(31)
+    b = lease.acquire(any_store, "acme", "proc-b", duration=30, clock=clock)
+    assert lease.release(any_store, a) is False
+    with pytest.raises(lease.LeaseLost):
+        lease.renew(any_store, a, clock)
+    doc = lease_doc(any_store)
+    assert (doc["holder"], doc["epoch"], doc["released"]) == ("proc-b", 2, False)
+    assert lease.renew(any_store, b, clock).epoch == 2
+
+
+def test_renew_can_raise_the_epoch(any_store):
+    clock = FakeClock()
+    a = lease.acquire(any_store, "acme", "proc-a", duration=30, clock=clock)
+    a = lease.renew(any_store, a, clock, epoch=5)
+    assert a.epoch == 5
+    assert lease_doc(any_store)["epoch"] == 5
+    assert lease.renew(any_store, a, clock, epoch=3).epoch == 5
+
+
+def test_threads_racing_for_a_free_lease_leave_one_winner(any_store):
+    clock = FakeClock()
+    barrier = threading.Barrier(8)
+    won = []
+
+    def race(n):
+        barrier.wait()
+        got = lease.acquire(any_store, "acme", f"proc-{n}", duration=30, clock=clock)
+        if got is not None:
+            won.append(got)
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1
+    assert lease_doc(any_store)["holder"] == won[0].holder
+
+
+def test_threads_racing_to_take_over_an_expired_lease_leave_one_winner(local_store):
+    clock = FakeClock()
+    lease.acquire(local_store, "acme", "dead", duration=30, clock=clock)
+    assert lease.acquire(local_store, "acme", "watcher", duration=30, clock=clock) is None
+    clock.advance(30)
+    barrier = threading.Barrier(8)
+    won = []
+
+    def race(n):
+        barrier.wait()
+        got = lease.acquire(local_store, "acme", f"proc-{n}", duration=30, clock=clock)
+        if got is not None:
+            won.append(got)
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [w.epoch for w in won] == [2]
+
+
+@pytest.mark.parametrize("error", [Transient, PreconditionFailed])
+def test_an_acquire_whose_response_was_lost_is_resolved_by_reading(local_store, error):
+    store = LostResponses(local_store, error, performed=True)
+    got = lease.acquire(store, "acme", "proc-a", duration=30, clock=FakeClock())
+    assert got is not None and got.epoch == 1
+    assert got.etag == local_store.get("orgs/acme/lease.json").etag
+    assert store.puts == 1
+
+
+def test_an_acquire_that_failed_before_landing_is_tried_again(local_store):
+    store = LostResponses(local_store, Transient, performed=False)
+    got = lease.acquire(store, "acme", "proc-a", duration=30, clock=FakeClock())
+    assert got.epoch == 1
+    assert store.puts == 2
+    assert lease_doc(local_store)["nonce"] == got.nonce
+
+
+def test_a_renewal_whose_response_was_lost_is_resolved_by_reading(local_store):
+    clock = FakeClock()
+    a = lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock)
+    store = LostResponses(local_store, Transient, performed=True)
+    renewed = lease.renew(store, a, clock)
+    assert renewed.etag == local_store.get("orgs/acme/lease.json").etag
+    assert store.puts == 1
+
+
+def test_a_renewal_that_keeps_failing_loses_the_lease(local_store):
+    clock = FakeClock()
+    a = lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock)
+    store = LostResponses(local_store, Transient, performed=False, times=lease.WRITE_ATTEMPTS)
+    with pytest.raises(lease.LeaseLost):
+        lease.renew(store, a, clock)
+    assert lease_doc(local_store)["nonce"] == a.nonce
+
+
+def test_a_corrupt_lease_is_held_until_its_time_is_up_then_replaced(local_store):
+    clock = FakeClock()
+    local_store.put("orgs/acme/lease.json", b"{not json", if_absent=True)
+    assert lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock) is None
+    clock.advance(30)
+    got = lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock)
+    assert got.epoch == 1
+    assert lease_doc(local_store)["holder"] == "proc-a"
+
+
+@pytest.mark.parametrize("org", ["", "a/b", "../x", "x" * 65, None])
+def test_a_bad_org_is_refused_before_any_request(local_store, org):
+    with pytest.raises(InvalidOrg):
+        lease.acquire(local_store, org, "proc-a", duration=30, clock=FakeClock())
+    assert local_store.total() == 0
