@@ -1,0 +1,274 @@
+"""Triggers: SQS batches, S3 notifications and the sweep, turned into cycles."""
+
+import json
+import threading
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from chalicelib.triggers import handle_sqs_records, orgs_from_s3_event
+
+LOG_KEY = "orgs/acme/log/00000000000000000001.json"
+
+
+@dataclass
+class Report:
+    outcome: str
+
+
+class Cycles:
+    """A stand-in for run(org) that records calls and answers per org."""
+
+    def __init__(self, outcomes=None):
+        self.outcomes = outcomes or {}
+        self.calls = []
+        self._lock = threading.Lock()
+
+    def __call__(self, org):
+        with self._lock:
+            self.calls.append(org)
+        outcome = self.outcomes.get(org, "done")
+        if isinstance(outcome, Exception):
+            raise outcome
+        return Report(outcome)
+
+
+def sqs_record(message_id, body):
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"handle-{message_id}",
+        "body": body if isinstance(body, str) or body is None else json.dumps(body),
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:linklog-process",
+        "awsRegion": "eu-west-1",
+    }
+
+
+def s3_notification(*keys, name="ObjectCreated:Put"):
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "eventName": name,
+                "s3": {"bucket": {"name": "linklog"}, "object": {"key": key, "size": 10}},
+            }
+            for key in keys
+        ]
+    }
+
+
+def test_records_of_one_org_share_one_cycle():
+    cycles = Cycles()
+    records = [
+        sqs_record("m1", {"org": "acme"}),
+        sqs_record("m2", {"org": "globex"}),
+        sqs_record("m3", {"org": "acme"}),
+        sqs_record("m4", {"org": "acme"}),
+    ]
+    assert handle_sqs_records(records, run=cycles) == {"batchItemFailures": []}
+    assert sorted(cycles.calls) == ["acme", "globex"]
+
+
+@pytest.mark.parametrize("outcome", ["lease_held", "stopped"])
+def test_every_record_of_an_org_that_must_wait_is_reported_failed(outcome):
+    cycles = Cycles({"acme": outcome})
+    records = [
+        sqs_record("m1", {"org": "acme"}),
+        sqs_record("m2", {"org": "globex"}),
+        sqs_record("m3", {"org": "acme"}),
+    ]
+    assert handle_sqs_records(records, run=cycles) == {
+        "batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m3"}]
+    }
+
+
+@pytest.mark.parametrize("outcome", ["done", "work_left", "nothing_to_do"])
+def test_an_org_whose_cycle_ran_is_done_with(outcome):
+    cycles = Cycles({"acme": outcome})
+    records = [sqs_record("m1", {"org": "acme"})]
+    assert handle_sqs_records(records, run=cycles) == {"batchItemFailures": []}
+
+
+def test_a_cycle_that_raises_fails_only_its_own_orgs_records():
+    cycles = Cycles({"globex": RuntimeError("store down")})
+    records = [
+        sqs_record("m1", {"org": "acme"}),
+        sqs_record("m2", {"org": "globex"}),
+        sqs_record("m3", {"org": "initech"}),
+    ]
+    assert handle_sqs_records(records, run=cycles) == {
+        "batchItemFailures": [{"itemIdentifier": "m2"}]
+    }
+    assert sorted(cycles.calls) == ["acme", "globex", "initech"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        None,
+        "[1, 2]",
+        '"acme"',
+        "{}",
+        '{"org": null}',
+        '{"org": "../etc"}',
+        '{"org": "a b"}',
+        '{"org": ""}',
+        json.dumps({"org": "x" * 65}),
+        '{"Records": "nope"}',
+    ],
+)
+def test_a_record_naming_no_valid_org_is_dropped_not_redelivered(body):
+    cycles = Cycles()
+    records = [sqs_record("bad", body), sqs_record("good", {"org": "acme"})]
+    assert handle_sqs_records(records, run=cycles) == {"batchItemFailures": []}
+    assert cycles.calls == ["acme"]
+
+
+def test_records_without_a_message_id_are_dropped():
+    cycles = Cycles()
+    records = ["junk", {"body": '{"org": "globex"}'}, sqs_record("m1", {"org": "acme"})]
+    assert handle_sqs_records(records, run=cycles) == {"batchItemFailures": []}
+    assert cycles.calls == ["acme"]
+
+
+def test_an_s3_notification_record_runs_the_orgs_of_its_log_keys():
+    cycles = Cycles({"globex": "lease_held"})
+    records = [
+        sqs_record("n1", s3_notification(LOG_KEY, "orgs/acme/lease.json")),
+        sqs_record("n2", s3_notification("orgs/globex/log/00000000000000000007.json",
+                                         "orgs/initech/log/00000000000000000002.json")),
+        sqs_record("n3", s3_notification("orgs/initech/lease.json")),
+    ]
+    assert handle_sqs_records(records, run=cycles) == {
+        "batchItemFailures": [{"itemIdentifier": "n2"}]
+    }
+    assert sorted(cycles.calls) == ["acme", "globex", "initech"]
+
+
+def test_orgs_of_one_batch_run_at_the_same_time():
+    # Each cycle waits for the other two: run one after another, they would
+    # break the barrier and fail.
+    barrier = threading.Barrier(3, timeout=10)
+
+    def run(org):
+        barrier.wait()
+        return Report("done")
+
+    records = [sqs_record(f"m{n}", {"org": org}) for n, org in enumerate(["a", "b", "c"])]
+    assert handle_sqs_records(records, run=run) == {"batchItemFailures": []}
+
+
+def test_an_empty_batch_runs_nothing():
+    cycles = Cycles()
+    assert handle_sqs_records([], run=cycles) == {"batchItemFailures": []}
+    assert cycles.calls == []
+
+
+def test_orgs_from_an_s3_object_created_event():
+    event = s3_notification(
+        LOG_KEY,
+        "orgs/acme/log/00000000000000000002.json",
+        "orgs/globex/log/00000000000000000001.json",
+    )
+    assert orgs_from_s3_event(event) == {"acme", "globex"}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "orgs/acme/lease.json",
+        "orgs/acme/snapshots/abc/00000000000000000001.sqlite",
+        "orgs/acme/log/1.json",
+        "orgs/acme/log/00000000000000000001.json.tmp",
+        "orgs/acme/log/nested/00000000000000000001.json",
+        "orgs/a%20b/log/00000000000000000001.json",
+        "orgs/../log/00000000000000000001.json",
+        "other/acme/log/00000000000000000001.json",
+        "orgs/acme",
+    ],
+)
+def test_keys_that_are_not_log_commits_name_no_org(key):
+    assert orgs_from_s3_event(s3_notification(key)) == set()
+
+
+def test_keys_arrive_url_encoded_and_are_decoded():
+    event = s3_notification("orgs%2Facme%2Flog%2F00000000000000000003.json")
+    assert orgs_from_s3_event(event) == {"acme"}
+
+
+def test_only_object_created_events_count():
+    event = s3_notification(LOG_KEY, name="ObjectRemoved:Delete")
+    assert orgs_from_s3_event(event) == set()
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        [],
+        "Records",
+        {},
+        {"Records": None},
+        {"Records": ["junk", 7, None]},
+        {"Records": [{"eventName": "ObjectCreated:Put"}]},
+        {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"object": {}}}]},
+        {"Records": [{"eventName": 5, "s3": {"object": {"key": LOG_KEY}}}]},
+        {"Records": [{"eventSource": "aws:sqs", "body": "not json"}]},
+        {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "linklog"},
+    ],
+)
+def test_junk_events_name_no_org(event):
+    assert orgs_from_s3_event(event) == set()
+
+
+def test_junk_records_do_not_hide_good_ones():
+    event = s3_notification(LOG_KEY)
+    event["Records"].insert(0, {"eventName": "ObjectCreated:Put"})
+    event["Records"].append("junk")
+    assert orgs_from_s3_event(event) == {"acme"}
+
+
+def test_an_sqs_event_carrying_s3_notifications():
+    event = {"Records": [sqs_record("m1", s3_notification(LOG_KEY)),
+                         sqs_record("m2", {"Event": "s3:TestEvent"})]}
+    assert orgs_from_s3_event(event) == {"acme"}
+
+
+def test_notifications_a_bucket_really_sends_to_its_queue(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1")
+        sqs = boto3.client("sqs", region_name="eu-west-1")
+        url = sqs.create_queue(QueueName="linklog-process")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"]["QueueArn"]
+        s3.create_bucket(Bucket="linklog",
+                         CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.put_bucket_notification_configuration(
+            Bucket="linklog",
+            NotificationConfiguration={"QueueConfigurations": [{
+                "QueueArn": arn,
+                "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [
+                    {"Name": "prefix", "Value": "orgs/"},
+                    {"Name": "suffix", "Value": ".json"},
+                ]}},
+            }]},
+        )
+        for key in (LOG_KEY, "orgs/acme/lease.json",
+                    "orgs/globex/log/00000000000000000001.json"):
+            s3.put_object(Bucket="linklog", Key=key, Body=b"{}")
+        messages = []
+        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
+                "Messages"):
+            messages.extend(batch)
+    records = [sqs_record(m["MessageId"], m["Body"]) for m in messages]
+    cycles = Cycles()
+    assert handle_sqs_records(records, run=cycles) == {"batchItemFailures": []}
+    assert sorted(cycles.calls) == ["acme", "globex"]
