@@ -1,0 +1,502 @@
+"""One processor cycle of one org (DESIGN §6).
+
+lease → restore → delta → choose links → commit "started" → process several
+at a time within the budget → commit all results → apply → one snapshot →
+prune → release → enqueue again if work is left.
+
+Whatever the number of links, a cycle writes at most two log commits and
+one snapshot. The trigger that woke the cycle carries only the org: the
+cycle decides from the state what to do, so duplicate, late or early
+triggers are harmless.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterable
+
+import apsw
+from pydantic import ValidationError
+
+from chalicelib import lease as leases
+from chalicelib import log, snapshots, state
+from chalicelib.events import validate_processor_event
+from chalicelib.cyclelog import CycleRecord, MeteredStore, log_line
+from chalicelib.keys import check_org, snapshot_prefix, version_of_snapshot_key
+from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, ProcessLink
+from chalicelib.store.base import ObjectStore, StoreError
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+OUTCOMES = ("done", "work_left", "lease_held", "nothing_to_do", "stopped")
+
+# Longer than any sane budget plus the commits and the snapshot; renewed
+# while processing whenever less than half of it is left.
+LEASE_SECONDS = 120.0
+# What one link may take at worst (the fetcher's timeouts): a cycle starts
+# no more links than its workers can finish within the budget at that pace.
+LINK_SECONDS = 10.0
+SNAPSHOTS_KEPT = 3
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Fenced(Exception):
+    """A commit of a higher epoch is in the log: another processor took over."""
+
+
+@dataclass
+class CycleReport:
+    """What a cycle did; ``outcome`` is one of OUTCOMES."""
+
+    org: str
+    outcome: str
+    epoch: int | None = None
+    version_before: int = 0
+    version_after: int = 0
+    commits_written: int = 0
+    snapshot_key: str | None = None
+    links_started: tuple[str, ...] = ()
+    links_done: tuple[str, ...] = ()
+    links_failed: tuple[str, ...] = ()
+    work_left: bool = False
+    next_retry_due: datetime | None = None
+    requests: dict[str, int] = field(default_factory=dict)
+    record: CycleRecord | None = None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def _event(name: str, args: dict, at: datetime) -> dict:
+    return {"id": uuid.uuid4().hex, "name": name, "args": args, "at": _iso(at)}
+
+
+def started_events(jobs: Iterable[tuple[LinkJob, int]], at: datetime) -> list[dict]:
+    """One ``v1.LinkProcessingStarted`` per (job, attempt)."""
+    return [
+        _event(
+            "v1.LinkProcessingStarted",
+            {"linkId": job.link_id, "attempt": attempt, "startedAt": _iso(at)},
+            at,
+        )
+        for job, attempt in jobs
+    ]
+
+
+def result_events(outcome: LinkOutcome, at: datetime) -> list[dict]:
+    """The events that record one link's outcome, ending in exactly one
+    ``v1.LinkProcessingCompleted`` or ``v1.LinkProcessingFailed``."""
+    link_id = outcome.link_id
+    events = []
+    if outcome.metadata is not None:
+        meta = outcome.metadata
+        fields = {
+            "title": meta.title,
+            "description": meta.description,
+            "image": meta.image,
+            "siteName": meta.site_name,
+            "favicon": meta.favicon,
+            "canonicalUrl": meta.canonical_url,
+            "author": meta.author,
+            "publishedAt": meta.published_at,
+            "lang": meta.lang,
+        }
+        args = {"linkId": link_id}
+        args.update({k: v for k, v in fields.items() if v is not None})
+        events.append(_event("v1.LinkMetadataFetched", args, at))
+    if outcome.text is not None:
+        events.append(
+            _event(
+                "v1.LinkContentExtracted",
+                {
+                    "linkId": link_id,
+                    "text": outcome.text,
+                    "wordCount": outcome.word_count,
+                    "readingMinutes": outcome.reading_minutes,
+                },
+                at,
+            )
+        )
+    if outcome.summary is not None:
+        events.append(
+            _event(
+                "v1.LinkSummarized",
+                {"linkId": link_id, "summary": outcome.summary, "model": "extractive"},
+                at,
+            )
+        )
+    for suggestion in outcome.suggestions:
+        events.append(
+            _event(
+                "v1.TagSuggested",
+                {
+                    "id": uuid.uuid4().hex,
+                    "linkId": link_id,
+                    "tagId": suggestion.tag_id,
+                    "score": suggestion.score,
+                },
+                at,
+            )
+        )
+    failure = outcome.failure
+    if failure is None:
+        events.append(
+            _event(
+                "v1.LinkProcessingCompleted",
+                {"linkId": link_id, "completedAt": _iso(at)},
+                at,
+            )
+        )
+    else:
+        args = {
+            "linkId": link_id,
+            "code": _plain(failure.code, 64) or "unknown",
+            "message": _plain(failure.message, 2000),
+            "retryable": failure.retryable,
+            "failedAt": _iso(at),
+        }
+        if failure.retry_after is not None:
+            args["retryAfter"] = failure.retry_after
+        events.append(_event("v1.LinkProcessingFailed", args, at))
+    return events
+
+
+def _plain(text: str, limit: int) -> str:
+    return _CONTROL.sub(" ", str(text))[:limit]
+
+
+def link_events(outcome: LinkOutcome, at: datetime) -> list[dict]:
+    """result_events, checked against the event models before they are
+    committed; a result the log would refuse becomes that link's failure."""
+    events = result_events(outcome, at)
+    try:
+        for event in events:
+            validate_processor_event(event)
+    except ValidationError as error:
+        failure = LinkFailure("invalid_result", str(error), False)
+        events = result_events(LinkOutcome(link_id=outcome.link_id, failure=failure), at)
+    return events
+
+
+def _safe_process(process: ProcessLink, job: LinkJob) -> LinkOutcome:
+    # A bug or surprise in link processing is that link's failure, never
+    # the end of the cycle for every other link.
+    try:
+        outcome = process(job)
+    except Exception as error:  # noqa: BLE001 - any error becomes data
+        return LinkOutcome(
+            link_id=job.link_id,
+            failure=LinkFailure(
+                "internal_error", f"{type(error).__name__}: {error}"[:500], True
+            ),
+        )
+    if outcome.link_id != job.link_id:
+        return LinkOutcome(
+            link_id=job.link_id,
+            failure=LinkFailure(
+                "internal_error", "link processing answered for another link", False
+            ),
+        )
+    return outcome
+
+
+def _epoch_of(commit: dict) -> int | None:
+    author = commit.get("author") or {}
+    if author.get("kind") != "processor":
+        return None
+    epoch = author.get("epoch")
+    return epoch if isinstance(epoch, int) else None
+
+
+class _Cycle:
+    """The state of one running cycle; run_cycle is its only user."""
+
+    def __init__(self, store, org, process, holder, clock, now, budget, concurrency,
+                 lease_seconds, link_seconds, checkpoint):
+        self.metered = MeteredStore(store)
+        self.store = self.metered
+        self.org = org
+        self.process = process
+        self.holder = holder
+        self.clock = clock
+        self.now = now
+        self.budget = budget
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.link_seconds = link_seconds
+        self.checkpoint = checkpoint
+        self.started_at = clock()
+        self.deadline = self.started_at + budget
+        self.record = CycleRecord(org=org, holder=holder)
+        self.report = CycleReport(org=org, outcome="stopped")
+        self.lease: leases.Lease | None = None
+        self.db: apsw.Connection | None = None
+        self.restored_version = 0
+
+    def timed(self, name: str, started: float) -> None:
+        self.record.add_time(name, self.clock() - started)
+
+    def keep_lease(self) -> None:
+        """Make sure the lease is ours for at least half its duration more.
+
+        Renewing rewrites the lease object, and one key takes only about one
+        write a second on some stores, so it is renewed only when needed;
+        the lease is ours until ``valid_until`` on our own clock, because a
+        taker waits a full duration from when it first saw our last write.
+        """
+        if self.lease.remaining(self.clock) < self.lease.duration / 2:
+            started = self.clock()
+            self.lease = leases.renew(self.store, self.lease, self.clock)
+            self.timed("lease", started)
+
+    def restore(self) -> None:
+        get_before = self.metered.seconds("get")
+        started = self.clock()
+        restored = snapshots.restore_latest(self.store, self.org)
+        spent = self.clock() - started
+        snapshot_get = self.metered.seconds("get") - get_before
+        self.record.add_time("snapshot_get", snapshot_get)
+        self.record.add_time("deserialize", max(0.0, spent - snapshot_get))
+        self.db = restored.db
+        self.restored_version = restored.version
+        self.record.snapshot_restored = restored.version if restored.key else None
+        self.record.version_before = restored.version
+        started = self.clock()
+        self.apply(self.read_after(state.version(self.db)))
+        self.timed("apply", started)
+
+    def read_after(self, after: int, upto: int | None = None) -> list[dict]:
+        commits: list[dict] = []
+        while True:
+            page = log.read_commits(self.store, self.org, after)
+            if upto is not None:
+                page = [c for c in page if c["version"] <= upto]
+            commits.extend(page)
+            if not page or (upto is not None and page[-1]["version"] >= upto):
+                return commits
+            after = page[-1]["version"]
+
+    def apply(self, commits: list[dict]) -> None:
+        if not commits:
+            return
+        state.apply_commits(self.db, commits)
+        self.record.commits_applied += len(commits)
+        self.record.events_applied += sum(len(c.get("events", ())) for c in commits)
+
+    def commit(self, events: list[dict]) -> None:
+        """Append one processor commit and apply it with whatever came before.
+
+        Raises Fenced when a commit of a higher epoch landed first, or when
+        our epoch is no longer the highest in the state.
+        """
+        self.keep_lease()
+        started = self.clock()
+        before = state.version(self.db)
+        landed = log.append(
+            self.store,
+            self.org,
+            events,
+            batch_id=uuid.uuid4().hex,
+            author={"kind": "processor", "id": self.holder, "epoch": self.lease.epoch},
+            known_head=before,
+        )
+        self.record.commits_written += 1
+        self.report.commits_written += 1
+        self.timed("commit", started)
+        started = self.clock()
+        between = (
+            self.read_after(before, landed["version"] - 1)
+            if landed["version"] > before + 1
+            else []
+        )
+        self.apply(between + [landed])
+        self.timed("apply", started)
+        if any((_epoch_of(c) or 0) > self.lease.epoch for c in between):
+            raise Fenced(f"{self.org}: a processor of a higher epoch committed")
+
+    def choose(self) -> list[LinkJob]:
+        most = self.concurrency * max(1, int(self.budget // self.link_seconds))
+        return state.links_needing_work(self.db, self.now(), limit=most + 1)
+
+    def process_all(self, jobs: list[LinkJob]) -> dict[str, LinkOutcome]:
+        outcomes: dict[str, LinkOutcome] = {}
+        started = self.clock()
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        pending: dict[Future, LinkJob] = {
+            pool.submit(_safe_process, self.process, job): job for job in jobs
+        }
+        try:
+            while pending:
+                self.keep_lease()
+                left = self.deadline - self.clock()
+                if left <= 0:
+                    break
+                timeout = min(left, max(0.05, self.lease.remaining(self.clock) / 4))
+                done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = pending.pop(future)
+                    outcomes[job.link_id] = future.result()
+        finally:
+            # Links still running when the budget ends get no result: they
+            # stay pending and the stuck timeout hands them to a later cycle.
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.timed("process", started)
+        return outcomes
+
+    def snapshot(self) -> None:
+        """Write one snapshot at our version, unless one as new exists.
+
+        A failed snapshot never fails the cycle: the log already holds every
+        result, and a missing snapshot only makes the next restore replay a
+        little more.
+        """
+        self.keep_lease()
+        version = state.version(self.db)
+        try:
+            existing = self.store.list(snapshot_prefix(self.org, state.SCHEMA_HASH))
+            newest = max((version_of_snapshot_key(o.key) for o in existing), default=0)
+            # A stale processor must not make restores go back in time.
+            if version <= newest:
+                return
+            self.checkpoint("snapshot")
+            put_before = self.metered.seconds("put")
+            started = self.clock()
+            key = snapshots.write_snapshot(self.store, self.org, self.db)
+            spent = self.clock() - started
+            snapshot_put = self.metered.seconds("put") - put_before
+            self.record.add_time("snapshot_put", snapshot_put)
+            self.record.add_time("serialize", max(0.0, spent - snapshot_put))
+            self.record.snapshot_written = version
+            self.report.snapshot_key = key
+            if len(existing) + 1 > SNAPSHOTS_KEPT:
+                snapshots.prune(self.store, self.org, keep=SNAPSHOTS_KEPT)
+        except StoreError as error:
+            self.record.error = f"snapshot: {type(error).__name__}: {error}"
+
+    def run(self) -> None:
+        started = self.clock()
+        self.lease = leases.acquire(
+            self.store, self.org, self.holder, duration=self.lease_seconds, clock=self.clock
+        )
+        self.timed("lease", started)
+        if self.lease is None:
+            self.report.outcome = "lease_held"
+            return
+        self.record.epoch = self.report.epoch = self.lease.epoch
+        self.checkpoint("leased")
+        self.restore()
+
+        chosen = self.choose()
+        most = self.concurrency * max(1, int(self.budget // self.link_seconds))
+        more_waiting = len(chosen) > most
+        jobs = chosen[:most]
+        if not jobs:
+            # Client commits alone still earn a snapshot, so the next restore
+            # and the sweep both find the snapshot at the head of the log.
+            self.snapshot()
+            self.report.outcome = "nothing_to_do"
+            return
+
+        attempts = state.attempts_of(self.db, [job.link_id for job in jobs])
+        self.commit(
+            started_events(((job, attempts.get(job.link_id, 0) + 1) for job in jobs), self.now())
+        )
+        self.report.links_started = tuple(job.link_id for job in jobs)
+        self.record.links_started = len(jobs)
+        self.checkpoint("started")
+
+        outcomes = self.process_all(jobs)
+        self.checkpoint("processed")
+        finished = [outcomes[job.link_id] for job in jobs if job.link_id in outcomes]
+        unfinished = len(jobs) - len(finished)
+        self.record.links_unfinished = unfinished
+        at = self.now()
+        if finished:
+            self.commit([e for outcome in finished for e in link_events(outcome, at)])
+        self.report.links_done = tuple(o.link_id for o in finished if o.failure is None)
+        self.report.links_failed = tuple(o.link_id for o in finished if o.failure is not None)
+        self.record.links_done = len(self.report.links_done)
+        self.record.links_failed = len(self.report.links_failed)
+        self.checkpoint("committed")
+
+        self.snapshot()
+        self.report.work_left = more_waiting or unfinished > 0
+        self.report.outcome = "work_left" if self.report.work_left else "done"
+
+
+def run_cycle(
+    store: ObjectStore,
+    org: str,
+    *,
+    process: ProcessLink,
+    holder: str,
+    clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], datetime] = utc_now,
+    budget_seconds: float = 60,
+    concurrency: int = 4,
+    enqueue: Callable[[str], None] | None = None,
+    lease_seconds: float = LEASE_SECONDS,
+    link_seconds: float = LINK_SECONDS,
+    checkpoint: Callable[[str], None] = lambda step: None,
+    emit: Callable[[str], None] = print,
+) -> CycleReport:
+    """Run one cycle for ``org`` and report what happened.
+
+    ``process`` turns one LinkJob into a LinkOutcome; ``clock`` (monotonic
+    seconds) judges the lease and the budget; ``now`` stamps events and
+    decides which retries are due; ``enqueue(org)`` is called when work is
+    left. ``checkpoint(step)`` is called at "leased", "started", "processed",
+    "committed" and "snapshot" (just before the snapshot put), for tests
+    that stop a cycle at a chosen step. ``emit`` receives the cycle's one
+    JSON log line.
+
+    Store failures and a lost lease end the cycle with outcome "stopped"
+    (nothing half-written: every write is one commit or one immutable
+    object); the report's record says why.
+    """
+    check_org(org)
+    if concurrency < 1 or budget_seconds <= 0 or lease_seconds <= 0 or link_seconds <= 0:
+        raise ValueError("concurrency, budget, lease and link seconds must be positive")
+    cycle = _Cycle(store, org, process, holder, clock, now, budget_seconds, concurrency,
+                   lease_seconds, link_seconds, checkpoint)
+    try:
+        cycle.run()
+    except (StoreError, leases.LeaseLost, log.LogBusy, Fenced) as error:
+        cycle.report.outcome = "stopped"
+        cycle.record.error = f"{type(error).__name__}: {error}"
+    finally:
+        if cycle.lease is not None:
+            started = cycle.clock()
+            try:
+                leases.release(cycle.store, cycle.lease)
+            except StoreError:
+                pass  # it simply expires
+            cycle.timed("lease", started)
+    report = cycle.report
+    record = cycle.record
+    if cycle.db is not None:
+        report.version_after = record.version_after = state.version(cycle.db)
+        report.next_retry_due = state.next_retry_due(cycle.db)
+    report.version_before = record.version_before
+    record.outcome = report.outcome
+    record.work_left = report.work_left
+    record.requests = report.requests = cycle.metered.counts()
+    record.bytes_read = cycle.metered.bytes_read
+    record.bytes_written = cycle.metered.bytes_written
+    record.add_time("total", cycle.clock() - cycle.started_at)
+    report.record = record
+    emit(log_line(record))
+    if report.work_left and enqueue is not None:
+        enqueue(org)
+    return report
