@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator, Protocol
 from urllib.parse import unquote_plus
 
 from chalicelib import snapshots, state
+from chalicelib.cycle import run_cycle, utc_now
 from chalicelib.keys import (
     InvalidOrg,
     check_org,
@@ -170,6 +171,7 @@ def _orgs_of_s3_record(record: Any) -> set[str]:
         return set()
     if not isinstance(name, str) or not name.startswith("ObjectCreated:"):
         return set()
+    key = _without_store_prefix(key)
     org = org_of_key(key)
     if org is None:
         log.warning("skipped an S3 event for a key outside any org: %.200r", key)
@@ -178,6 +180,15 @@ def _orgs_of_s3_record(record: Any) -> set[str]:
     if not (key.startswith(prefix) and LOG_FILE.fullmatch(key[len(prefix):])):
         return set()
     return {org}
+
+
+def _without_store_prefix(key: str) -> str:
+    """The store key of a bucket key: a store URL may carry a prefix
+    (``s3://bucket/prefix``), so ``prefix/orgs/a/log/…`` is ``orgs/a/log/…``."""
+    if key.startswith("orgs/"):
+        return key
+    at = key.rfind("/orgs/")
+    return key[at + 1:] if at >= 0 else key
 
 
 def list_orgs(store: ObjectStore) -> Iterator[str]:
@@ -256,16 +267,16 @@ def cycle_runner(
     store: ObjectStore,
     *,
     process: ProcessLink,
-    enqueue: Callable[[str], None],
+    enqueue: Callable[[str], None] | None,
     holder_prefix: str = "processor",
     budget_seconds: float = 60,
+    now: Callable[[], datetime] = utc_now,
 ) -> RunCycle:
     """``run(org)``: one processor cycle of an org, as every trigger runs it.
 
     Each cycle gets a holder name of its own, so two cycles of one process
     never mistake each other's lease for their own.
     """
-    from chalicelib.cycle import run_cycle
 
     def run(org: str):
         holder = f"{holder_prefix}-{uuid.uuid4().hex[:12]}"
@@ -274,6 +285,7 @@ def cycle_runner(
             org,
             process=process,
             holder=holder,
+            now=now,
             budget_seconds=budget_seconds,
             enqueue=enqueue,
         )

@@ -272,3 +272,10 @@ def test_notifications_a_bucket_really_sends_to_its_queue(monkeypatch):
     cycles = Cycles()
     assert handle_sqs_records(records, run=cycles) == {"batchItemFailures": []}
     assert sorted(cycles.calls) == ["acme", "globex"]
+
+
+def test_keys_under_a_store_prefix_name_their_org():
+    event = s3_notification("linklog/orgs/acme/log/00000000000000000001.json",
+                            "a/orgs/b/orgs/globex/log/00000000000000000001.json",
+                            "linklog/orgs/initech/lease.json")
+    assert orgs_from_s3_event(event) == {"acme", "globex"}

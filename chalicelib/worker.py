@@ -1,0 +1,99 @@
+"""The local processor for ``make run``: a thread that plays SQS and the schedule.
+
+It takes orgs from the queue and runs one cycle each, as the Lambda SQS
+handler does; it sweeps the store now and then, as the scheduled function
+does, so retries come due and commits written by other means get processed
+without a push. Which org to look at again, and when, is decided here in one
+place:
+
+- work left: again at once;
+- lease held, cycle stopped or raised: again after ``retry_delay`` seconds
+  (the lease's holder may have missed a push that landed mid-cycle);
+- a retry due later: again when it is due.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import datetime
+from typing import Callable
+
+from chalicelib.cycle import utc_now
+from chalicelib.links.outcome import ProcessLink
+from chalicelib.queue import Queue
+from chalicelib.store.base import ObjectStore
+from chalicelib.triggers import RETRY_OUTCOMES, RunCycle, cycle_runner, sweep
+
+log = logging.getLogger(__name__)
+
+# How long one receive may block, so a stop request is noticed soon.
+POLL_SECONDS = 1.0
+
+
+def start_worker(
+    store: ObjectStore,
+    queue: Queue,
+    *,
+    process: ProcessLink,
+    stop_event: threading.Event | None = None,
+    sweep_every: float = 60,
+    retry_delay: float = 5,
+    run: RunCycle | None = None,
+    now: Callable[[], datetime] = utc_now,
+    clock: Callable[[], float] = time.monotonic,
+) -> threading.Thread:
+    """Start the worker thread (a daemon) and return it; set ``stop_event`` to end it.
+
+    ``run(org)`` defaults to a real cycle with ``process``; tests may hand
+    in their own. The first sweep runs at once, so work left by an earlier
+    run (or written straight into the store) is picked up on start.
+    """
+    if sweep_every <= 0 or retry_delay < 0:
+        raise ValueError("sweep_every must be positive and retry_delay not negative")
+    stop = stop_event if stop_event is not None else threading.Event()
+    if run is None:
+        run = cycle_runner(
+            store, process=process, enqueue=None, holder_prefix=f"worker-{os.getpid()}", now=now
+        )
+    thread = threading.Thread(
+        target=_work,
+        args=(store, queue, run, stop, sweep_every, retry_delay, now, clock),
+        name="linklog-worker",
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+def _work(store, queue, run, stop, sweep_every, retry_delay, now, clock) -> None:
+    next_sweep = clock()
+    while not stop.is_set():
+        if clock() >= next_sweep:
+            try:
+                sweep(store, now=now(), enqueue=queue.send)
+            except Exception:
+                log.exception("sweep failed; trying again in %s s", sweep_every)
+            next_sweep = clock() + sweep_every
+        org = queue.receive(timeout=min(POLL_SECONDS, max(0.0, next_sweep - clock())))
+        if org is not None and not stop.is_set():
+            _cycle(org, queue, run, retry_delay, now)
+
+
+def _cycle(org: str, queue: Queue, run: RunCycle, retry_delay: float, now) -> None:
+    try:
+        report = run(org)
+    except Exception:
+        log.exception("cycle of org %s failed; again in %s s", org, retry_delay)
+        queue.send(org, delay_seconds=retry_delay)
+        return
+    log.info("cycle of org %s: %s", org, report.outcome)
+    if report.outcome in RETRY_OUTCOMES:
+        queue.send(org, delay_seconds=retry_delay)
+    elif report.outcome == "work_left":
+        queue.send(org)
+    due = getattr(report, "next_retry_due", None)
+    if due is not None:
+        queue.send(org, delay_seconds=max(0.0, (due - now()).total_seconds()))
