@@ -1,0 +1,164 @@
+"""The shape of an org's state database, and the hash that names it.
+
+The state is a cache of the log (DESIGN §5): every table here is filled only
+by chalicelib.state.apply. Snapshot keys carry SCHEMA_HASH, so changing any
+statement below makes every existing snapshot invisible instead of wrong.
+"""
+
+import hashlib
+
+import apsw
+
+SCHEMA = """
+CREATE TABLE meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    schema_hash TEXT NOT NULL,
+    processor_epoch INTEGER NOT NULL,
+    duplicate_events INTEGER NOT NULL,
+    unknown_events INTEGER NOT NULL,
+    skipped_events INTEGER NOT NULL,
+    fenced_commits INTEGER NOT NULL
+);
+
+CREATE TABLE links (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    url TEXT NOT NULL,
+    normalized_url TEXT UNIQUE,
+    domain TEXT,
+    source TEXT,
+    created_at TEXT NOT NULL,
+    deleted_at TEXT,
+    completed_at TEXT,
+    created_version INTEGER NOT NULL
+);
+
+CREATE TABLE link_aliases (
+    alias_id TEXT PRIMARY KEY,
+    link_id TEXT NOT NULL REFERENCES links(id),
+    url TEXT NOT NULL,
+    created_version INTEGER NOT NULL
+);
+
+CREATE TABLE link_status (
+    link_id TEXT PRIMARY KEY REFERENCES links(id),
+    status TEXT NOT NULL CHECK (status IN ('pending', 'completed', 'failed', 'cancelled')),
+    attempts INTEGER NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    next_retry_at TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    retryable INTEGER,
+    reason TEXT
+);
+CREATE INDEX link_status_by_status ON link_status (status, next_retry_at);
+
+CREATE TABLE link_metadata (
+    link_id TEXT PRIMARY KEY REFERENCES links(id),
+    title TEXT,
+    description TEXT,
+    image TEXT,
+    site_name TEXT,
+    favicon TEXT,
+    canonical_url TEXT,
+    author TEXT,
+    published_at TEXT,
+    lang TEXT
+);
+
+CREATE TABLE link_text (
+    link_id TEXT PRIMARY KEY REFERENCES links(id),
+    text TEXT NOT NULL,
+    word_count INTEGER NOT NULL,
+    reading_minutes INTEGER NOT NULL
+);
+
+CREATE TABLE link_summaries (
+    link_id TEXT PRIMARY KEY REFERENCES links(id),
+    summary TEXT NOT NULL,
+    model TEXT
+);
+
+CREATE VIEW link_documents AS
+    SELECT links.seq AS seq, link_metadata.title AS title,
+           link_metadata.description AS description, link_text.text AS text
+    FROM links
+    LEFT JOIN link_metadata ON link_metadata.link_id = links.id
+    LEFT JOIN link_text ON link_text.link_id = links.id;
+
+CREATE VIRTUAL TABLE link_search USING fts5(
+    title, description, text,
+    content = 'link_documents', content_rowid = 'seq',
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
+
+CREATE TABLE tags (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    sort_order REAL,
+    created_at TEXT NOT NULL,
+    deleted_at TEXT
+);
+
+CREATE TABLE link_tags (
+    link_id TEXT NOT NULL REFERENCES links(id),
+    tag_id TEXT NOT NULL REFERENCES tags(id),
+    created_at TEXT,
+    PRIMARY KEY (link_id, tag_id)
+);
+CREATE INDEX link_tags_by_tag ON link_tags (tag_id);
+
+CREATE TABLE tag_suggestions (
+    link_id TEXT NOT NULL REFERENCES links(id),
+    tag_id TEXT NOT NULL REFERENCES tags(id),
+    id TEXT NOT NULL,
+    score REAL NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('suggested', 'accepted', 'dismissed')),
+    PRIMARY KEY (link_id, tag_id)
+);
+
+CREATE TABLE tag_suggestion_ids (
+    id TEXT PRIMARY KEY,
+    link_id TEXT NOT NULL,
+    tag_id TEXT NOT NULL
+);
+
+CREATE TABLE applied_events (
+    id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE batches (
+    batch_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+SCHEMA_HASH = hashlib.sha256(SCHEMA.encode("utf-8")).hexdigest()[:16]
+
+
+def new_database() -> apsw.Connection:
+    """An empty in-memory state database at version 0 of this schema."""
+    db = apsw.Connection(":memory:")
+    with db:
+        db.execute(SCHEMA)
+        db.execute(
+            "INSERT INTO meta VALUES (1, 0, ?, 0, 0, 0, 0, 0)",
+            (SCHEMA_HASH,),
+        )
+    return db
+
+
+def version(db: apsw.Connection) -> int:
+    """The log version the database has applied (0 when empty)."""
+    return db.execute("SELECT version FROM meta").get
+
+
+def schema_hash_of(db: apsw.Connection) -> str | None:
+    """The schema hash recorded in the database, or None if it has no meta row."""
+    try:
+        return db.execute("SELECT schema_hash FROM meta").get
+    except apsw.SQLError:
+        return None
