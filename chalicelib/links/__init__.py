@@ -1,0 +1,27 @@
+"""Link processing: what a saved link's page says about itself.
+
+``extract_page(html, url)`` is the public, fetch-free entry point; the
+processor uses ``chalicelib.links.pipeline.make_link_processor``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from chalicelib.links.document import parse_document
+from chalicelib.links.metadata import extract_metadata
+from chalicelib.links.text import readable_text
+
+
+def extract_page(html: str | bytes, url: str) -> dict:
+    """Metadata and readable text of a page's HTML; ``url`` is where it was found.
+
+    Returns ``title``, ``description``, ``image``, ``site_name``,
+    ``favicon``, ``canonical_url``, ``author``, ``published_at``, ``lang``
+    (each a string or None), ``text`` (str, possibly empty) and
+    ``word_count``. Bytes are read as UTF-8. Never raises for a bad page.
+    """
+    tree = parse_document(html)
+    metadata = extract_metadata(tree, url)
+    readable = readable_text(tree)
+    return {**asdict(metadata), "text": readable.text, "word_count": readable.word_count}

@@ -1,0 +1,93 @@
+"""A summarizer backed by a hosted model on Amazon Bedrock (the Converse API).
+
+An option per org, never a dependency: on a timeout, an AWS error, an
+empty or odd answer, it returns the offline extractive summary instead.
+This module and the store/queue backends are the only ones that talk to AWS.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from chalicelib.links.summary import MAX_SUMMARY_CHARS, ExtractiveSummarizer, Summarizer
+
+log = logging.getLogger(__name__)
+
+# The model sees the start of the page only: enough to summarize an
+# article, and it bounds the tokens (and the cost) of one call.
+MAX_PROMPT_CHARS = 12_000
+_INSTRUCTIONS = (
+    "Summarize the web page below in at most three sentences and at most "
+    f"{MAX_SUMMARY_CHARS} characters, in the page's language. "
+    "Answer with the summary only."
+)
+
+
+class BedrockSummarizer:
+    """Summaries from a Bedrock model, within ``timeout`` seconds, else extractive.
+
+    ``client`` is a boto3 ``bedrock-runtime`` client. The timeout is
+    enforced here (the call runs on a worker thread and is abandoned when
+    late), whatever the client's own settings; ``make_bedrock_client``
+    also sets them so an abandoned call ends soon after.
+    """
+
+    def __init__(
+        self,
+        client,
+        model_id: str,
+        timeout: float = 10.0,
+        *,
+        fallback: Summarizer | None = None,
+        max_tokens: int = 200,
+    ):
+        self.client = client
+        self.model_id = model_id
+        self.timeout = timeout
+        self.fallback = fallback or ExtractiveSummarizer()
+        self.max_tokens = max_tokens
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bedrock")
+
+    def summarize(self, title: str | None, text: str) -> str:
+        if not text.strip():
+            return ""
+        future = self._pool.submit(self._converse, title, text)
+        try:
+            answer = future.result(timeout=self.timeout)
+        except FutureTimeout:
+            log.warning("bedrock summary timed out after %ss; using the extractive one", self.timeout)
+            return self.fallback.summarize(title, text)
+        except Exception as error:  # any failure of an optional service means: fall back
+            log.warning("bedrock summary failed (%s: %s); using the extractive one", type(error).__name__, error)
+            return self.fallback.summarize(title, text)
+        if not answer:
+            return self.fallback.summarize(title, text)
+        return answer if len(answer) <= MAX_SUMMARY_CHARS else answer[: MAX_SUMMARY_CHARS - 1].rstrip() + "…"
+
+    def _converse(self, title: str | None, text: str) -> str:
+        page = f"Title: {title}\n\n{text[:MAX_PROMPT_CHARS]}" if title else text[:MAX_PROMPT_CHARS]
+        response = self.client.converse(
+            modelId=self.model_id,
+            system=[{"text": _INSTRUCTIONS}],
+            messages=[{"role": "user", "content": [{"text": page}]}],
+            inferenceConfig={"maxTokens": self.max_tokens, "temperature": 0.0},
+        )
+        blocks = response.get("output", {}).get("message", {}).get("content", [])
+        return " ".join(" ".join(b["text"].split()) for b in blocks if isinstance(b.get("text"), str)).strip()
+
+
+def make_bedrock_client(timeout: float):
+    """A bedrock-runtime client from the standard AWS settings, with short timeouts and no retries.
+
+    No retries because a retried call would outlive the summarizer's
+    timeout; the extractive fallback is the retry.
+    """
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "bedrock-runtime",
+        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1, "mode": "standard"}),
+    )

@@ -1,0 +1,145 @@
+"""The link-processing function the processor calls: fetch, then extract.
+
+fetch -> metadata + readable text + summary + tag suggestions -> LinkOutcome.
+Errors are data: a fetch error becomes the outcome's LinkFailure with the
+fetcher's code; anything else going wrong while reading a page becomes
+``extract_failed``. The function never raises for a bad page.
+
+A page that is not HTML (a PDF, an image) is not a failure: it gets a
+metadata-only entry built from the URL and the response headers. Plain
+text pages keep their text.
+
+The text kept is capped at MAX_TEXT_CHARS (100,000 characters, cut at a
+word boundary) so one link's results keep a commit small; word count and
+reading time describe the whole article.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+from typing import Callable
+from urllib.parse import unquote, urlsplit
+
+from chalicelib.links.document import parse_document
+from chalicelib.links.metadata import extract_metadata
+from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, PageMetadata, ProcessLink
+from chalicelib.links.summary import ExtractiveSummarizer, Summarizer
+from chalicelib.links.tags import suggest_tags
+from chalicelib.links.text import readable_text, text_stats
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 100_000
+_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_FILENAME = re.compile(r"""filename\*?\s*=\s*(?:UTF-8'[^']*')?["']?([^"';]+)""", re.I)
+
+
+def make_link_processor(*, fetch: Callable | None = None, summarizer: Summarizer | None = None) -> ProcessLink:
+    """A ProcessLink: ``LinkJob`` in, ``LinkOutcome`` out, never an exception.
+
+    ``fetch(url) -> FetchedPage`` defaults to the safe fetcher with the
+    policy from the environment (LINKLOG_ALLOW_HOSTS), read when this is
+    called; it raises FetchError for pages it will not or cannot get.
+    ``summarizer`` defaults to the offline ExtractiveSummarizer.
+    """
+    from chalicelib.links.fetch import FetchError, FetchPolicy, fetch_page
+
+    if fetch is None:
+        policy = FetchPolicy.from_env()
+
+        def fetch(url: str):
+            return fetch_page(url, policy)
+
+    summarizer = summarizer or ExtractiveSummarizer()
+
+    def process(job: LinkJob) -> LinkOutcome:
+        try:
+            page = fetch(job.url)
+        except FetchError as error:
+            return LinkOutcome(job.link_id, failure=error.failure())
+        except Exception as error:  # a fetch that breaks its contract must not stop the cycle
+            log.exception("fetching %s failed unexpectedly", job.url)
+            return LinkOutcome(job.link_id, failure=LinkFailure("fetch_failed", _describe(error), retryable=True))
+        try:
+            return _outcome(job, page, summarizer)
+        except Exception as error:  # a page that breaks the extractors is that page's failure, not the cycle's
+            log.exception("extracting %s failed", job.url)
+            return LinkOutcome(job.link_id, failure=LinkFailure("extract_failed", _describe(error), retryable=False))
+
+    return process
+
+
+def _outcome(job: LinkJob, page, summarizer: Summarizer) -> LinkOutcome:
+    media_type = page.content_type
+    if media_type in _HTML_TYPES or (not media_type and _looks_like_html(page.body)):
+        tree = parse_document(page.text())
+        metadata = extract_metadata(tree, page.final_url)
+        readable = readable_text(tree)
+    elif media_type == "text/plain":
+        metadata = _file_metadata(page)
+        readable = text_stats(page.text().strip())
+    else:
+        return LinkOutcome(job.link_id, metadata=_file_metadata(page))
+    text = _cap(readable.text)
+    summary = _summarize(summarizer, metadata.title, text) or metadata.description
+    return LinkOutcome(
+        link_id=job.link_id,
+        metadata=metadata,
+        text=text or None,
+        word_count=readable.word_count,
+        reading_minutes=readable.reading_minutes,
+        summary=summary or None,
+        suggestions=suggest_tags(job.tags, metadata.title, text, page.final_url),
+    )
+
+
+def _summarize(summarizer: Summarizer, title: str | None, text: str) -> str:
+    if not text:
+        return ""
+    try:
+        return summarizer.summarize(title, text)
+    except Exception:  # a summary is a nicety: the entry is worth keeping without one
+        log.exception("summarizer failed")
+        return ""
+
+
+def _looks_like_html(body: bytes) -> bool:
+    start = body[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return start.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<!--", b"<meta", b"<title"))
+
+
+def _file_metadata(page) -> PageMetadata:
+    """What a non-HTML response says about itself: its name, type and address."""
+    parts = urlsplit(page.final_url)
+    disposition = _FILENAME.search(page.headers.get("content-disposition", ""))
+    name = unquote(disposition.group(1)) if disposition else unquote(parts.path.rstrip("/").rsplit("/", 1)[-1])
+    title = name.strip() or parts.hostname
+    metadata = extract_metadata("", page.final_url)
+    return replace(
+        metadata,
+        title=title,
+        description=_describe_file(page),
+        image=page.final_url if page.content_type.startswith("image/") else None,
+        lang=(page.headers.get("content-language") or "").split(",")[0].strip() or None,
+    )
+
+
+def _describe_file(page) -> str:
+    kind = page.content_type or "unknown type"
+    size = len(page.body)
+    shown = f"{size} bytes" if size < 1024 else f"{size / 1024:.0f} KB" if size < 1024 * 1024 else f"{size / 1048576:.1f} MB"
+    return f"{kind}, {shown}"
+
+
+def _cap(text: str) -> str:
+    if len(text) <= MAX_TEXT_CHARS:
+        return text
+    cut = text[:MAX_TEXT_CHARS]
+    space = cut.rfind(" ", MAX_TEXT_CHARS - 1000)
+    return (cut[:space] if space > 0 else cut).rstrip()
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"[:300]

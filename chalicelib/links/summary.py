@@ -1,0 +1,125 @@
+"""Summaries of a page: an interface, the offline default, and the per-org choice.
+
+``ExtractiveSummarizer`` picks a few of the page's own sentences, offline
+and deterministic. A hosted model (``chalicelib.links.bedrock``) is an
+option per org; whatever it does, it falls back to the extractive one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Callable, Protocol
+
+MAX_SUMMARY_CHARS = 400
+
+# Function words say nothing about what a page is about; without them the
+# frequent words are the topic's words. English only: in other languages
+# the length filter below does most of the same work.
+_STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have having he
+    her here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not
+    now of off on once only or other our ours ourselves out over own same she should so some such than that the
+    their theirs them themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself yourselves said says one two
+    new like get got make made many much may might must us via per""".split()
+)
+_WORD = re.compile(r"\w+")
+# A sentence ends at . ! ? (or their CJK forms) followed by space, or at a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])|\n+")
+_MIN_SENTENCE_WORDS = 4
+_MAX_SENTENCES = 3
+
+
+class Summarizer(Protocol):
+    def summarize(self, title: str | None, text: str) -> str:
+        """A short summary of the page; empty when there is nothing to summarize."""
+        ...
+
+
+class ExtractiveSummarizer:
+    """Up to three of the page's sentences, at most 400 characters in all.
+
+    A sentence scores by how frequent its words are in the page (a proxy
+    for the topic), with a bonus for words of the title and for coming
+    early (articles put the point first). The chosen sentences keep page
+    order. Same input, same output.
+    """
+
+    def __init__(self, max_chars: int = MAX_SUMMARY_CHARS, max_sentences: int = _MAX_SENTENCES):
+        self.max_chars = max_chars
+        self.max_sentences = max_sentences
+
+    def summarize(self, title: str | None, text: str) -> str:
+        sentences = [s for s in (" ".join(part.split()) for part in _SENTENCE_END.split(text)) if s]
+        if not sentences:
+            return ""
+        frequencies = Counter(w for s in sentences for w in _content_words(s))
+        title_words = set(_content_words(title or ""))
+        top = max(frequencies.values(), default=1)
+
+        def score(index: int) -> float:
+            words = _content_words(sentences[index])
+            if len(sentences[index].split()) < _MIN_SENTENCE_WORDS or not words:
+                return 0.0
+            topical = sum(frequencies[w] / top for w in words) / len(words) ** 0.5
+            titled = 0.5 * sum(1 for w in set(words) if w in title_words)
+            early = 1.0 / (1 + index / 3)
+            return topical + titled + early
+
+        scores = [score(i) for i in range(len(sentences))]
+        ranked = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
+        chosen: list[int] = []
+        used = 0
+        for index in ranked:
+            if len(chosen) == self.max_sentences or scores[index] == 0.0:
+                break
+            extra = len(sentences[index]) + (1 if chosen else 0)
+            if used + extra <= self.max_chars:
+                chosen.append(index)
+                used += extra
+        if not chosen:
+            return _shorten(sentences[ranked[0]], self.max_chars)
+        return " ".join(sentences[i] for i in sorted(chosen))
+
+
+def _content_words(sentence: str) -> list[str]:
+    return [w for w in _WORD.findall(sentence.lower()) if len(w) > 2 and w not in _STOPWORDS and not w.isdigit()]
+
+
+def _shorten(sentence: str, max_chars: int) -> str:
+    """``sentence`` cut at a word boundary to fit ``max_chars`` with an ellipsis."""
+    if len(sentence) <= max_chars:
+        return sentence
+    cut = sentence[: max_chars - 1]
+    if " " in cut:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def summarizer_from_setting(
+    setting: str | None,
+    *,
+    bedrock_client: Callable[[float], object] | None = None,
+    timeout: float = 10.0,
+) -> Summarizer:
+    """The summarizer an org's setting names.
+
+    ``None``, ``""`` or ``"extractive"``: the offline ExtractiveSummarizer.
+    ``"bedrock:<model id>"``: a BedrockSummarizer with that model (model
+    ids contain colons; everything after the first one is the id), its
+    client made by ``bedrock_client(timeout)`` (by default a boto3
+    bedrock-runtime client from the standard AWS settings). Anything else
+    is refused with ValueError, so a typo does not silently change what
+    an org gets.
+    """
+    name, _, model_id = (setting or "extractive").strip().partition(":")
+    if name == "extractive" and not model_id:
+        return ExtractiveSummarizer()
+    if name == "bedrock" and model_id.strip():
+        from chalicelib.links.bedrock import BedrockSummarizer, make_bedrock_client
+
+        client = (bedrock_client or make_bedrock_client)(timeout)
+        return BedrockSummarizer(client, model_id.strip(), timeout=timeout)
+    raise ValueError(f"unknown summarizer setting {setting!r}: use 'extractive' or 'bedrock:<model id>'")

@@ -1,0 +1,135 @@
+"""Which of an org's existing tags fit a page.
+
+A tag fits when its name shows up in the page: in the title (the strongest
+sign), in the URL, or often enough in the text. Names and page words are
+compared as normalized words (case folded, split at hyphens, underscores,
+dots and camelCase, plurals folded to the singular), so "Machine-Learning"
+matches "machine learning" and "APIs" matches "API". Title and URL words
+also match approximately (difflib), for spelling variants such as
+"javascript" / "java-script" / "javscript"; the text is matched exactly,
+because a long text has near-misses of almost any word.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import Counter
+from urllib.parse import unquote, urlsplit
+
+from chalicelib.links.outcome import TagChoice, TagSuggestion
+
+MAX_SUGGESTIONS = 3
+# Below this a tag does not fit: one passing mention in a long text is not enough.
+THRESHOLD = 0.5
+# How much each place counts when the whole name is found there.
+_TITLE_WEIGHT = 0.9
+_URL_WEIGHT = 0.7
+_TEXT_WEIGHT_PER_MENTION = 0.15
+_TEXT_MAX_WEIGHT = 0.6
+# Approximate matches below this similarity are different words.
+_FUZZY_CUTOFF = 0.85
+# Enough text to know what a page is about; bounds the cost on huge pages.
+_TEXT_SCAN_CHARS = 50_000
+
+_WORD = re.compile(r"[^\W_]+")
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+# Common words of URLs that are not about the page.
+_URL_NOISE = frozenset({"http", "https", "www", "com", "org", "net", "html", "htm", "php", "index", "amp"})
+
+
+def suggest_tags(tags: tuple[TagChoice, ...], title: str | None, text: str | None, url: str | None) -> tuple[TagSuggestion, ...]:
+    """Up to three of ``tags`` that fit the page, best first, scored 0..1.
+
+    Empty when none reaches the threshold. The score combines the places
+    where the name was found (title 0.9, URL 0.7, text 0.15 per mention up
+    to 0.6) as independent signs: 1 - (1 - a)(1 - b)(1 - c); an approximate
+    match counts in proportion to its similarity. Ties go to the tag
+    listed first by name, so the answer is deterministic.
+    """
+    title_words = _words(title or "")
+    url_words = [w for w in _words(_url_text(url or "")) if w not in _URL_NOISE]
+    text_words = _words((text or "")[:_TEXT_SCAN_CHARS])
+    text_phrases = _phrase_counts(text_words)
+    scored: list[tuple[float, str, str]] = []
+    for tag in tags:
+        name = _words(tag.name)
+        if not name:
+            continue
+        title_match = _fuzzy_match(name, title_words)
+        url_match = _fuzzy_match(name, url_words)
+        mentions = text_phrases.get(" ".join(name), 0)
+        text_weight = min(_TEXT_MAX_WEIGHT, _TEXT_WEIGHT_PER_MENTION * mentions)
+        miss = (1 - _TITLE_WEIGHT * title_match) * (1 - _URL_WEIGHT * url_match) * (1 - text_weight)
+        score = round(1 - miss, 3)
+        if score >= THRESHOLD:
+            scored.append((score, tag.name.casefold(), tag.id))
+    scored.sort(key=lambda item: (-item[0], item[1], item[2]))
+    return tuple(TagSuggestion(tag_id=tag_id, score=score) for score, _, tag_id in scored[:MAX_SUGGESTIONS])
+
+
+def _words(text: str) -> list[str]:
+    """Normalized words: camelCase split, case folded, plural folded."""
+    return [_singular(w) for w in _WORD.findall(_CAMEL.sub(" ", text).casefold())]
+
+
+def _singular(word: str) -> str:
+    """A rough English singular; only needs to map both forms to one key."""
+    if len(word) <= 3 or word.endswith(("ss", "us")) or (word.endswith("is") and len(word) >= 5):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ches", "shes", "xes", "zes", "sses")):
+        return word[:-2]
+    if word.endswith("s"):
+        return word[:-1]
+    return word
+
+
+def _url_text(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    return " ".join(unquote(p) for p in (parts.hostname or "", parts.path, parts.query))
+
+
+def _phrase_counts(words: list[str]) -> Counter:
+    """How often each run of 1 to 3 words occurs (tag names are short)."""
+    counts: Counter = Counter()
+    for size in (1, 2, 3):
+        counts.update(" ".join(words[i : i + size]) for i in range(len(words) - size + 1))
+    return counts
+
+
+def _fuzzy_match(name: list[str], words: list[str]) -> float:
+    """How well the tag's words appear, in order and adjacent, in ``words`` (0..1).
+
+    Also tries the name's words run together ("java-script" against
+    "javascript"), since hyphens and spaces in names vary.
+    """
+    best = 0.0
+    candidates = [name] if len(name) == 1 else [name, ["".join(name)]]
+    for candidate in candidates:
+        size = len(candidate)
+        for start in range(len(words) - size + 1):
+            window = words[start : start + size]
+            similarity = min(_similar(a, b) for a, b in zip(candidate, window))
+            best = max(best, similarity)
+            if best == 1.0:
+                return best
+    # Words run together on the page ("machinelearning" in a URL).
+    if len(name) > 1:
+        joined = "".join(name)
+        best = max([best] + [_similar(joined, w) for w in words])
+    return best
+
+
+def _similar(a: str, b: str) -> float:
+    if a == b:
+        return 1.0
+    # Short words are distinct even one letter apart ("cat" / "car").
+    if min(len(a), len(b)) < 5:
+        return 0.0
+    ratio = difflib.SequenceMatcher(None, a, b).ratio()
+    return ratio if ratio >= _FUZZY_CUTOFF else 0.0

@@ -1,0 +1,139 @@
+"""Metadata and text on the 65 real pages of ../shared/testdata/readability-pages.
+
+Expected values come from Readability.js. Our extractor must agree with
+them, per field, at least as often as a plain reading of the page does
+(og:title else <title>, meta author, og:site_name, article:published_time,
+<html lang>), judged by the same comparison for both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from chalicelib.links import extract_page
+from chalicelib.links.document import parse_document
+from chalicelib.links.metadata import extract_metadata
+
+PAGES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "readability-pages"
+BASE_URL = "http://fakehost/test/page.html"
+# Our field name -> the name in expected-metadata.json.
+FIELDS = {"title": "title", "author": "byline", "site_name": "siteName", "published_at": "publishedTime", "lang": "lang"}
+
+
+def _pages() -> list[Path]:
+    if not PAGES_DIR.is_dir():
+        pytest.skip(f"../shared/testdata not found: {PAGES_DIR}")
+    return sorted(p for p in PAGES_DIR.iterdir() if (p / "source.html").is_file())
+
+
+def _normal(value: str | None) -> str | None:
+    """Whitespace collapsed and case folded; empty counts as absent."""
+    if value is None:
+        return None
+    folded = " ".join(value.split()).casefold()
+    return folded or None
+
+
+def _instant(value: str) -> datetime | None:
+    text = value.strip()
+    text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text)
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def agrees(field: str, ours: str | None, expected: str | None) -> bool:
+    """Same text ignoring whitespace and case; times: same instant or same date string.
+
+    A value missing from the expected file means the page has none, so
+    only an absent value agrees with it.
+    """
+    ours, expected = _normal(ours), _normal(expected)
+    if ours is None or expected is None:
+        return ours is expected
+    if ours == expected:
+        return True
+    if field == "published_at":
+        a, b = _instant(ours), _instant(expected)
+        if a is not None and b is not None and (a.tzinfo is None) == (b.tzinfo is None):
+            return a == b
+        return ours[:10] == expected[:10] and re.fullmatch(r"\d{4}-\d{2}-\d{2}", expected[:10]) is not None
+    return False
+
+
+def plain_reading(html: str) -> dict[str, str | None]:
+    """The baseline: the obvious tag for each field, nothing more."""
+    tree = parse_document(html)
+
+    def meta(attribute: str, key: str) -> str | None:
+        for element in tree.iter("meta"):
+            if (element.get(attribute) or "").strip().lower() == key and element.get("content"):
+                return element.get("content")
+        return None
+
+    return {
+        "title": meta("property", "og:title") or tree.findtext(".//title"),
+        "author": meta("name", "author"),
+        "site_name": meta("property", "og:site_name"),
+        "published_at": meta("property", "article:published_time"),
+        "lang": tree.getroottree().getroot().get("lang"),
+    }
+
+
+def agreement_rates() -> dict[str, dict[str, float]]:
+    """Per field, the share of pages where ours and the plain reading agree with the expected value."""
+    pages = _pages()
+    hits = {side: dict.fromkeys(FIELDS, 0) for side in ("ours", "plain")}
+    for page in pages:
+        html = (page / "source.html").read_text(encoding="utf-8", errors="replace")
+        expected = json.loads((page / "expected-metadata.json").read_text(encoding="utf-8"))
+        ours = vars(extract_metadata(html, BASE_URL))
+        plain = plain_reading(html)
+        for field, key in FIELDS.items():
+            hits["ours"][field] += agrees(field, ours[field], expected.get(key))
+            hits["plain"][field] += agrees(field, plain[field], expected.get(key))
+    return {side: {f: round(n / len(pages), 3) for f, n in counts.items()} for side, counts in hits.items()}
+
+
+def test_there_are_65_pages():
+    assert len(_pages()) == 65
+
+
+@pytest.mark.parametrize("field", list(FIELDS))
+def test_ours_agrees_at_least_as_often_as_the_plain_reading(field, rates):
+    assert rates["ours"][field] >= rates["plain"][field], rates
+
+
+def test_extract_page_returns_text_for_every_page():
+    for page in _pages():
+        html = (page / "source.html").read_text(encoding="utf-8", errors="replace")
+        result = extract_page(html, BASE_URL)
+        assert result["text"], page.name
+        assert result["word_count"] > 0, page.name
+
+
+def test_agreement_compares_instants_and_dates():
+    assert agrees("published_at", "2021-11-01T09:52:50+00:00", "2021-11-01T10:52:50+0100")
+    assert agrees("published_at", "2015-07-24", "2015-07-24")
+    assert not agrees("published_at", "2021-11-01T09:52:50+00:00", "2021-11-01T09:52:50+0100")
+    assert agrees("title", "  Hello   World ", "hello world")
+    assert agrees("lang", None, None)
+    assert not agrees("lang", "en", None)
+    assert not agrees("author", None, "Jane Doe")
+
+
+@pytest.fixture(scope="module")
+def rates():
+    return agreement_rates()
+
+
+if __name__ == "__main__":
+    print(json.dumps(agreement_rates(), indent=2))
