@@ -3,12 +3,18 @@
 import json
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib.triggers import handle_sqs_records, orgs_from_s3_event
+from chalicelib import log
+from chalicelib.cycle import run_cycle
+from chalicelib.keys import log_key
+from chalicelib.links.outcome import LinkFailure, LinkOutcome, PageMetadata
+from chalicelib.store.base import CountingStore, Transient
+from chalicelib.triggers import handle_sqs_records, list_orgs, orgs_from_s3_event, sweep
 
 LOG_KEY = "orgs/acme/log/00000000000000000001.json"
 
@@ -279,3 +285,103 @@ def test_keys_under_a_store_prefix_name_their_org():
                             "a/orgs/b/orgs/globex/log/00000000000000000001.json",
                             "linklog/orgs/initech/lease.json")
     assert orgs_from_s3_event(event) == {"acme", "globex"}
+
+
+# The sweep, against real stores, real cycles and real state.
+
+NOW = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
+CLIENT = {"kind": "client", "id": "device-1"}
+
+
+def save_link(store, org, link_id):
+    event = {
+        "id": f"created-{link_id}",
+        "name": "v1.LinkCreated",
+        "args": {"id": link_id, "url": f"http://pages.test/{link_id}",
+                 "createdAt": "2026-11-23T19:00:00Z"},
+        "at": "2026-11-23T19:00:00Z",
+    }
+    log.append(store, org, [event], batch_id=f"batch-{link_id}", author=CLIENT)
+
+
+def processed(job):
+    return LinkOutcome(link_id=job.link_id, metadata=PageMetadata(title="a page"))
+
+
+def unavailable(job):
+    return LinkOutcome(link_id=job.link_id, failure=LinkFailure(
+        code="http_503", message="try later", retryable=True))
+
+
+def cycle(store, org, process):
+    report = run_cycle(store, org, process=process, holder="test", now=lambda: NOW,
+                       emit=lambda line: None)
+    assert report.outcome == "done"
+
+
+@pytest.fixture
+def orgs(local_store):
+    """acme: saved, never processed. globex: processed. initech: processed,
+    then saved again. hooli: failed retryably, retry not yet due."""
+    save_link(local_store, "acme", "a1")
+    save_link(local_store, "globex", "g1")
+    cycle(local_store, "globex", processed)
+    save_link(local_store, "initech", "i1")
+    cycle(local_store, "initech", processed)
+    save_link(local_store, "initech", "i2")
+    save_link(local_store, "hooli", "h1")
+    cycle(local_store, "hooli", unavailable)
+    return local_store
+
+
+def test_sweep_enqueues_orgs_whose_log_is_ahead_of_their_snapshot(orgs):
+    enqueued = []
+    assert sweep(orgs, now=NOW, enqueue=enqueued.append) == ["acme", "initech"]
+    assert enqueued == ["acme", "initech"]
+
+
+def test_sweep_enqueues_orgs_with_a_retry_due(orgs):
+    enqueued = []
+    later = NOW + timedelta(days=1)
+    assert sweep(orgs, now=later, enqueue=enqueued.append) == ["acme", "hooli", "initech"]
+
+
+def test_what_a_sweep_costs(orgs):
+    counted = CountingStore(orgs)
+    sweep(counted, now=NOW, enqueue=lambda org: None)
+    # Finding 4 orgs: 5 lists. Each org: its snapshots, its log after them.
+    # globex and hooli are not ahead: their snapshot is restored (list + get).
+    assert counted.counts() == {"get": 2, "head": 0, "put": 0, "delete": 0,
+                                "list": 5 + 4 * 2 + 2}
+
+
+def test_an_org_the_sweep_cannot_check_is_enqueued_anyway(orgs):
+    class SnapshotsDown:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def list(self, prefix, **kwargs):
+            if "/snapshots/" in prefix and prefix.startswith("orgs/globex/"):
+                raise Transient(prefix, "503 Slow Down")
+            return self.inner.list(prefix, **kwargs)
+
+    enqueued = []
+    assert sweep(SnapshotsDown(orgs), now=NOW, enqueue=enqueued.append) == [
+        "acme", "globex", "initech"]
+
+
+def test_an_empty_store_needs_no_cycle(local_store):
+    assert sweep(local_store, now=NOW, enqueue=pytest.fail) == []
+    assert local_store.counts()["list"] == 1
+
+
+def test_list_orgs_costs_one_request_per_org_whatever_its_size(any_store):
+    for org in ["aa", "a_b", "a", "a-b", "A"]:
+        any_store.put(f"orgs/{org}/lease.json", b"{}")
+    for version in range(1, 6):
+        any_store.put(log_key("a", version), b"{}")
+    any_store.put("orgs/not an org/x.json", b"{}")
+    any_store.put("orgs/stray.json", b"{}")
+    before = any_store.counts()["list"]
+    assert list(list_orgs(any_store)) == ["A", "a-b", "a", "a_b", "aa"]
+    assert any_store.counts()["list"] - before == 8

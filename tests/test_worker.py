@@ -1,0 +1,199 @@
+"""The local worker: queue in, cycles out, sweeps so retries come due unasked."""
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from chalicelib import lease, log
+from chalicelib.links.outcome import LinkFailure, LinkOutcome, PageMetadata
+from chalicelib.queue import LocalQueue
+from chalicelib.worker import start_worker
+
+CLIENT = {"kind": "client", "id": "device-1"}
+TERMINAL = {"v1.LinkProcessingCompleted", "v1.LinkProcessingFailed"}
+
+
+@dataclass
+class Report:
+    outcome: str
+    next_retry_due: datetime | None = None
+
+
+def eventually(condition, timeout=20.0):
+    """Poll until ``condition()`` holds; the timeout only stops a hung test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+@pytest.fixture
+def stop():
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+class Scripted:
+    """run(org) answering from a script of outcomes, then "nothing_to_do"."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = []
+
+    def __call__(self, org):
+        self.calls.append(org)
+        answer = self.answers.pop(0) if self.answers else Report("nothing_to_do")
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def save_link(store, org, link_id, url="http://pages.test/a"):
+    event = {
+        "id": f"created-{link_id}",
+        "name": "v1.LinkCreated",
+        "args": {"id": link_id, "url": url, "createdAt": "2026-11-23T20:00:00Z"},
+        "at": "2026-11-23T20:00:00Z",
+    }
+    return log.append(store, org, [event], batch_id=f"batch-{link_id}", author=CLIENT)
+
+
+def terminal_events(store, org):
+    return [
+        (event["name"], event["args"]["linkId"])
+        for commit in log.read_commits(store, org, 0)
+        for event in commit["events"]
+        if event["name"] in TERMINAL
+    ]
+
+
+def titled(job):
+    return LinkOutcome(link_id=job.link_id, metadata=PageMetadata(title=f"page {job.url}"))
+
+
+def test_an_org_sent_gets_a_cycle(local_store, stop):
+    run = Scripted(Report("done"))
+    queue = LocalQueue()
+    start_worker(local_store, queue, process=titled, stop_event=stop, run=run)
+    queue.send("acme")
+    assert eventually(lambda: run.calls == ["acme"])
+
+
+@pytest.mark.parametrize("outcome", ["lease_held", "stopped"])
+def test_an_org_that_must_wait_is_tried_again(local_store, stop, outcome):
+    run = Scripted(Report(outcome), Report("done"))
+    queue = LocalQueue()
+    start_worker(local_store, queue, process=titled, stop_event=stop, run=run,
+                 retry_delay=0)
+    queue.send("acme")
+    assert eventually(lambda: run.calls == ["acme", "acme"])
+
+
+def test_a_cycle_that_raises_is_tried_again_and_the_worker_lives_on(local_store, stop):
+    run = Scripted(RuntimeError("boom"), Report("done"))
+    queue = LocalQueue()
+    thread = start_worker(local_store, queue, process=titled, stop_event=stop, run=run,
+                          retry_delay=0)
+    queue.send("acme")
+    assert eventually(lambda: run.calls == ["acme", "acme"])
+    assert thread.is_alive()
+
+
+def test_work_left_is_taken_up_again_at_once(local_store, stop):
+    run = Scripted(Report("work_left"), Report("work_left"), Report("done"))
+    queue = LocalQueue()
+    start_worker(local_store, queue, process=titled, stop_event=stop, run=run,
+                 retry_delay=3600)
+    queue.send("acme")
+    assert eventually(lambda: run.calls == ["acme"] * 3)
+
+
+def test_a_retry_due_is_queued_for_its_time(local_store, stop):
+    now = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
+    run = Scripted(Report("done", next_retry_due=now + timedelta(hours=1)))
+    queue = LocalQueue()
+    start_worker(local_store, queue, process=titled, stop_event=stop, run=run,
+                 now=lambda: now, retry_delay=0)
+    queue.send("acme")
+    assert eventually(lambda: run.calls == ["acme"] and queue.pending() == ["acme"])
+    assert queue.receive(timeout=0) is None
+
+
+def test_setting_the_stop_event_ends_the_worker(local_store):
+    stop = threading.Event()
+    thread = start_worker(local_store, LocalQueue(), process=titled, stop_event=stop,
+                          run=Scripted())
+    stop.set()
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("settings", [{"sweep_every": 0}, {"retry_delay": -1}])
+def test_bad_settings_are_refused(local_store, settings):
+    with pytest.raises(ValueError):
+        start_worker(local_store, LocalQueue(), process=titled, **settings)
+
+
+def test_a_saved_link_is_processed_to_a_terminal_status(local_store, stop):
+    queue = LocalQueue()
+    start_worker(local_store, queue, process=titled, stop_event=stop)
+    save_link(local_store, "acme", "l1")
+    queue.send("acme")
+    assert eventually(lambda: terminal_events(local_store, "acme")
+                      == [("v1.LinkProcessingCompleted", "l1")])
+
+
+def test_commits_nobody_announced_are_found_by_the_first_sweep(local_store, stop):
+    save_link(local_store, "acme", "l1")
+    save_link(local_store, "globex", "l2")
+    start_worker(local_store, LocalQueue(), process=titled, stop_event=stop)
+    assert eventually(lambda: terminal_events(local_store, "acme")
+                      == [("v1.LinkProcessingCompleted", "l1")]
+                      and terminal_events(local_store, "globex")
+                      == [("v1.LinkProcessingCompleted", "l2")])
+
+
+def test_an_org_whose_lease_is_held_is_processed_once_it_is_released(local_store, stop):
+    save_link(local_store, "acme", "l1")
+    held = lease.acquire(local_store, "acme", "someone-else", duration=3600,
+                         clock=time.monotonic)
+    queue = LocalQueue()
+    start_worker(local_store, queue, process=titled, stop_event=stop, retry_delay=0.01,
+                 sweep_every=3600)
+    queue.send("acme")
+    assert eventually(lambda: local_store.counts()["get"] > 3)
+    assert terminal_events(local_store, "acme") == []
+    lease.release(local_store, held)
+    assert eventually(lambda: terminal_events(local_store, "acme")
+                      == [("v1.LinkProcessingCompleted", "l1")])
+
+
+def test_a_retryable_failure_is_retried_when_due_without_a_push(local_store, stop):
+    now = [datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)]
+    attempts = []
+
+    def flaky(job):
+        attempts.append(job.link_id)
+        if len(attempts) == 1:
+            return LinkOutcome(link_id=job.link_id, failure=LinkFailure(
+                code="http_503", message="try later", retryable=True, retry_after=60))
+        return titled(job)
+
+    queue = LocalQueue()
+    start_worker(local_store, queue, process=flaky, stop_event=stop, sweep_every=0.02,
+                 now=lambda: now[0])
+    save_link(local_store, "acme", "l1")
+    queue.send("acme")
+    assert eventually(lambda: terminal_events(local_store, "acme")
+                      == [("v1.LinkProcessingFailed", "l1")])
+    now[0] += timedelta(days=1)
+    assert eventually(lambda: terminal_events(local_store, "acme")
+                      == [("v1.LinkProcessingFailed", "l1"),
+                          ("v1.LinkProcessingCompleted", "l1")])
+    assert attempts == ["l1", "l1"]
