@@ -1,0 +1,96 @@
+"""Shared store fixtures: a fresh store per test on each backend.
+
+- ``local_store``: a LocalStore in the test's tmp_path.
+- ``moto_store``: S3 mocked in-process by moto (``mock_aws``).
+- ``moto_server``: moto's ThreadedMotoServer on a free 127.0.0.1 port, one
+  per test session (per xdist worker); yields its endpoint URL.
+- ``server_store``: S3 over real HTTP to that server, a fresh bucket per test.
+- ``any_store``: each of the three in turn.
+- ``s3_env``: AWS settings in the environment pointing at the server, and a
+  fresh bucket, for code that builds its own client (``open_store("s3://…")``).
+
+Every store comes wrapped in a CountingStore. Clients are built with explicit
+fake credentials and region, so no test depends on, or leaves behind, AWS
+settings in the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from chalicelib.store import CountingStore, LocalStore
+from chalicelib.store.s3 import CLIENT_CONFIG, S3Store
+
+FAKE_AWS = {
+    "region_name": "us-east-1",
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+}
+
+
+def s3_client(endpoint_url: str | None = None):
+    """A boto3 S3 client with fake credentials, at ``endpoint_url`` if given."""
+    return boto3.client("s3", endpoint_url=endpoint_url, config=CLIENT_CONFIG, **FAKE_AWS)
+
+
+def fresh_bucket_name() -> str:
+    return f"test-{uuid.uuid4().hex[:20]}"
+
+
+@pytest.fixture
+def local_store(tmp_path) -> CountingStore:
+    return CountingStore(LocalStore(str(tmp_path / "store")))
+
+
+@pytest.fixture
+def moto_store():
+    with mock_aws():
+        client = s3_client()
+        bucket = fresh_bucket_name()
+        client.create_bucket(Bucket=bucket)
+        yield CountingStore(S3Store(bucket, client=client))
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    # werkzeug logs every request at INFO; thousands of lines help nobody.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def server_store(moto_server) -> CountingStore:
+    client = s3_client(moto_server)
+    bucket = fresh_bucket_name()
+    client.create_bucket(Bucket=bucket)
+    return CountingStore(S3Store(bucket, client=client))
+
+
+@pytest.fixture(params=["local", "moto", "server"])
+def any_store(request) -> CountingStore:
+    return request.getfixturevalue(f"{request.param}_store")
+
+
+@pytest.fixture
+def s3_env(moto_server, monkeypatch) -> str:
+    """Point boto3's standard settings at the moto server; returns a fresh bucket's name."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_REGION", FAKE_AWS["region_name"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", FAKE_AWS["region_name"])
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_AWS["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_AWS["aws_secret_access_key"])
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    bucket = fresh_bucket_name()
+    s3_client(moto_server).create_bucket(Bucket=bucket)
+    return bucket

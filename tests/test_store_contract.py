@@ -1,0 +1,303 @@
+"""The store contract, run against every backend: local directory, moto in-process, moto's server."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from chalicelib.store import InvalidKey, NotFound, ObjectInfo, PreconditionFailed
+
+
+def md5_etag(body: bytes) -> str:
+    return f'"{hashlib.md5(body).hexdigest()}"'
+
+
+def test_put_then_get_returns_body_and_etag(any_store):
+    etag = any_store.put("orgs/acme/log/1.json", b'{"version": 1}')
+
+    stored = any_store.get("orgs/acme/log/1.json")
+
+    assert stored.key == "orgs/acme/log/1.json"
+    assert stored.body == b'{"version": 1}'
+    assert stored.etag == etag
+
+
+def test_etag_is_the_quoted_md5_of_the_body(any_store):
+    assert any_store.put("k", b"hello") == '"5d41402abc4b2a76b9719d911017c592"'
+
+
+def test_head_gives_etag_and_size(any_store):
+    etag = any_store.put("a/b", b"12345")
+
+    assert any_store.head("a/b") == ObjectInfo(key="a/b", etag=etag, size=5)
+
+
+def test_empty_body_is_an_object(any_store):
+    any_store.put("empty", b"")
+
+    assert any_store.get("empty").body == b""
+    assert any_store.head("empty").size == 0
+
+
+def test_get_and_head_of_missing_key_raise_not_found(any_store):
+    with pytest.raises(NotFound) as caught:
+        any_store.get("nope/missing.json")
+    assert caught.value.key == "nope/missing.json"
+    with pytest.raises(NotFound):
+        any_store.head("nope/missing.json")
+
+
+def test_plain_put_overwrites(any_store):
+    any_store.put("k", b"one")
+    etag = any_store.put("k", b"two")
+
+    assert any_store.get("k").body == b"two"
+    assert any_store.get("k").etag == etag
+
+
+def test_put_if_absent_creates_once(any_store):
+    first = any_store.put("lease.json", b"first", if_absent=True)
+
+    with pytest.raises(PreconditionFailed) as caught:
+        any_store.put("lease.json", b"second", if_absent=True)
+
+    assert caught.value.key == "lease.json"
+    assert any_store.get("lease.json").body == b"first"
+    assert any_store.get("lease.json").etag == first
+
+
+def test_put_if_match_with_current_etag_replaces(any_store):
+    old = any_store.put("lease.json", b"epoch 1")
+
+    new = any_store.put("lease.json", b"epoch 2", if_match=old)
+
+    assert new != old
+    assert any_store.get("lease.json").body == b"epoch 2"
+
+
+def test_put_if_match_accepts_the_etag_unquoted(any_store):
+    old = any_store.put("k", b"v1")
+
+    any_store.put("k", b"v2", if_match=old.strip('"'))
+
+    assert any_store.get("k").body == b"v2"
+
+
+def test_put_if_match_with_stale_etag_fails_and_changes_nothing(any_store):
+    stale = any_store.put("lease.json", b"epoch 1")
+    any_store.put("lease.json", b"epoch 2", if_match=stale)
+
+    with pytest.raises(PreconditionFailed):
+        any_store.put("lease.json", b"epoch 3", if_match=stale)
+
+    assert any_store.get("lease.json").body == b"epoch 2"
+
+
+def test_put_if_match_on_missing_key_raises_not_found(any_store):
+    with pytest.raises(NotFound):
+        any_store.put("lease.json", b"x", if_match=md5_etag(b"x"))
+
+    with pytest.raises(NotFound):
+        any_store.get("lease.json")
+
+
+def test_put_refuses_both_preconditions(any_store):
+    with pytest.raises(ValueError):
+        any_store.put("k", b"x", if_absent=True, if_match='"abc"')
+
+    with pytest.raises(NotFound):
+        any_store.get("k")
+
+
+def test_put_refuses_a_body_that_is_not_bytes(any_store):
+    with pytest.raises(TypeError):
+        any_store.put("k", "text")
+
+    with pytest.raises(NotFound):
+        any_store.get("k")
+
+
+def test_delete_removes_and_missing_key_is_not_an_error(any_store):
+    any_store.put("k", b"x")
+
+    any_store.delete("k")
+    any_store.delete("k")
+
+    with pytest.raises(NotFound):
+        any_store.get("k")
+
+
+def test_delete_if_match_with_current_etag_removes(any_store):
+    etag = any_store.put("lease.json", b"mine")
+
+    any_store.delete("lease.json", if_match=etag)
+
+    with pytest.raises(NotFound):
+        any_store.head("lease.json")
+
+
+def test_delete_if_match_with_wrong_etag_fails_and_keeps_object(any_store):
+    stale = any_store.put("lease.json", b"mine")
+    any_store.put("lease.json", b"theirs")
+
+    with pytest.raises(PreconditionFailed):
+        any_store.delete("lease.json", if_match=stale)
+
+    assert any_store.get("lease.json").body == b"theirs"
+
+
+def test_delete_if_match_on_missing_key_raises_not_found(any_store):
+    with pytest.raises(NotFound):
+        any_store.delete("lease.json", if_match=md5_etag(b"x"))
+
+
+def test_a_key_and_a_key_below_it_coexist(any_store):
+    any_store.put("a", b"file")
+    any_store.put("a/b", b"below")
+
+    assert any_store.get("a").body == b"file"
+    assert any_store.get("a/b").body == b"below"
+
+
+def test_list_in_byte_order_with_prefix_and_start_after(any_store):
+    for key in ["a0", "a/b", "a-c", "b", "a", "a/b/c", "é", "Z"]:
+        any_store.put(key, key.encode())
+
+    assert [o.key for o in any_store.list("")] == ["Z", "a", "a-c", "a/b", "a/b/c", "a0", "b", "é"]
+    assert [o.key for o in any_store.list("a/")] == ["a/b", "a/b/c"]
+    assert [o.key for o in any_store.list("a")] == ["a", "a-c", "a/b", "a/b/c", "a0"]
+    assert [o.key for o in any_store.list("", start_after="a/b")] == ["a/b/c", "a0", "b", "é"]
+    assert [o.key for o in any_store.list("a", start_after="a-")] == ["a-c", "a/b", "a/b/c", "a0"]
+    assert [o.key for o in any_store.list("", start_after="a", limit=2)] == ["a-c", "a/b"]
+    assert any_store.list("nothing/") == []
+
+
+def test_list_gives_etag_and_size(any_store):
+    etag = any_store.put("p/x", b"abc")
+
+    assert any_store.list("p/") == [ObjectInfo(key="p/x", etag=etag, size=3)]
+
+
+def test_list_leaves_out_deleted_objects(any_store):
+    any_store.put("p/1", b"1")
+    any_store.put("p/2", b"2")
+    any_store.delete("p/1")
+
+    assert [o.key for o in any_store.list("p/")] == ["p/2"]
+
+
+def test_list_pages_over_more_than_a_thousand_keys(any_store):
+    keys = [f"orgs/acme/log/{v:020d}.json" for v in range(1, 1006)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: any_store.put(k, b"{}"), keys))
+    any_store.put("orgs/acme/lease.json", b"not in the log")
+
+    first = any_store.list("orgs/acme/log/")
+    second = any_store.list("orgs/acme/log/", start_after=first[-1].key)
+    third = any_store.list("orgs/acme/log/", start_after=second[-1].key)
+
+    assert len(first) == 1000
+    assert [o.key for o in first + second] == keys
+    assert third == []
+
+
+@pytest.mark.parametrize("limit", [0, 1001, -1])
+def test_list_refuses_a_limit_outside_1_to_1000(any_store, limit):
+    with pytest.raises(ValueError):
+        any_store.list("", limit=limit)
+
+
+ODD_KEYS = [
+    "spaces in/a name.json",
+    "ünïcödé/日本語/键",
+    "punct/+%&?#=:~*'\"<>!@$^()[]{};,",
+    "dots/.hidden/..x/x..",
+    "percent/%2F%00%2e%2e",
+    "trailing-dot.",
+]
+
+
+@pytest.mark.parametrize("key", ODD_KEYS)
+def test_keys_with_odd_characters_round_trip(any_store, key):
+    etag = any_store.put(key, key.encode(), if_absent=True)
+
+    assert any_store.get(key).body == key.encode()
+    assert [o.key for o in any_store.list(key)] == [key]
+    any_store.delete(key, if_match=etag)
+    assert any_store.list("") == []
+
+
+BAD_KEYS = ["", "/abs", "a//b", "a/", "../up", "a/../../up", "a/./b", ".", "..", "nul\x00", "tab\tkey", "x" * 255, "a/" * 600]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_invalid_keys_are_refused_before_any_request(any_store, key):
+    for attempt in (
+        lambda: any_store.put(key, b"x"),
+        lambda: any_store.put(key, b"x", if_absent=True),
+        lambda: any_store.get(key),
+        lambda: any_store.head(key),
+        lambda: any_store.delete(key),
+    ):
+        with pytest.raises(InvalidKey):
+            attempt()
+
+    assert any_store.list("") == []
+
+
+@pytest.mark.parametrize("prefix", ["/", "a//", "/a", "../"])
+def test_invalid_list_prefixes_are_refused(any_store, prefix):
+    with pytest.raises(InvalidKey):
+        any_store.list(prefix)
+
+
+def test_every_request_is_counted_by_kind_failed_ones_included(any_store):
+    any_store.put("k", b"x", if_absent=True)
+    with pytest.raises(PreconditionFailed):
+        any_store.put("k", b"y", if_absent=True)
+    any_store.get("k")
+    any_store.head("k")
+    any_store.list("")
+    any_store.delete("k")
+
+    assert any_store.counts() == {"get": 1, "head": 1, "put": 2, "delete": 1, "list": 1}
+    assert any_store.total() == 6
+
+
+THREADS = 16
+ROUNDS = 200
+
+
+def test_racing_put_if_absent_has_exactly_one_winner_per_round(any_store):
+    barrier = threading.Barrier(THREADS)
+    winners: list[list[int]] = [[] for _ in range(ROUNDS)]
+    errors: list[BaseException] = []
+
+    def racer(me: int) -> None:
+        for round_ in range(ROUNDS):
+            barrier.wait()
+            try:
+                any_store.put(f"race/{round_:03d}", str(me).encode(), if_absent=True)
+                winners[round_].append(me)
+            except PreconditionFailed:
+                pass
+            except BaseException as e:  # surfaced below; a dead racer would hang the barrier
+                errors.append(e)
+                barrier.abort()
+                raise
+
+    threads = [threading.Thread(target=racer, args=(me,)) for me in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert [len(w) for w in winners] == [1] * ROUNDS
+    stored = {o.key: o for o in any_store.list("race/")}
+    assert len(stored) == ROUNDS
+    for round_, (winner,) in enumerate(winners):
+        assert any_store.get(f"race/{round_:03d}").body == str(winner).encode()
