@@ -12,12 +12,13 @@ triggers are harmless.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 import apsw
@@ -211,12 +212,43 @@ def _safe_process(process: ProcessLink, job: LinkJob) -> LinkOutcome:
     return outcome
 
 
-def _epoch_of(commit: dict) -> int | None:
+def _epoch_of(commit: dict) -> int:
     author = commit.get("author") or {}
-    if author.get("kind") != "processor":
-        return None
-    epoch = author.get("epoch")
-    return epoch if isinstance(epoch, int) else None
+    epoch = author.get("epoch") if author.get("kind") == "processor" else None
+    return epoch if isinstance(epoch, int) else 0
+
+
+# The cycle reads three facts of the state beyond the agreed work queries;
+# they are kept here, next to the one place that needs them.
+
+
+def _highest_epoch(db: apsw.Connection) -> int:
+    return db.execute("SELECT processor_epoch FROM meta").get
+
+
+def _attempts_so_far(db: apsw.Connection, link_ids: list[str]) -> dict[str, int]:
+    return {
+        link_id: attempts
+        for link_id, attempts in db.execute(
+            "SELECT link_id, attempts FROM link_status WHERE link_id IN "
+            "(SELECT value FROM json_each(?))",
+            (json.dumps(link_ids),),
+        )
+    }
+
+
+def _pending_links(db: apsw.Connection, started: dict[str, int]) -> set[str]:
+    """Of the links this cycle started (id -> attempt), those still pending at
+    that attempt: a reprocess request since then has cleared the status."""
+    return {
+        link_id
+        for link_id, status, attempts in db.execute(
+            "SELECT link_id, status, attempts FROM link_status WHERE link_id IN "
+            "(SELECT value FROM json_each(?))",
+            (json.dumps(list(started)),),
+        )
+        if status == "pending" and attempts == started[link_id]
+    }
 
 
 class _Cycle:
@@ -234,7 +266,7 @@ class _Cycle:
         self.budget = budget
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
-        self.link_seconds = link_seconds
+        self.most_links = concurrency * max(1, int(budget // link_seconds))
         self.checkpoint = checkpoint
         self.started_at = clock()
         self.deadline = self.started_at + budget
@@ -242,23 +274,23 @@ class _Cycle:
         self.report = CycleReport(org=org, outcome="stopped")
         self.lease: leases.Lease | None = None
         self.db: apsw.Connection | None = None
-        self.restored_version = 0
 
     def timed(self, name: str, started: float) -> None:
         self.record.add_time(name, self.clock() - started)
 
-    def keep_lease(self) -> None:
+    def keep_lease(self, epoch: int | None = None) -> None:
         """Make sure the lease is ours for at least half its duration more.
 
         Renewing rewrites the lease object, and one key takes only about one
-        write a second on some stores, so it is renewed only when needed;
+        write a second on some stores, so it is renewed only when needed:
         the lease is ours until ``valid_until`` on our own clock, because a
         taker waits a full duration from when it first saw our last write.
         """
-        if self.lease.remaining(self.clock) < self.lease.duration / 2:
+        if epoch is not None or self.lease.remaining(self.clock) < self.lease.duration / 2:
             started = self.clock()
-            self.lease = leases.renew(self.store, self.lease, self.clock)
+            self.lease = leases.renew(self.store, self.lease, self.clock, epoch=epoch)
             self.timed("lease", started)
+            self.record.epoch = self.report.epoch = self.lease.epoch
 
     def restore(self) -> None:
         get_before = self.metered.seconds("get")
@@ -269,36 +301,52 @@ class _Cycle:
         self.record.add_time("snapshot_get", snapshot_get)
         self.record.add_time("deserialize", max(0.0, spent - snapshot_get))
         self.db = restored.db
-        self.restored_version = restored.version
         self.record.snapshot_restored = restored.version if restored.key else None
         self.record.version_before = restored.version
         started = self.clock()
-        self.apply(self.read_after(state.version(self.db)))
+        self.apply(self.read_after(restored.version))
         self.timed("apply", started)
+        # The log may carry our epoch already if the lease object was ever
+        # lost; commits at or below the highest applied epoch would be
+        # skipped as stale, so the lease moves above it first.
+        if _highest_epoch(self.db) >= self.lease.epoch:
+            self.keep_lease(epoch=_highest_epoch(self.db) + 1)
 
     def read_after(self, after: int, upto: int | None = None) -> list[dict]:
+        """Commits after ``after`` (up to ``upto``), paging through the log."""
         commits: list[dict] = []
-        while True:
-            page = log.read_commits(self.store, self.org, after)
-            if upto is not None:
-                page = [c for c in page if c["version"] <= upto]
+        while upto is None or after < upto:
+            limit = 1000 if upto is None else min(1000, upto - after)
+            page = log.read_commits(self.store, self.org, after, limit=limit)
             commits.extend(page)
-            if not page or (upto is not None and page[-1]["version"] >= upto):
-                return commits
+            if not page:
+                break
             after = page[-1]["version"]
+        return commits
 
     def apply(self, commits: list[dict]) -> None:
         if not commits:
             return
-        state.apply_commits(self.db, commits)
-        self.record.commits_applied += len(commits)
-        self.record.events_applied += sum(len(c.get("events", ())) for c in commits)
+        stats = state.apply_commits(self.db, commits)
+        self.record.commits_applied += stats.commits
+        self.record.events_applied += stats.events_applied
+
+    def fence(self, commits: list[dict]) -> None:
+        if any(_epoch_of(c) > self.lease.epoch for c in commits):
+            raise Fenced(f"{self.org}: a processor of a higher epoch committed")
+
+    def catch_up(self) -> None:
+        """Apply what others committed since we last looked; stop if fenced."""
+        started = self.clock()
+        commits = self.read_after(state.version(self.db))
+        self.apply(commits)
+        self.timed("apply", started)
+        self.fence(commits)
 
     def commit(self, events: list[dict]) -> None:
         """Append one processor commit and apply it with whatever came before.
 
-        Raises Fenced when a commit of a higher epoch landed first, or when
-        our epoch is no longer the highest in the state.
+        Raises Fenced when a commit of a higher epoch landed before ours.
         """
         self.keep_lease()
         started = self.clock()
@@ -315,19 +363,10 @@ class _Cycle:
         self.report.commits_written += 1
         self.timed("commit", started)
         started = self.clock()
-        between = (
-            self.read_after(before, landed["version"] - 1)
-            if landed["version"] > before + 1
-            else []
-        )
+        between = self.read_after(before, landed["version"] - 1)
         self.apply(between + [landed])
         self.timed("apply", started)
-        if any((_epoch_of(c) or 0) > self.lease.epoch for c in between):
-            raise Fenced(f"{self.org}: a processor of a higher epoch committed")
-
-    def choose(self) -> list[LinkJob]:
-        most = self.concurrency * max(1, int(self.budget // self.link_seconds))
-        return state.links_needing_work(self.db, self.now(), limit=most + 1)
+        self.fence(between)
 
     def process_all(self, jobs: list[LinkJob]) -> dict[str, LinkOutcome]:
         outcomes: dict[str, LinkOutcome] = {}
@@ -397,10 +436,8 @@ class _Cycle:
         self.checkpoint("leased")
         self.restore()
 
-        chosen = self.choose()
-        most = self.concurrency * max(1, int(self.budget // self.link_seconds))
-        more_waiting = len(chosen) > most
-        jobs = chosen[:most]
+        chosen = state.links_needing_work(self.db, self.now(), limit=self.most_links + 1)
+        jobs = chosen[: self.most_links]
         if not jobs:
             # Client commits alone still earn a snapshot, so the next restore
             # and the sweep both find the snapshot at the head of the log.
@@ -408,19 +445,20 @@ class _Cycle:
             self.report.outcome = "nothing_to_do"
             return
 
-        attempts = state.attempts_of(self.db, [job.link_id for job in jobs])
-        self.commit(
-            started_events(((job, attempts.get(job.link_id, 0) + 1) for job in jobs), self.now())
-        )
-        self.report.links_started = tuple(job.link_id for job in jobs)
+        so_far = _attempts_so_far(self.db, [job.link_id for job in jobs])
+        attempt = {job.link_id: so_far.get(job.link_id, 0) + 1 for job in jobs}
+        self.commit(started_events(((job, attempt[job.link_id]) for job in jobs), self.now()))
+        self.report.links_started = tuple(attempt)
         self.record.links_started = len(jobs)
         self.checkpoint("started")
 
         outcomes = self.process_all(jobs)
         self.checkpoint("processed")
-        finished = [outcomes[job.link_id] for job in jobs if job.link_id in outcomes]
-        unfinished = len(jobs) - len(finished)
-        self.record.links_unfinished = unfinished
+        self.catch_up()
+        still_pending = _pending_links(self.db, attempt)
+        # A link whose status a reprocess request cleared meanwhile gets no
+        # result from us: it needs work again, with the request honoured.
+        finished = [outcomes[link] for link in attempt if link in outcomes and link in still_pending]
         at = self.now()
         if finished:
             self.commit([e for outcome in finished for e in link_events(outcome, at)])
@@ -428,10 +466,11 @@ class _Cycle:
         self.report.links_failed = tuple(o.link_id for o in finished if o.failure is not None)
         self.record.links_done = len(self.report.links_done)
         self.record.links_failed = len(self.report.links_failed)
+        self.record.links_unfinished = len(jobs) - len(finished)
         self.checkpoint("committed")
 
         self.snapshot()
-        self.report.work_left = more_waiting or unfinished > 0
+        self.report.work_left = len(chosen) > len(jobs) or len(finished) < len(jobs)
         self.report.outcome = "work_left" if self.report.work_left else "done"
 
 
