@@ -187,10 +187,10 @@ def _parse_target(url: str) -> _Target:
     except ValueError as error:
         raise _invalid(url, str(error)) from None
     scheme = parts.scheme.lower()
+    if scheme and scheme not in ("http", "https"):
+        raise FetchError("unsupported_scheme", f"{url!r}: only http and https are fetched", False)
     if not scheme or not parts.netloc:
         raise _invalid(url, "not an absolute URL")
-    if scheme not in ("http", "https"):
-        raise FetchError("unsupported_scheme", f"{url!r}: only http and https are fetched", False)
     if "@" in parts.netloc or "\\" in parts.netloc:
         raise _invalid(url, "user names, passwords and backslashes are refused in URLs")
     if not parts.hostname:
