@@ -34,7 +34,3 @@ def parse_document(html: str | bytes) -> lxml.html.HtmlElement:
             pass
     return lxml.html.document_fromstring(b"<html><body></body></html>", parser=_UTF8_PARSER)
 
-
-def parse_fragment(html: str) -> lxml.html.HtmlElement:
-    """Parse an HTML fragment into one element (a <div> around it if needed)."""
-    return lxml.html.fragment_fromstring(html.encode("utf-8", "replace"), create_parent="div", parser=_UTF8_PARSER)

@@ -29,6 +29,9 @@ _WORD = re.compile(r"\w+")
 # A sentence ends at . ! ? (or their CJK forms) followed by space, or at a line break.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])|\n+")
 _MIN_SENTENCE_WORDS = 4
+# A short line without closing punctuation is a heading or a caption, not a sentence.
+_ENDS_SENTENCE = re.compile(r"[.!?…:;。！？][\"'”’)\]]*$")
+_MAX_HEADING_WORDS = 15
 _MAX_SENTENCES = 3
 
 
@@ -52,16 +55,21 @@ class ExtractiveSummarizer:
         self.max_sentences = max_sentences
 
     def summarize(self, title: str | None, text: str) -> str:
+        whole = " ".join(text.split())
+        if len(whole) <= self.max_chars:
+            return whole
         sentences = [s for s in (" ".join(part.split()) for part in _SENTENCE_END.split(text)) if s]
-        if not sentences:
-            return ""
         frequencies = Counter(w for s in sentences for w in _content_words(s))
         title_words = set(_content_words(title or ""))
         top = max(frequencies.values(), default=1)
+        headings = {" ".join((title or "").split()).casefold()}
 
         def score(index: int) -> float:
-            words = _content_words(sentences[index])
-            if len(sentences[index].split()) < _MIN_SENTENCE_WORDS or not words:
+            sentence = sentences[index]
+            words = _content_words(sentence)
+            if len(sentence.split()) < _MIN_SENTENCE_WORDS or not words or sentence.casefold() in headings:
+                return 0.0
+            if not _ENDS_SENTENCE.search(sentence) and len(sentence.split()) < _MAX_HEADING_WORDS:
                 return 0.0
             topical = sum(frequencies[w] / top for w in words) / len(words) ** 0.5
             titled = 0.5 * sum(1 for w in set(words) if w in title_words)

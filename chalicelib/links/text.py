@@ -18,7 +18,7 @@ import lxml.html
 from readability import Document
 from readability.readability import Unparseable
 
-from chalicelib.links.document import parse_document, parse_fragment
+from chalicelib.links.document import parse_document
 
 WORDS_PER_MINUTE = 230
 
@@ -78,7 +78,12 @@ def html_to_text(fragment: str) -> str:
     """Plain text of an HTML fragment, blocks separated by a blank line."""
     if not fragment.strip():
         return ""
-    root = parse_fragment(fragment)
+    # Parsed as a document, not a fragment: when readability finds no
+    # article it hands back whole pages, with or without a body.
+    document = parse_document(fragment)
+    root = document.find("body")
+    if root is None:
+        root = document
     blocks: list[str] = []
     current: list[str] = []
 
@@ -90,6 +95,8 @@ def html_to_text(fragment: str) -> str:
 
     def walk(element: lxml.html.HtmlElement) -> None:
         tag = element.tag if isinstance(element.tag, str) else None
+        if tag == "head":
+            return
         if tag == "br":
             current.append("\n")
         elif tag == "pre":
