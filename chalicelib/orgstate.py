@@ -1,0 +1,97 @@
+"""An org's state at the head of its log: newest snapshot plus the commits after it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import apsw
+
+from chalicelib import log as commit_log
+from chalicelib.snapshots import restore_latest
+from chalicelib.state.apply import ApplyStats, apply_commits
+from chalicelib.state.schema import version
+from chalicelib.store.base import ObjectStore
+
+PAGE = 1000
+
+
+@dataclass
+class OrgState:
+    """What open_state did: the database, where it came from, what it cost.
+
+    ``timings`` holds seconds for ``snapshot_get``, ``deserialize``,
+    ``read_log`` and ``apply``.
+    """
+
+    db: apsw.Connection
+    version: int
+    snapshot_key: str | None
+    snapshot_version: int
+    snapshot_size: int
+    skipped_snapshots: list[tuple[str, str]]
+    commits_applied: int
+    stats: list[ApplyStats] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def open_state(store: ObjectStore, org: str) -> OrgState:
+    """Restore the newest usable snapshot and apply every commit after it."""
+    restored = restore_latest(store, org)
+    state = OrgState(
+        db=restored.db,
+        version=restored.version,
+        snapshot_key=restored.key,
+        snapshot_version=restored.version,
+        snapshot_size=restored.size,
+        skipped_snapshots=restored.skipped,
+        commits_applied=0,
+        timings={
+            "snapshot_get": restored.get_seconds,
+            "deserialize": restored.deserialize_seconds,
+            "read_log": 0.0,
+            "apply": 0.0,
+        },
+    )
+    _catch_up(store, org, state)
+    return state
+
+
+def load(store: ObjectStore, org: str) -> apsw.Connection:
+    """The org's state database at the head of its log."""
+    return open_state(store, org).db
+
+
+def catch_up(store: ObjectStore, org: str, db: apsw.Connection) -> int:
+    """Apply the commits after ``db``'s version; return how many were applied."""
+    state = OrgState(
+        db=db,
+        version=version(db),
+        snapshot_key=None,
+        snapshot_version=0,
+        snapshot_size=0,
+        skipped_snapshots=[],
+        commits_applied=0,
+        timings={"read_log": 0.0, "apply": 0.0},
+    )
+    _catch_up(store, org, state)
+    return state.commits_applied
+
+
+def _catch_up(store: ObjectStore, org: str, state: OrgState) -> None:
+    # One transaction per page of commits: a long log never holds more than
+    # a page in memory, and what was applied stays applied if a read fails.
+    while True:
+        started = time.perf_counter()
+        commits = commit_log.read_commits(store, org, after=state.version, limit=PAGE)
+        read = time.perf_counter()
+        state.timings["read_log"] += read - started
+        if not commits:
+            return
+        stats = apply_commits(state.db, commits)
+        state.timings["apply"] += time.perf_counter() - read
+        state.stats.append(stats)
+        state.commits_applied += stats.commits
+        state.version = stats.version_after
+        if len(commits) < PAGE:
+            return

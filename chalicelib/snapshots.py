@@ -1,0 +1,213 @@
+"""Snapshots: an org's state database at one version, as an immutable object.
+
+A snapshot is a cache of the log (DESIGN §5), so every failure here is
+logged and answered with an older snapshot or an empty database, never
+raised: losing a snapshot costs time, not data.
+
+Body format: one ASCII header line, then the SQLite database bytes::
+
+    linklog-snapshot 1 schema=<SCHEMA_HASH> version=<n> size=<bytes> sha256=<hex>\\n
+
+The checksum covers the database bytes; a header that does not match the
+key, a wrong size or checksum, bytes SQLite cannot open, or a meta table
+naming another schema or version make the snapshot unusable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+
+import apsw
+
+from chalicelib.keys import snapshot_key, snapshot_prefix, version_of_snapshot_key
+from chalicelib.state.schema import SCHEMA_HASH, new_database, schema_hash_of, version
+from chalicelib.store.base import ObjectInfo, ObjectStore, PreconditionFailed, StoreError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+# Trying more than a few older snapshots costs more than a full replay
+# would save; pruning keeps three anyway.
+MAX_RESTORE_ATTEMPTS = 3
+MAX_HEADER = 512
+
+_SNAPSHOT_NAME = re.compile(r"^[0-9]{20}\.sqlite$")
+_HEADER = re.compile(
+    rb"^linklog-snapshot (?P<format>[0-9]+) schema=(?P<schema>[0-9a-f]+) "
+    rb"version=(?P<version>[0-9]+) size=(?P<size>[0-9]+) sha256=(?P<sha256>[0-9a-f]{64})$"
+)
+
+
+class UnusableSnapshot(Exception):
+    """A snapshot object that cannot be trusted; the message says why."""
+
+
+@dataclass
+class Restored:
+    """The state restore_latest produced, and how.
+
+    ``key`` is None when no snapshot could be used (``db`` is then empty, at
+    version 0); ``skipped`` lists ``(key, reason)`` for every snapshot or
+    listing that failed on the way.
+    """
+
+    db: apsw.Connection
+    version: int
+    key: str | None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    size: int = 0
+    get_seconds: float = 0.0
+    deserialize_seconds: float = 0.0
+
+
+def encode(db: apsw.Connection) -> bytes:
+    """The snapshot body for ``db``: header line and serialized database."""
+    # A WAL header in the bytes makes deserialize fail later (DESIGN §5).
+    if str(db.execute("PRAGMA journal_mode").get).lower() == "wal":
+        db.execute("PRAGMA journal_mode = DELETE")
+    data = db.serialize("main")
+    header = (
+        f"linklog-snapshot {FORMAT_VERSION} schema={SCHEMA_HASH} version={version(db)} "
+        f"size={len(data)} sha256={hashlib.sha256(data).hexdigest()}\n"
+    )
+    return header.encode("ascii") + data
+
+
+def decode(body: bytes, expected_version: int) -> apsw.Connection:
+    """The database a snapshot body holds; raises UnusableSnapshot."""
+    view = memoryview(body)
+    end = body.find(b"\n", 0, MAX_HEADER)
+    if end < 0:
+        raise UnusableSnapshot("no snapshot header")
+    header = _HEADER.fullmatch(body[:end])
+    if header is None:
+        raise UnusableSnapshot("malformed snapshot header")
+    if int(header["format"]) != FORMAT_VERSION:
+        raise UnusableSnapshot(f"snapshot format {int(header['format'])} is not {FORMAT_VERSION}")
+    if header["schema"].decode() != SCHEMA_HASH:
+        raise UnusableSnapshot(f"header names schema {header['schema'].decode()}")
+    if int(header["version"]) != expected_version:
+        raise UnusableSnapshot(f"header names version {int(header['version'])}")
+    data = view[end + 1 :]
+    if len(data) != int(header["size"]):
+        raise UnusableSnapshot(f"{len(data)} bytes where the header says {int(header['size'])}")
+    if hashlib.sha256(data).hexdigest() != header["sha256"].decode():
+        raise UnusableSnapshot("checksum mismatch")
+    db = apsw.Connection(":memory:")
+    try:
+        db.deserialize("main", data)
+        found_schema = schema_hash_of(db)
+        found_version = version(db) if found_schema else None
+    except apsw.Error as error:
+        db.close()
+        raise UnusableSnapshot(f"SQLite cannot open it: {error}") from None
+    if found_schema != SCHEMA_HASH or found_version != expected_version:
+        db.close()
+        raise UnusableSnapshot(
+            f"database holds schema {found_schema} at version {found_version}"
+        )
+    return db
+
+
+def write_snapshot(store: ObjectStore, org: str, db: apsw.Connection) -> str | None:
+    """Store ``db`` as the snapshot of its version; return its key.
+
+    Put-if-absent: snapshots are immutable, and two snapshots of one version
+    are equal (the state is a function of the log), so finding one already
+    there is success. An empty database (version 0) is not stored. Returns
+    None, after logging, when the put fails. Whether a snapshot of this
+    version is still worth writing (a newer one may exist) is the caller's
+    decision.
+    """
+    at_version = version(db)
+    if at_version == 0:
+        return None
+    key = snapshot_key(org, SCHEMA_HASH, at_version)
+    try:
+        store.put(key, encode(db), if_absent=True)
+    except PreconditionFailed:
+        return key
+    except StoreError as error:
+        log.warning("snapshot %s not written: %s: %s", key, type(error).__name__, error)
+        return None
+    return key
+
+
+def list_snapshots(store: ObjectStore, org: str) -> list[ObjectInfo]:
+    """The org's snapshots of this schema, oldest first (pages through the listing)."""
+    prefix = snapshot_prefix(org, SCHEMA_HASH)
+    found: list[ObjectInfo] = []
+    start_after = None
+    while True:
+        page = store.list(prefix, start_after=start_after)
+        found.extend(info for info in page if _SNAPSHOT_NAME.fullmatch(info.key[len(prefix):]))
+        if len(page) < 1000:
+            return found
+        start_after = page[-1].key
+
+
+def restore_latest(store: ObjectStore, org: str) -> Restored:
+    """The newest usable snapshot of this schema, else an empty database.
+
+    Tries the newest, then older ones (at most MAX_RESTORE_ATTEMPTS), and
+    records why each was skipped. Never raises for a store failure or a
+    damaged snapshot.
+    """
+    skipped: list[tuple[str, str]] = []
+    try:
+        candidates = list_snapshots(store, org)
+    except StoreError as error:
+        reason = f"listing failed: {type(error).__name__}: {error}"
+        log.warning("snapshots of %s: %s", org, reason)
+        skipped.append((snapshot_prefix(org, SCHEMA_HASH), reason))
+        candidates = []
+    for info in reversed(candidates[-MAX_RESTORE_ATTEMPTS:]):
+        started = time.perf_counter()
+        try:
+            body = store.get(info.key).body
+            fetched = time.perf_counter()
+            db = decode(body, version_of_snapshot_key(info.key))
+        except (StoreError, UnusableSnapshot) as error:
+            reason = f"{type(error).__name__}: {error}"
+            log.warning("snapshot %s skipped: %s", info.key, reason)
+            skipped.append((info.key, reason))
+            continue
+        return Restored(
+            db=db,
+            version=version(db),
+            key=info.key,
+            skipped=skipped,
+            size=len(body),
+            get_seconds=fetched - started,
+            deserialize_seconds=time.perf_counter() - fetched,
+        )
+    return Restored(db=new_database(), version=0, key=None, skipped=skipped)
+
+
+def prune(store: ObjectStore, org: str, keep: int = 3) -> list[str]:
+    """Delete all but the newest ``keep`` snapshots of this schema; return the deleted keys.
+
+    Deletes are conditional on the listed etag. Snapshots of other schema
+    hashes are left alone: an older deployment may still be reading them.
+    Failures are logged, not raised.
+    """
+    if keep < 1:
+        raise ValueError(f"keep at least one snapshot, not {keep}")
+    try:
+        existing = list_snapshots(store, org)
+    except StoreError as error:
+        log.warning("snapshots of %s not pruned: %s", org, error)
+        return []
+    deleted = []
+    for info in existing[:-keep]:
+        try:
+            store.delete(info.key, if_match=info.etag)
+        except StoreError as error:
+            log.warning("snapshot %s not pruned: %s: %s", info.key, type(error).__name__, error)
+            continue
+        deleted.append(info.key)
+    return deleted

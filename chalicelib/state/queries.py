@@ -1,0 +1,361 @@
+"""The read side of an org's state, for the API: links, one link, search, SQL.
+
+Nothing here writes. run_readonly_sql runs user-written SQL, so it is held
+read-only by SQLite itself (an authorizer and ``PRAGMA query_only``), not by
+looking at the text.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import apsw
+import apsw.ext
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+MAX_SEARCH_RESULTS = 100
+MAX_SEARCH_QUERY = 1000
+MAX_SQL_LENGTH = 10_000
+STATUSES = ("new", "pending", "completed", "failed", "cancelled")
+# Title and description matches say more about a page than a word deep in
+# its text.
+SEARCH_WEIGHTS = (10.0, 5.0, 1.0)
+
+_LINK_COLUMNS = """
+    links.seq, links.id, links.url, links.normalized_url, links.domain, links.source,
+    links.created_at, links.completed_at, links.deleted_at,
+    status.status, status.attempts, status.started_at, status.finished_at,
+    status.next_retry_at, status.error_code, status.error_message, status.retryable,
+    meta.link_id, meta.title, meta.description, meta.image, meta.site_name, meta.favicon,
+    meta.canonical_url, meta.author, meta.published_at, meta.lang
+"""
+_LINK_JOINS = """
+    FROM links
+    LEFT JOIN link_status AS status ON status.link_id = links.id
+    LEFT JOIN link_metadata AS meta ON meta.link_id = links.id
+"""
+_METADATA_KEYS = (
+    "title", "description", "image", "site_name", "favicon",
+    "canonical_url", "author", "published_at", "lang",
+)
+
+
+@dataclass(frozen=True)
+class LinkPage:
+    """One page of links, newest saved first; pass next_cursor for the next page."""
+
+    links: list[dict]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class SqlResult:
+    columns: list[str]
+    rows: list[tuple]
+    truncated: bool
+
+
+class QueryRejected(Exception):
+    """User SQL that was not run, or was stopped.
+
+    ``code`` is one of: invalid, too_long, empty, multiple_statements,
+    invalid_sql, not_allowed, time_limit.
+    """
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+def _link_dict(row: tuple) -> dict:
+    (seq, link_id, url, normalized_url, domain, source, created_at, completed_at,
+     deleted_at, status, attempts, started_at, finished_at, next_retry_at,
+     error_code, error_message, retryable, metadata_link, *metadata) = row
+    return {
+        "id": link_id,
+        "url": url,
+        "normalized_url": normalized_url,
+        "domain": domain,
+        "source": source,
+        "created_at": created_at,
+        "completed_at": completed_at,
+        "deleted_at": deleted_at,
+        "status": status or "new",
+        "attempts": attempts or 0,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "next_retry_at": next_retry_at,
+        "error": (
+            {"code": error_code, "message": error_message, "retryable": bool(retryable)}
+            if error_code is not None
+            else None
+        ),
+        "metadata": dict(zip(_METADATA_KEYS, metadata)) if metadata_link else None,
+    }
+
+
+def _tags_of(db: apsw.Connection, link_ids: list[str]) -> dict[str, list[dict]]:
+    tags: dict[str, list[dict]] = {link_id: [] for link_id in link_ids}
+    if not link_ids:
+        return tags
+    rows = db.execute(
+        f"""SELECT link_tags.link_id, tags.id, tags.name FROM link_tags
+            JOIN tags ON tags.id = link_tags.tag_id
+            WHERE tags.deleted_at IS NULL AND link_tags.link_id IN ({",".join("?" * len(link_ids))})
+            ORDER BY tags.sort_order IS NULL, tags.sort_order, tags.name, tags.id""",
+        link_ids,
+    )
+    for link_id, tag_id, name in rows:
+        tags[link_id].append({"id": tag_id, "name": name})
+    return tags
+
+
+def list_links(
+    db: apsw.Connection,
+    *,
+    status: str | None = None,
+    tag: str | None = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE,
+) -> LinkPage:
+    """Saved links that are not deleted, newest first, with status, metadata and tags.
+
+    ``status`` is one of STATUSES ("new": not processed yet); ``tag`` a tag
+    id; ``cursor`` the next_cursor of the previous page. Bad values raise
+    ValueError.
+    """
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    if type(limit) is not int or not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}")
+    if tag is not None and not isinstance(tag, str):
+        raise ValueError("tag must be a tag id")
+    before = _cursor_position(cursor)
+    conditions = ["links.deleted_at IS NULL"]
+    params: dict[str, Any] = {"limit": limit + 1}
+    if before is not None:
+        conditions.append("links.seq < :before")
+        params["before"] = before
+    if status == "new":
+        conditions.append("status.status IS NULL")
+    elif status is not None:
+        conditions.append("status.status = :status")
+        params["status"] = status
+    if tag is not None:
+        conditions.append(
+            "EXISTS (SELECT 1 FROM link_tags WHERE link_tags.link_id = links.id AND link_tags.tag_id = :tag)"
+        )
+        params["tag"] = tag
+    rows = db.execute(
+        f"SELECT {_LINK_COLUMNS} {_LINK_JOINS} WHERE {' AND '.join(conditions)} "
+        "ORDER BY links.seq DESC LIMIT :limit",
+        params,
+    ).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    links = [_link_dict(row) for row in rows]
+    tags = _tags_of(db, [link["id"] for link in links])
+    for link in links:
+        link["tags"] = tags[link["id"]]
+    return LinkPage(links=links, next_cursor=str(rows[-1][0]) if more else None)
+
+
+def _cursor_position(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or not cursor.isdigit() or len(cursor) > 18:
+        raise ValueError("cursor must be the next_cursor of a previous page")
+    return int(cursor)
+
+
+def get_link(db: apsw.Connection, link_id: str) -> dict | None:
+    """One link (by its id or an alias id) with text, summary, tags and
+    suggestions; deleted links too. None when no such link exists."""
+    if not isinstance(link_id, str):
+        return None
+    row = db.execute(
+        f"""SELECT {_LINK_COLUMNS} {_LINK_JOINS}
+            WHERE links.id = coalesce(
+                (SELECT link_id FROM link_aliases WHERE alias_id = ?1), ?1)""",
+        (link_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    link = _link_dict(row)
+    link_id = link["id"]
+    link["tags"] = _tags_of(db, [link_id])[link_id]
+    text = db.execute(
+        "SELECT text, word_count, reading_minutes FROM link_text WHERE link_id = ?", (link_id,)
+    ).fetchone()
+    link["text"], link["word_count"], link["reading_minutes"] = text or (None, 0, 0)
+    summary = db.execute(
+        "SELECT summary, model FROM link_summaries WHERE link_id = ?", (link_id,)
+    ).fetchone()
+    link["summary"], link["summary_model"] = summary or (None, None)
+    link["suggestions"] = [
+        {"id": suggestion_id, "tag_id": tag_id, "tag_name": name, "score": score, "status": status}
+        for suggestion_id, tag_id, name, score, status in db.execute(
+            """SELECT tag_suggestions.id, tags.id, tags.name, score, status FROM tag_suggestions
+               JOIN tags ON tags.id = tag_suggestions.tag_id
+               WHERE link_id = ? AND tags.deleted_at IS NULL
+               ORDER BY score DESC, tags.id""",
+            (link_id,),
+        )
+    ]
+    link["aliases"] = [
+        alias for (alias,) in db.execute(
+            "SELECT alias_id FROM link_aliases WHERE link_id = ? ORDER BY created_version, alias_id",
+            (link_id,),
+        )
+    ]
+    return link
+
+
+def fts_query(text: str) -> str | None:
+    """User words as an FTS5 query that cannot be a syntax error: every word
+    becomes a quoted phrase (all must match). None when no word is left."""
+    terms = [
+        '"' + word.replace('"', '""') + '"'
+        for word in text.split()
+        if any(character.isalnum() for character in word)
+    ]
+    return " ".join(terms) or None
+
+
+def search(
+    db: apsw.Connection, q: str, limit: int = 20, *, mark: tuple[str, str] = ("[", "]")
+) -> list[dict]:
+    """Links matching every word of ``q`` in title, description or text,
+    best first (bm25), each with a snippet whose matches are wrapped in
+    ``mark``. Deleted links are left out."""
+    if not isinstance(q, str) or len(q) > MAX_SEARCH_QUERY:
+        raise ValueError(f"q must be text of at most {MAX_SEARCH_QUERY} characters")
+    if type(limit) is not int or not 1 <= limit <= MAX_SEARCH_RESULTS:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_SEARCH_RESULTS}")
+    query = fts_query(q)
+    if query is None:
+        return []
+    rows = db.execute(
+        """SELECT links.id, links.url, meta.title,
+                  snippet(link_search, -1, :open, :close, '…', 16),
+                  bm25(link_search, :title_weight, :description_weight, :text_weight) AS score
+           FROM link_search
+           JOIN links ON links.seq = link_search.rowid
+           LEFT JOIN link_metadata AS meta ON meta.link_id = links.id
+           WHERE link_search MATCH :query AND links.deleted_at IS NULL
+           ORDER BY score, links.seq DESC
+           LIMIT :limit""",
+        {
+            "query": query,
+            "open": mark[0],
+            "close": mark[1],
+            "title_weight": SEARCH_WEIGHTS[0],
+            "description_weight": SEARCH_WEIGHTS[1],
+            "text_weight": SEARCH_WEIGHTS[2],
+            "limit": limit,
+        },
+    ).fetchall()
+    return [
+        {"id": link_id, "url": url, "title": title, "snippet": snippet, "score": -score}
+        for link_id, url, title, snippet, score in rows
+    ]
+
+
+_ALLOWED_ACTIONS = frozenset(
+    {apsw.SQLITE_SELECT, apsw.SQLITE_READ, apsw.SQLITE_FUNCTION, apsw.SQLITE_RECURSIVE}
+)
+_DENIED_FUNCTIONS = frozenset({"load_extension"})
+# FTS5 reads ``PRAGMA data_version`` to know whether its cached structure is
+# current; without it no full-text query could run. It takes no argument
+# and changes nothing.
+_ALLOWED_PRAGMAS = frozenset({"data_version"})
+
+
+class _Authorizer:
+    """SQLite's authorizer callback: allow reading, deny and remember the rest."""
+
+    def __init__(self) -> None:
+        self.denied: list[str] = []
+
+    def __call__(self, action: int, name1: str | None, name2: str | None,
+                 database: str | None, trigger: str | None) -> int:
+        if action == apsw.SQLITE_PRAGMA:
+            allowed = (name1 or "").lower() in _ALLOWED_PRAGMAS and name2 is None
+        elif action == apsw.SQLITE_FUNCTION:
+            allowed = (name2 or "").lower() not in _DENIED_FUNCTIONS
+        else:
+            allowed = action in _ALLOWED_ACTIONS
+        if allowed:
+            return apsw.SQLITE_OK
+        self.denied.append(apsw.mapping_authorizer_function.get(action, str(action)))
+        return apsw.SQLITE_DENY
+
+
+def run_readonly_sql(
+    db: apsw.Connection,
+    sql: str,
+    *,
+    max_rows: int = 1000,
+    time_limit_ms: int = 1000,
+    clock: Callable[[], float] = time.monotonic,
+) -> SqlResult:
+    """Run one user-written SELECT (or WITH ... SELECT) and return at most
+    ``max_rows`` rows.
+
+    SQLite's authorizer allows only reading (SELECT, READ, FUNCTION and
+    recursive CTEs) and ``PRAGMA query_only`` is on while it runs; the
+    progress handler stops it after ``time_limit_ms``. Anything refused or
+    stopped raises QueryRejected; the database is never changed.
+    """
+    if not isinstance(sql, str):
+        raise QueryRejected("invalid", "the query must be text")
+    if len(sql) > MAX_SQL_LENGTH:
+        raise QueryRejected("too_long", f"the query is longer than {MAX_SQL_LENGTH} characters")
+    statement = _single_statement(db, sql)
+    deadline = clock() + time_limit_ms / 1000
+    db.execute("PRAGMA query_only = ON")
+    authorizer = _Authorizer()
+    db.setauthorizer(authorizer)
+    db.setprogresshandler(lambda: clock() > deadline, 1000)
+    cursor = db.cursor()
+    try:
+        rows: list[tuple] = []
+        truncated = False
+        for row in cursor.execute(statement.query):
+            if len(rows) == max_rows:
+                truncated = True
+                break
+            rows.append(row)
+    except apsw.InterruptError:
+        raise QueryRejected("time_limit", f"the query ran longer than {time_limit_ms} ms") from None
+    except apsw.Error as error:
+        if authorizer.denied:
+            raise QueryRejected(
+                "not_allowed", f"only reading is allowed, not {authorizer.denied[0]}"
+            ) from None
+        raise QueryRejected("invalid_sql", str(error)) from None
+    finally:
+        cursor.close()
+        db.setprogresshandler(None)
+        db.setauthorizer(None)
+        db.execute("PRAGMA query_only = OFF")
+    columns = [name for name, _ in statement.description or ()]
+    return SqlResult(columns=columns, rows=rows, truncated=truncated)
+
+
+def _single_statement(db: apsw.Connection, sql: str) -> apsw.ext.QueryDetails:
+    """The one statement in ``sql``, prepared (not run) to find where it ends."""
+    try:
+        first = apsw.ext.query_info(db, sql)
+        if not first.has_vdbe:
+            raise QueryRejected("empty", "the query has no statement")
+        rest = first.query_remaining
+        if rest and apsw.ext.query_info(db, rest).has_vdbe:
+            raise QueryRejected("multiple_statements", "send one statement at a time")
+    except apsw.Error as error:
+        raise QueryRejected("invalid_sql", str(error)) from None
+    return first
