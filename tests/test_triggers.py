@@ -360,6 +360,9 @@ def test_an_org_the_sweep_cannot_check_is_enqueued_anyway(orgs):
         def __init__(self, inner):
             self.inner = inner
 
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
         def list(self, prefix, **kwargs):
             if "/snapshots/" in prefix and prefix.startswith("orgs/globex/"):
                 raise Transient(prefix, "503 Slow Down")
