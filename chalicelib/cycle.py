@@ -25,7 +25,7 @@ import apsw
 from pydantic import ValidationError
 
 from chalicelib import lease as leases
-from chalicelib import log, snapshots, state
+from chalicelib import log, orgstate, snapshots, state
 from chalicelib.events import validate_processor_event
 from chalicelib.cyclelog import CycleRecord, MeteredStore, log_line
 from chalicelib.keys import check_org, snapshot_prefix, version_of_snapshot_key
@@ -33,6 +33,8 @@ from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, ProcessL
 from chalicelib.store.base import ObjectStore, StoreError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+COMPLETED = "v1.LinkProcessingCompleted"
 
 OUTCOMES = ("done", "work_left", "lease_held", "nothing_to_do", "stopped")
 
@@ -154,7 +156,7 @@ def result_events(outcome: LinkOutcome, at: datetime) -> list[dict]:
     if failure is None:
         events.append(
             _event(
-                "v1.LinkProcessingCompleted",
+                COMPLETED,
                 {"linkId": link_id, "completedAt": _iso(at)},
                 at,
             )
@@ -210,12 +212,6 @@ def _safe_process(process: ProcessLink, job: LinkJob) -> LinkOutcome:
             ),
         )
     return outcome
-
-
-def _epoch_of(commit: dict) -> int:
-    author = commit.get("author") or {}
-    epoch = author.get("epoch") if author.get("kind") == "processor" else None
-    return epoch if isinstance(epoch, int) else 0
 
 
 # The cycle reads three facts of the state beyond the agreed work queries;
@@ -293,19 +289,16 @@ class _Cycle:
             self.record.epoch = self.report.epoch = self.lease.epoch
 
     def restore(self) -> None:
-        get_before = self.metered.seconds("get")
-        started = self.clock()
-        restored = snapshots.restore_latest(self.store, self.org)
-        spent = self.clock() - started
-        snapshot_get = self.metered.seconds("get") - get_before
-        self.record.add_time("snapshot_get", snapshot_get)
-        self.record.add_time("deserialize", max(0.0, spent - snapshot_get))
-        self.db = restored.db
-        self.record.snapshot_restored = restored.version if restored.key else None
-        self.record.version_before = restored.version
-        started = self.clock()
-        self.apply(self.read_after(restored.version))
-        self.timed("apply", started)
+        opened = orgstate.open_state(self.store, self.org)
+        self.db = opened.db
+        for name in ("snapshot_get", "deserialize", "apply"):
+            self.record.add_time(name, opened.timings.get(name, 0.0))
+        # Reading the delta is part of bringing the state up to date.
+        self.record.add_time("apply", opened.timings.get("read_log", 0.0))
+        self.record.snapshot_restored = opened.snapshot_version if opened.snapshot_key else None
+        self.record.commits_applied += opened.commits_applied
+        self.record.events_applied += sum(stats.events_applied for stats in opened.stats)
+        self.record.version_before = opened.version
         # The log may carry our epoch already if the lease object was ever
         # lost; commits at or below the highest applied epoch would be
         # skipped as stale, so the lease moves above it first.
@@ -331,8 +324,9 @@ class _Cycle:
         self.record.commits_applied += stats.commits
         self.record.events_applied += stats.events_applied
 
-    def fence(self, commits: list[dict]) -> None:
-        if any(_epoch_of(c) > self.lease.epoch for c in commits):
+    def fence(self) -> None:
+        """Stop if the state has applied a processor commit of a higher epoch."""
+        if _highest_epoch(self.db) > self.lease.epoch:
             raise Fenced(f"{self.org}: a processor of a higher epoch committed")
 
     def catch_up(self) -> None:
@@ -341,7 +335,7 @@ class _Cycle:
         commits = self.read_after(state.version(self.db))
         self.apply(commits)
         self.timed("apply", started)
-        self.fence(commits)
+        self.fence()
 
     def commit(self, events: list[dict]) -> None:
         """Append one processor commit and apply it with whatever came before.
@@ -366,7 +360,7 @@ class _Cycle:
         between = self.read_after(before, landed["version"] - 1)
         self.apply(between + [landed])
         self.timed("apply", started)
-        self.fence(between)
+        self.fence()
 
     def process_all(self, jobs: list[LinkJob]) -> dict[str, LinkOutcome]:
         outcomes: dict[str, LinkOutcome] = {}
@@ -412,6 +406,9 @@ class _Cycle:
             put_before = self.metered.seconds("put")
             started = self.clock()
             key = snapshots.write_snapshot(self.store, self.org, self.db)
+            if key is None:
+                self.record.error = "snapshot not written (see the warning before)"
+                return
             spent = self.clock() - started
             snapshot_put = self.metered.seconds("put") - put_before
             self.record.add_time("snapshot_put", snapshot_put)
@@ -460,10 +457,15 @@ class _Cycle:
         # result from us: it needs work again, with the request honoured.
         finished = [outcomes[link] for link in attempt if link in outcomes and link in still_pending]
         at = self.now()
-        if finished:
-            self.commit([e for outcome in finished for e in link_events(outcome, at)])
-        self.report.links_done = tuple(o.link_id for o in finished if o.failure is None)
-        self.report.links_failed = tuple(o.link_id for o in finished if o.failure is not None)
+        results = {outcome.link_id: link_events(outcome, at) for outcome in finished}
+        if results:
+            self.commit([event for events in results.values() for event in events])
+        self.report.links_done = tuple(
+            link for link, events in results.items() if events[-1]["name"] == COMPLETED
+        )
+        self.report.links_failed = tuple(
+            link for link, events in results.items() if events[-1]["name"] != COMPLETED
+        )
         self.record.links_done = len(self.report.links_done)
         self.record.links_failed = len(self.report.links_failed)
         self.record.links_unfinished = len(jobs) - len(finished)

@@ -106,7 +106,12 @@ class MeteredStore(CountingStore):
 
 @dataclass
 class CycleRecord:
-    """The figures of one cycle; ``timings_ms`` keys are TIMINGS."""
+    """The figures of one cycle; ``timings_ms`` keys are TIMINGS.
+
+    ``version_before`` is the log head the cycle found (its restore plus the
+    delta), ``version_after`` the version its state reached; the restored
+    snapshot's version is ``snapshot_restored`` (None when it replayed).
+    """
 
     org: str
     holder: str

@@ -77,17 +77,19 @@ def run(store, *, process=None, holder="proc-a", clock=None, now=None, **kwargs)
 
 def test_twenty_links_cost_two_commits_and_one_snapshot(local_store):
     save_links(local_store, "acme", range(20))
+    client_commit(local_store, "acme", "v1.TagCreated",
+                  {"id": "tag-1", "name": "reading", "createdAt": "2026-11-23T20:00:00Z"})
     recorder = PutRecorder(local_store)
     report = run(CountingStore(recorder))
 
     assert report.outcome == "done"
-    assert (report.version_before, report.version_after) == (1, 3)
+    assert (report.version_before, report.version_after) == (2, 4)
     assert sorted(report.links_done) == [link_id(n) for n in range(20)]
     assert recorder.keys == [
         "orgs/acme/lease.json",
-        "orgs/acme/log/00000000000000000002.json",
         "orgs/acme/log/00000000000000000003.json",
-        f"orgs/acme/snapshots/{state.SCHEMA_HASH}/00000000000000000003.sqlite",
+        "orgs/acme/log/00000000000000000004.json",
+        f"orgs/acme/snapshots/{state.SCHEMA_HASH}/00000000000000000004.sqlite",
         "orgs/acme/lease.json",
     ]
     assert report.requests["put"] == 5
@@ -96,6 +98,13 @@ def test_twenty_links_cost_two_commits_and_one_snapshot(local_store):
     started, results = processor_commits(commits)
     assert [e["args"]["attempt"] for e in started["events"]] == [1] * 20
     assert started["author"] == {"kind": "processor", "id": "proc-a", "epoch": 1}
+    assert [e["name"] for e in results["events"][:5]] == [
+        "v1.LinkMetadataFetched",
+        "v1.LinkContentExtracted",
+        "v1.LinkSummarized",
+        "v1.TagSuggested",
+        "v1.LinkProcessingCompleted",
+    ]
     assert len(results["events"]) == 20 * 5
     assert {
         link: (h.attempts_started, h.terminal) for link, h in processor_history(commits).items()
@@ -356,9 +365,9 @@ def test_old_snapshots_are_pruned_to_the_last_three(local_store):
         run(local_store)
     keys = [o.key for o in local_store.list(snapshot_prefix("acme", state.SCHEMA_HASH))]
     assert [k.rsplit("/", 1)[1] for k in keys] == [
+        "00000000000000000009.sqlite",
         "00000000000000000012.sqlite",
         "00000000000000000015.sqlite",
-        "00000000000000000018.sqlite",
     ]
 
 
