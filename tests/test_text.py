@@ -1,0 +1,105 @@
+"""Readable text: readability-lxml's article as plain text, with counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.links.text import count_words, html_to_text, readable_text, text_stats
+
+
+def test_blocks_are_separated_by_a_blank_line_and_br_by_a_line_break():
+    fragment = (
+        "<div><h2>Heading</h2><p>First   paragraph\n spread over\tlines.</p>"
+        "<blockquote>A quote.</blockquote><p>Line one<br>Line two</p></div>"
+    )
+
+    assert html_to_text(fragment) == "Heading\n\nFirst paragraph spread over lines.\n\nA quote.\n\nLine one\nLine two"
+
+
+def test_inline_elements_do_not_break_words():
+    assert html_to_text("<p>Read <a href='/x'>the <b>bold</b> link</a>, then <em>stop</em>.</p>") == (
+        "Read the bold link, then stop."
+    )
+
+
+def test_lists_and_table_rows_are_blocks_cells_are_spaced():
+    fragment = "<ul><li>one</li><li>two</li></ul><table><tr><td>a</td><td>b</td></tr><tr><th>c</th><td>d</td></tr></table>"
+
+    assert html_to_text(fragment) == "one\n\ntwo\n\na b\n\nc d"
+
+
+def test_preformatted_text_keeps_its_layout():
+    fragment = "<p>Code:</p><pre>def f():\n    return 1\n</pre><p>After.</p>"
+
+    assert html_to_text(fragment) == "Code:\n\ndef f():\n    return 1\n\nAfter."
+
+
+def test_comments_are_dropped_but_their_tail_is_kept():
+    assert html_to_text("<p>before<!-- hidden note -->after</p>") == "beforeafter"
+
+
+def test_control_characters_are_removed():
+    assert html_to_text("<p>bell\x07 and\x1b escape</p>") == "bell and escape"
+
+
+def test_empty_fragment():
+    assert html_to_text("") == ""
+    assert html_to_text("<div><p> </p></div>") == ""
+
+
+ARTICLE = """<html><head><title>Page</title><style>p {color: red}</style></head><body>
+<div class="sidebar"><ul><li><a href="/">Home</a></li><li><a href="/about">About us</a></li></ul></div>
+<div class="article-body">
+<p>The city council voted on Tuesday to extend the tram line to the harbour, ending a debate that
+lasted more than ten years and divided the neighbourhoods along the route.</p>
+<p>Construction starts next spring. The council expects the first trams to run in three years,
+and says the line will carry twenty thousand passengers a day once it is complete.</p>
+<script>trackPageView();</script>
+</div>
+<div class="footer">Contact | Privacy</div>
+</body></html>"""
+
+
+def test_readable_text_of_an_article():
+    result = readable_text(ARTICLE)
+
+    assert result.text == (
+        "The city council voted on Tuesday to extend the tram line to the harbour, ending a debate that "
+        "lasted more than ten years and divided the neighbourhoods along the route.\n\n"
+        "Construction starts next spring. The council expects the first trams to run in three years, "
+        "and says the line will carry twenty thousand passengers a day once it is complete."
+    )
+    assert result.word_count == 60
+    assert result.reading_minutes == 1
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["", "   ", "<html></html>", "\x00\x01binary\xff", "<p>unclosed <div><table><td>x", "<html>" + "<div>" * 3000 + "deep"],
+)
+def test_a_bad_page_gives_text_or_nothing_never_an_error(page):
+    result = readable_text(page)
+
+    assert isinstance(result.text, str)
+    assert result.word_count == count_words(result.text)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("", 0),
+        ("one", 1),
+        ("Hello, world! It's 2024.", 5),
+        ("snake_case and hyphen-ated", 4),
+        ("東京の天気", 5),
+        ("Tokyo 東京 weather", 4),
+        ("한국어 텍스트", 6),
+    ],
+)
+def test_word_count(text, words):
+    assert count_words(text) == words
+
+
+@pytest.mark.parametrize(("words", "minutes"), [(0, 0), (1, 1), (230, 1), (231, 2), (2300, 10)])
+def test_reading_minutes_at_230_words_a_minute(words, minutes):
+    assert text_stats(" ".join(["word"] * words)).reading_minutes == minutes
