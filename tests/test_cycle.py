@@ -295,6 +295,29 @@ def test_a_processor_that_cannot_renew_stops_before_writing_results(local_store)
     assert local_store.list(snapshot_prefix("acme", state.SCHEMA_HASH)) == []
 
 
+def test_a_long_cycle_renews_its_lease_so_no_one_can_take_it(local_store):
+    save_links(local_store, "acme", range(3))
+    clock = FakeClock()
+    rival_clock = FakeClock(clock.now)
+    processor = FakeProcessor()
+    rival_got = []
+
+    def slow(job):
+        # Each link takes 40 s; a rival looks at the lease every time.
+        clock.advance(40)
+        rival_clock.advance(40)
+        rival_got.append(
+            lease.acquire(local_store, "acme", "rival", duration=60, clock=rival_clock))
+        return processor(job)
+
+    recorder = PutRecorder(local_store)
+    report = run(recorder, process=slow, clock=clock, lease_seconds=60, concurrency=1,
+                 budget_seconds=600)
+    assert report.outcome == "done"
+    assert rival_got == [None, None, None]
+    assert recorder.keys.count("orgs/acme/lease.json") > 2
+
+
 def test_a_commit_of_a_higher_epoch_stops_the_cycle(local_store):
     save_links(local_store, "acme", range(2))
 
