@@ -516,14 +516,21 @@ def run_cycle(
     except (StoreError, leases.LeaseLost, log.LogBusy, Fenced) as error:
         cycle.report.outcome = "stopped"
         cycle.record.error = f"{type(error).__name__}: {error}"
-    finally:
-        if cycle.lease is not None:
-            started = cycle.clock()
-            try:
-                leases.release(cycle.store, cycle.lease)
-            except StoreError:
-                pass  # it simply expires
-            cycle.timed("lease", started)
+    except Exception as error:
+        # Anything else is a bug or a damaged log: it still gets its log
+        # line, and then goes up to the trigger, which retries the org.
+        cycle.record.error = f"{type(error).__name__}: {error}"
+        _finish(cycle, emit, None)
+        raise
+    return _finish(cycle, emit, enqueue)
+
+
+def _finish(cycle: _Cycle, emit: Callable[[str], None], enqueue) -> CycleReport:
+    """Release the lease, fill in the figures, emit the log line, enqueue."""
+    if cycle.lease is not None:
+        started = cycle.clock()
+        leases.release(cycle.store, cycle.lease)
+        cycle.timed("lease", started)
     report = cycle.report
     record = cycle.record
     if cycle.db is not None:
@@ -539,5 +546,5 @@ def run_cycle(
     report.record = record
     emit(log_line(record))
     if report.work_left and enqueue is not None:
-        enqueue(org)
+        enqueue(cycle.org)
     return report
