@@ -86,8 +86,10 @@ def extract_metadata(html_or_tree: str | bytes | lxml.html.HtmlElement, url: str
         meta.get("author"),
         meta.get("parsely-author"),
         meta.get("article:author") if not _looks_like_url(meta.get("article:author")) else None,
-        _byline_in_body(tree),
     )
+    if author is None:
+        # Walking the body costs more than everything else here together: only when needed.
+        author = _byline_in_body(tree)
     return PageMetadata(
         title=title,
         description=_first(
@@ -213,13 +215,15 @@ def _favicon(tree: lxml.html.HtmlElement, base: str | None, url: str) -> str | N
     icons: list[tuple[int, str]] = []
     for element in tree.iter("link"):
         rels = (element.get("rel") or "").lower().split()
-        href = _http_url(element.get("href"), base)
-        if not href:
-            continue
         if "icon" in rels:
-            icons.append((0, href))
+            rank = 0
         elif "apple-touch-icon" in rels or "apple-touch-icon-precomposed" in rels:
-            icons.append((1, href))
+            rank = 1
+        else:
+            continue
+        href = _http_url(element.get("href"), base)
+        if href:
+            icons.append((rank, href))
     if icons:
         return min(icons, key=lambda icon: icon[0])[1]
     page_url = _http_url(url)

@@ -29,6 +29,9 @@ _WORD = re.compile(r"\w+")
 # A sentence ends at . ! ? (or their CJK forms) followed by space, or at a line break.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])|\n+")
 _MIN_SENTENCE_WORDS = 4
+# Articles put their point first: the start is enough to find it, and it
+# bounds the cost on very long pages.
+_SCAN_CHARS = 20_000
 # A short line without closing punctuation is a heading or a caption, not a sentence.
 _ENDS_SENTENCE = re.compile(r"[.!?…:;。！？][\"'”’)\]]*$")
 _MAX_HEADING_WORDS = 15
@@ -58,15 +61,16 @@ class ExtractiveSummarizer:
         whole = " ".join(text.split())
         if len(whole) <= self.max_chars:
             return whole
-        sentences = [s for s in (" ".join(part.split()) for part in _SENTENCE_END.split(text)) if s]
-        frequencies = Counter(w for s in sentences for w in _content_words(s))
+        sentences = [s for s in (" ".join(part.split()) for part in _SENTENCE_END.split(text[:_SCAN_CHARS])) if s]
+        content = [_content_words(s) for s in sentences]
+        frequencies = Counter(w for words in content for w in words)
         title_words = set(_content_words(title or ""))
         top = max(frequencies.values(), default=1)
         headings = {" ".join((title or "").split()).casefold()}
 
         def score(index: int) -> float:
             sentence = sentences[index]
-            words = _content_words(sentence)
+            words = content[index]
             if len(sentence.split()) < _MIN_SENTENCE_WORDS or not words or sentence.casefold() in headings:
                 return 0.0
             if not _ENDS_SENTENCE.search(sentence) and len(sentence.split()) < _MAX_HEADING_WORDS:

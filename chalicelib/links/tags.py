@@ -13,6 +13,7 @@ because a long text has near-misses of almost any word.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections import Counter
 from urllib.parse import unquote, urlsplit
@@ -30,7 +31,7 @@ _TEXT_MAX_WEIGHT = 0.6
 # Approximate matches below this similarity are different words.
 _FUZZY_CUTOFF = 0.85
 # Enough text to know what a page is about; bounds the cost on huge pages.
-_TEXT_SCAN_CHARS = 50_000
+_TEXT_SCAN_CHARS = 20_000
 
 _WORD = re.compile(r"[^\W_]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
@@ -50,7 +51,7 @@ def suggest_tags(tags: tuple[TagChoice, ...], title: str | None, text: str | Non
     title_words = _words(title or "")
     url_words = [w for w in _words(_url_text(url or "")) if w not in _URL_NOISE]
     text_words = _words((text or "")[:_TEXT_SCAN_CHARS])
-    text_phrases = _phrase_counts(text_words)
+    text_counts = Counter(text_words)
     scored: list[tuple[float, str, str]] = []
     for tag in tags:
         name = _words(tag.name)
@@ -58,7 +59,7 @@ def suggest_tags(tags: tuple[TagChoice, ...], title: str | None, text: str | Non
             continue
         title_match = _fuzzy_match(name, title_words)
         url_match = _fuzzy_match(name, url_words)
-        mentions = text_phrases.get(" ".join(name), 0)
+        mentions = _mentions(name, text_words, text_counts)
         text_weight = min(_TEXT_MAX_WEIGHT, _TEXT_WEIGHT_PER_MENTION * mentions)
         miss = (1 - _TITLE_WEIGHT * title_match) * (1 - _URL_WEIGHT * url_match) * (1 - text_weight)
         score = round(1 - miss, 3)
@@ -73,6 +74,7 @@ def _words(text: str) -> list[str]:
     return [_singular(w) for w in _WORD.findall(_CAMEL.sub(" ", text).casefold())]
 
 
+@functools.lru_cache(maxsize=65536)
 def _singular(word: str) -> str:
     """A rough English singular; only needs to map both forms to one key."""
     if len(word) <= 3 or word.endswith(("ss", "us")) or (word.endswith("is") and len(word) >= 5):
@@ -94,12 +96,14 @@ def _url_text(url: str) -> str:
     return " ".join(unquote(p) for p in (parts.hostname or "", parts.path, parts.query))
 
 
-def _phrase_counts(words: list[str]) -> Counter:
-    """How often each run of 1 to 3 words occurs (tag names are short)."""
-    counts: Counter = Counter()
-    for size in (1, 2, 3):
-        counts.update(" ".join(words[i : i + size]) for i in range(len(words) - size + 1))
-    return counts
+def _mentions(name: list[str], words: list[str], counts: Counter) -> int:
+    """How often the name's words occur in a row in ``words``."""
+    if counts[name[0]] == 0:
+        return 0
+    if len(name) == 1:
+        return counts[name[0]]
+    size = len(name)
+    return sum(1 for i, word in enumerate(words) if word == name[0] and words[i : i + size] == name)
 
 
 def _fuzzy_match(name: list[str], words: list[str]) -> float:
@@ -131,5 +135,9 @@ def _similar(a: str, b: str) -> float:
     # Short words are distinct even one letter apart ("cat" / "car").
     if min(len(a), len(b)) < 5:
         return 0.0
-    ratio = difflib.SequenceMatcher(None, a, b).ratio()
+    matcher = difflib.SequenceMatcher(None, a, b)
+    # The quick upper bounds rule out most pairs without the full comparison.
+    if matcher.real_quick_ratio() < _FUZZY_CUTOFF or matcher.quick_ratio() < _FUZZY_CUTOFF:
+        return 0.0
+    ratio = matcher.ratio()
     return ratio if ratio >= _FUZZY_CUTOFF else 0.0

@@ -1,0 +1,135 @@
+"""Pages per second through the link pipeline, beside readability-lxml alone.
+
+A local HTTP server on 127.0.0.1 serves 100 pages (the real pages of
+../shared/testdata/readability-pages, cycled, when present; generated
+articles otherwise). In one run each page goes through
+``Document(html).summary(html_partial=True)`` alone, then through the whole
+pipeline (safe fetch over HTTP, parse, metadata, text, summary, tags). The
+figure that matters is the overhead ratio, pipeline time over readability
+time; the target is at most 1.5.
+
+    python -m bench.bench_links
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from readability import Document
+
+from chalicelib.links.addresses import AllowList
+from chalicelib.links.fetch import FetchPolicy, fetch_page
+from chalicelib.links.outcome import LinkJob, TagChoice
+from chalicelib.links.pipeline import make_link_processor
+
+PAGES = 100
+TARGET_RATIO = 1.5
+TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "readability-pages"
+TAGS = (
+    TagChoice("t1", "Python"), TagChoice("t2", "security"), TagChoice("t3", "Firefox"),
+    TagChoice("t4", "climate"), TagChoice("t5", "football"), TagChoice("t6", "web development"),
+)
+
+
+def load_pages(count: int = PAGES) -> tuple[str, list[bytes]]:
+    """``count`` page bodies (UTF-8) and where they came from."""
+    sources = sorted(TESTDATA.glob("*/source.html")) if TESTDATA.is_dir() else []
+    if sources:
+        bodies = [path.read_bytes() for path in sources]
+        return "testdata", [bodies[i % len(bodies)] for i in range(count)]
+    return "generated", [_generated_page(i).encode("utf-8") for i in range(count)]
+
+
+def _generated_page(number: int) -> str:
+    paragraphs = "".join(
+        f"<p>Paragraph {p} of article {number} explains how the city plans new tram lines, bike lanes "
+        f"and wider pavements, and what residents said at the public meeting about climate goals.</p>"
+        for p in range(12)
+    )
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><title>Article {number} | City News</title>"
+        f"<meta property='og:title' content='Article {number}'><meta name='author' content='Reporter {number}'>"
+        f"</head><body><nav class='menu'><a href='/'>Home</a></nav><article>{paragraphs}</article>"
+        f"<footer class='footer'>Contact</footer></body></html>"
+    )
+
+
+class _Server:
+    """Serves ``bodies`` at /page/0 .. /page/N-1 on 127.0.0.1."""
+
+    def __init__(self, bodies: list[bytes]):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                number = self.path.rsplit("/", 1)[-1]
+                body = bodies[int(number)] if number.isdigit() and int(number) < len(bodies) else None
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def main() -> dict:
+    """Run the bench once; return its figures."""
+    source, bodies = load_pages()
+    server = _Server(bodies)
+    try:
+        policy = FetchPolicy(allow=AllowList.parse(f"127.0.0.1:{server.port}"))
+        process = make_link_processor(fetch=lambda url: fetch_page(url, policy))
+        urls = [f"http://127.0.0.1:{server.port}/page/{i}" for i in range(len(bodies))]
+        texts = [body.decode("utf-8", "replace") for body in bodies]
+
+        # Warm both paths (imports, caches, the first connection) before timing.
+        Document(texts[0]).summary(html_partial=True)
+        process(LinkJob("warm-up", urls[0], TAGS))
+
+        # Page by page, one then the other, so a change in the machine's
+        # load during the run weighs on both sides alike.
+        readability_seconds = pipeline_seconds = 0.0
+        outcomes = []
+        for i, (text, url) in enumerate(zip(texts, urls)):
+            started = time.perf_counter()
+            Document(text).summary(html_partial=True)
+            readability_seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            outcomes.append(process(LinkJob(f"link-{i}", url, TAGS)))
+            pipeline_seconds += time.perf_counter() - started
+    finally:
+        server.close()
+
+    failures = [o.failure.code for o in outcomes if o.failure]
+    ratio = pipeline_seconds / readability_seconds
+    return {
+        "bench": "links",
+        "pages": len(bodies),
+        "pages_from": source,
+        "readability_pages_per_s": round(len(bodies) / readability_seconds, 1),
+        "pipeline_pages_per_s": round(len(bodies) / pipeline_seconds, 1),
+        "overhead_ratio": round(ratio, 3),
+        "target_ratio": TARGET_RATIO,
+        "within_target": ratio <= TARGET_RATIO,
+        "failures": failures,
+        "with_text": sum(1 for o in outcomes if o.text),
+        "with_summary": sum(1 for o in outcomes if o.summary),
+        "with_suggestions": sum(1 for o in outcomes if o.suggestions),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))
