@@ -1,0 +1,92 @@
+"""Building logs for the state tests, and comparing states.
+
+A ``Log`` hands out versions in order, so a test reads as the story of an
+org: ``log.client(created("l1", "https://example.com/"))``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import apsw
+
+T0 = "2026-11-23T20:00:00Z"
+_event_ids = itertools.count(1)
+
+
+def event(name: str, args: dict, *, event_id: str | None = None, at: str = T0) -> dict:
+    return {"id": event_id or f"ev-{next(_event_ids)}", "name": name, "args": args, "at": at}
+
+
+def created(link_id: str, url: str, *, created_at: str = T0, event_id: str | None = None, **extra) -> dict:
+    return event(
+        "v1.LinkCreated", {"id": link_id, "url": url, "createdAt": created_at, **extra},
+        event_id=event_id,
+    )
+
+
+def started(link_id: str, attempt: int = 1, at: str = T0) -> dict:
+    return event("v1.LinkProcessingStarted", {"linkId": link_id, "attempt": attempt, "startedAt": at})
+
+
+def failed(link_id: str, *, retryable: bool, at: str, code: str = "timeout", **extra) -> dict:
+    return event(
+        "v1.LinkProcessingFailed",
+        {"linkId": link_id, "code": code, "message": "it failed", "retryable": retryable,
+         "failedAt": at, **extra},
+    )
+
+
+def completed(link_id: str, at: str = T0) -> dict:
+    return event("v1.LinkProcessingCompleted", {"linkId": link_id, "completedAt": at})
+
+
+class Log:
+    """Commits of one org, numbered from 1."""
+
+    def __init__(self) -> None:
+        self.commits: list[dict] = []
+
+    def _commit(self, author: dict, events: tuple[dict, ...], batch_id: str | None) -> dict:
+        version = len(self.commits) + 1
+        commit = {
+            "version": version,
+            "org": "acme",
+            "batch_id": batch_id or f"batch-{version}",
+            "committed_at": T0,
+            "author": author,
+            "events": list(events),
+        }
+        self.commits.append(commit)
+        return commit
+
+    def client(self, *events: dict, batch_id: str | None = None) -> dict:
+        return self._commit({"kind": "client", "id": "device-1"}, events, batch_id)
+
+    def processor(self, *events: dict, epoch: int = 1) -> dict:
+        return self._commit({"kind": "processor", "id": "worker-1", "epoch": epoch}, events, None)
+
+
+def dump(db: apsw.Connection) -> dict[str, list[tuple]]:
+    """Every row of every table, in a fixed order, and the full-text index
+    as (term, document, column, offset) rows: two states are equal when
+    their dumps are. FTS5's own storage tables are left out because their
+    layout depends on how commits were grouped into transactions; the
+    vocabulary rows say exactly what the index holds."""
+    tables = [
+        name for (name,) in db.execute(
+            """SELECT name FROM sqlite_master WHERE type = 'table'
+               AND name NOT LIKE 'link_search%' AND name NOT LIKE 'sqlite_%' ORDER BY name"""
+        )
+    ]
+    result = {}
+    for table in tables:
+        columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+        order = ", ".join(f'"{column}"' for column in columns)
+        result[table] = db.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+    db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_terms USING fts5vocab(main, link_search, instance)")
+    result["link_search"] = db.execute(
+        "SELECT term, doc, col, offset FROM temp.search_terms ORDER BY term, doc, col, offset"
+    ).fetchall()
+    db.execute("INSERT INTO link_search (link_search) VALUES ('integrity-check')")
+    return result
