@@ -3,7 +3,8 @@
 - ``local_store``: a LocalStore in the test's tmp_path.
 - ``moto_store``: S3 mocked in-process by moto (``mock_aws``).
 - ``moto_server``: moto's ThreadedMotoServer on a free 127.0.0.1 port, one
-  per test session (per xdist worker); yields its endpoint URL.
+  per test session (per xdist worker), in a child process so that
+  ``mock_aws`` in other tests cannot wipe its state; yields its endpoint URL.
 - ``server_store``: S3 over real HTTP to that server, a fresh bucket per test.
 - ``any_store``: each of the three in turn.
 - ``s3_env``: AWS settings in the environment pointing at the server, and a
@@ -16,15 +17,14 @@ settings in the environment.
 
 from __future__ import annotations
 
-import logging
 import uuid
 
 import boto3
 import pytest
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 
 from chalicelib.store import CountingStore, LocalStore
+from chalicelib.store.motoserver import start_moto_server
 from chalicelib.store.s3 import CLIENT_CONFIG, S3Store
 
 FAKE_AWS = {
@@ -59,13 +59,8 @@ def moto_store():
 
 @pytest.fixture(scope="session")
 def moto_server():
-    # werkzeug logs every request at INFO; thousands of lines help nobody.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with start_moto_server() as server:
+        yield server.url
 
 
 @pytest.fixture

@@ -1,0 +1,80 @@
+"""moto's S3 server (ThreadedMotoServer) in a child process: S3 over real HTTP without AWS.
+
+Tests, benches and a local run use it as a stand-in for S3. It runs in its
+own process because moto keeps its state in module globals shared by an
+in-process server and ``mock_aws``, and ``mock_aws`` wipes that state when it
+starts and stops: a server inside the test process would lose its buckets
+whenever any test used ``mock_aws``. A process of its own also gives the
+server its own interpreter lock.
+
+moto is a development dependency; this module imports it only in the child.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass
+class MotoServer:
+    """A running moto server; ``url`` is its endpoint, e.g. ``http://127.0.0.1:40123``."""
+
+    url: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        """Stop the server and wait for its process to end."""
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> MotoServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_moto_server(host: str = "127.0.0.1") -> MotoServer:
+    """Start moto's server on a free port of ``host`` and return once it answers."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chalicelib.store.motoserver", host],
+        cwd=PROJECT_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    url = process.stdout.readline().strip()
+    if not url.startswith("http://"):
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"moto server did not start (exit code {process.returncode})")
+    return MotoServer(url=url, process=process)
+
+
+def _serve(host: str) -> None:
+    from moto.server import ThreadedMotoServer
+
+    # werkzeug logs every request at INFO; thousands of lines help nobody.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+    server.start()
+    bound_host, port = server.get_host_and_port()
+    print(f"http://{bound_host}:{port}", flush=True)
+    # Serve until the parent closes our stdin, or dies and so closes it.
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1")
