@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 from fetch_servers import PageServer, html, policy_for
 
@@ -310,3 +312,25 @@ def test_a_bad_final_url_gives_no_urls_rather_than_an_error():
     metadata = extract_metadata('<link rel="icon" href="/i.png"><title>T</title>', "not a url")
 
     assert (metadata.favicon, metadata.canonical_url, metadata.title) == (None, None, "T")
+
+
+HTMLISH = st.lists(
+    st.sampled_from(
+        ["<meta property='og:title' content='", "<title>", "</title>", "<link rel=icon href='", "'>", "<base href='",
+         "<script type='application/ld+json'>", "</script>", '{"@type": "Article", "author": ', "[", "]", "{", "}",
+         "<html lang='", "javascript:", "http://", "//", "\x00", "&amp;", "<p class=byline>", "</p>"]
+    )
+    | st.text(max_size=20),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(page=HTMLISH, url=st.sampled_from(["https://example.com/a/b", "", "ftp://x/", "http://[::1", "nonsense"]))
+def test_any_markup_gives_metadata_never_an_error(page, url):
+    metadata = extract_metadata(page, url)
+
+    for value in vars(metadata).values():
+        assert value is None or (isinstance(value, str) and value == value.strip() and value)
+    for link in (metadata.image, metadata.favicon, metadata.canonical_url):
+        assert link is None or link.startswith(("http://", "https://"))

@@ -189,6 +189,19 @@ def test_a_plain_text_page_keeps_its_text(server):
     assert outcome.summary == "Remember the milk. And the eggs, too."
 
 
+def test_without_a_content_type_html_is_recognised_and_anything_else_is_a_file(server):
+    server.routes["/untyped-page"] = lambda handler: respond(handler, 200, CAFE.encode("utf-8"))
+    server.routes["/untyped-blob"] = lambda handler: respond(handler, 200, b"\x00\x01\x02 not a page")
+
+    processor = processor_for(server)
+    page_outcome = processor(LinkJob("link-16", server.url + "/untyped-page"))
+    blob_outcome = processor(LinkJob("link-17", server.url + "/untyped-blob"))
+
+    assert (page_outcome.failure, page_outcome.metadata.title) == (None, "Café crème à Paris")
+    assert (blob_outcome.failure, blob_outcome.text) == (None, None)
+    assert blob_outcome.metadata.description == "unknown type, 14 bytes"
+
+
 def test_404_is_a_permanent_failure(server):
     outcome = processor_for(server)(LinkJob("link-7", server.url + "/missing"))
 
@@ -220,6 +233,13 @@ def test_the_default_fetch_follows_linklog_allow_hosts(server, monkeypatch):
     assert allowed.failure is None
     assert allowed.metadata.title == "Café crème à Paris"
     assert server.paths() == ["/page"]
+
+
+def test_a_bad_allow_list_setting_is_refused_when_the_processor_is_made(monkeypatch):
+    monkeypatch.setenv("LINKLOG_ALLOW_HOSTS", "127.0.0.1:notaport")
+
+    with pytest.raises(ValueError, match="notaport"):
+        make_link_processor()
 
 
 @pytest.mark.parametrize(

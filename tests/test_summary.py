@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
@@ -57,6 +59,12 @@ def test_one_huge_sentence_is_cut_at_a_word_with_an_ellipsis():
     assert len(summary) <= 400
     assert summary.endswith("and…")
     assert summary.startswith("This sentence never ends and keeps going")
+
+
+def test_text_starting_after_a_long_blank_stretch_is_still_summarized():
+    text = " " * 25_000 + "Late words. " * 50
+
+    assert ExtractiveSummarizer().summarize(None, text).startswith("Late words. Late words.")
 
 
 def test_headings_and_the_title_are_not_summary_sentences():
@@ -196,3 +204,15 @@ def test_setting_bedrock_with_a_model_id_containing_colons():
 def test_bad_settings_are_refused(setting):
     with pytest.raises(ValueError, match="unknown summarizer setting"):
         summarizer_from_setting(setting, bedrock_client=lambda timeout: pytest.fail("no client for a bad setting"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(title=st.none() | st.text(max_size=40), text=st.text(max_size=3000))
+def test_any_text_gives_a_short_deterministic_summary(title, text):
+    summarizer = ExtractiveSummarizer()
+
+    summary = summarizer.summarize(title, text)
+
+    assert len(summary) <= 400
+    assert summary == summarizer.summarize(title, text)
+    assert (summary == "") == (text.split() == [])

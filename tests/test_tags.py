@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from chalicelib.links.outcome import TagChoice, TagSuggestion
 from chalicelib.links.tags import suggest_tags
 
@@ -88,3 +91,22 @@ def test_names_without_words_are_ignored():
 
 def test_a_malformed_url_is_only_not_a_source():
     assert suggest_tags((PYTHON,), "Python", "", "http://[::1") == (TagSuggestion("t-py", 0.9),)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(st.text(max_size=15), max_size=8),
+    title=st.none() | st.text(max_size=60),
+    text=st.none() | st.text(max_size=500),
+    url=st.none() | st.text(max_size=60),
+)
+def test_any_input_gives_at_most_three_known_tags_scored_in_range(names, title, text, url):
+    tags = tuple(TagChoice(f"t{i}", name) for i, name in enumerate(names))
+
+    found = suggest_tags(tags, title, text, url)
+
+    assert len(found) <= 3
+    assert len({s.tag_id for s in found}) == len(found)
+    assert {s.tag_id for s in found} <= {t.id for t in tags}
+    assert all(0.5 <= s.score <= 1.0 for s in found)
+    assert [s.score for s in found] == sorted((s.score for s in found), reverse=True)

@@ -15,11 +15,15 @@ from pathlib import Path
 
 import lxml.html
 import pytest
+from fetch_servers import PageServer, policy_for, respond
 from readability import Document
 
 from chalicelib.links import extract_page
 from chalicelib.links.document import parse_document
+from chalicelib.links.fetch import fetch_page
 from chalicelib.links.metadata import extract_metadata
+from chalicelib.links.outcome import LinkJob
+from chalicelib.links.pipeline import MAX_TEXT_CHARS, make_link_processor
 from chalicelib.links.text import readable_text
 
 PAGES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "readability-pages"
@@ -133,6 +137,31 @@ def test_text_has_exactly_readability_lxml_content_only_better_spaced():
         reference = lxml.html.fragment_fromstring(article, create_parent="div").text_content()
         ours = readable_text(html).text
         assert "".join(ours.split()) == "".join(reference.split()), page.name
+
+
+def test_the_pipeline_over_http_reads_every_page_as_extract_page_does():
+    """Served as saved (text/html, no charset), fetched by the real fetcher:
+    the decoded page gives the same metadata and text as the file does."""
+    pages = _pages()
+    server = PageServer({f"/{p.name}/": html_file(p / "source.html") for p in pages})
+    try:
+        policy = policy_for(server)
+        process = make_link_processor(fetch=lambda url: fetch_page(url, policy))
+        for page in pages:
+            url = f"{server.url}/{page.name}/"
+            outcome = process(LinkJob(page.name, url))
+            expected = extract_page((page / "source.html").read_text(encoding="utf-8", errors="replace"), url)
+            assert outcome.failure is None, page.name
+            assert vars(outcome.metadata) == {k: expected[k] for k in vars(outcome.metadata)}, page.name
+            assert outcome.text == expected["text"][:MAX_TEXT_CHARS], page.name
+            assert outcome.summary, page.name
+    finally:
+        server.close()
+
+
+def html_file(path: Path):
+    body = path.read_bytes()
+    return lambda handler: respond(handler, 200, body, {"Content-Type": "text/html"})
 
 
 def test_agreement_compares_instants_and_dates():

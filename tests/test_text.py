@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chalicelib.links.text import count_words, html_to_text, readable_text, text_stats
 
@@ -103,3 +105,21 @@ def test_word_count(text, words):
 @pytest.mark.parametrize(("words", "minutes"), [(0, 0), (1, 1), (230, 1), (231, 2), (2300, 10)])
 def test_reading_minutes_at_230_words_a_minute(words, minutes):
     assert text_stats(" ".join(["word"] * words)).reading_minutes == minutes
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    page=st.lists(
+        st.sampled_from(["<p>", "</p>", "<div>", "<br>", "<pre>", "</pre>", "<td>", "<!--", "-->", "<head>", "\x00", "\x1b", " ", "\n"])
+        | st.text(max_size=15),
+        max_size=40,
+    ).map("".join)
+)
+def test_any_markup_gives_clean_text_never_an_error(page):
+    result = readable_text(page)
+    fragment_text = html_to_text(page)
+
+    for text in (result.text, fragment_text):
+        assert text == text.strip("\n")
+        assert not any(ord(c) < 32 and c not in "\n\t" for c in text)
+    assert result.word_count == count_words(result.text)

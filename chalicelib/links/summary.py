@@ -62,6 +62,8 @@ class ExtractiveSummarizer:
         if len(whole) <= self.max_chars:
             return whole
         sentences = [s for s in (" ".join(part.split()) for part in _SENTENCE_END.split(text[:_SCAN_CHARS])) if s]
+        if not sentences:
+            return _shorten(whole, self.max_chars)
         content = [_content_words(s) for s in sentences]
         frequencies = Counter(w for words in content for w in words)
         title_words = set(_content_words(title or ""))
