@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from fetch_servers import PageServer, policy_for, respond
 
@@ -90,6 +92,24 @@ def test_an_article_page_becomes_a_rich_entry(server):
     # "tomatoes" is in the title, the URL path and the text; "Gardening" is
     # mentioned once in the text only, which is not enough; "Cars" nowhere.
     assert outcome.suggestions == (TagSuggestion("t-tomato", 0.988),)
+
+
+def test_links_processed_at_the_same_time_give_the_same_outcomes_as_one_by_one(server):
+    server.routes["/a"] = page(ARTICLE.encode("utf-8"))
+    server.routes["/b"] = page(CAFE.encode("latin-1"), "text/html; charset=iso-8859-1")
+    server.routes["/c"] = page(JAPANESE.encode("shift_jis"), "text/html")
+    tags = (TagChoice("t-tomato", "tomatoes"), TagChoice("t-cafe", "café"))
+    jobs = [LinkJob(f"link-{i}", server.url + path, tags) for i, path in enumerate(["/a", "/b", "/c", "/missing"] * 3)]
+    process = processor_for(server)
+
+    one_by_one = [process(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(process, jobs))
+
+    assert together == one_by_one
+    assert [o.failure.code if o.failure else o.metadata.title for o in together[:4]] == [
+        "Growing tomatoes on a balcony", "Café crème à Paris", "東京の天気予報", "http_404",
+    ]
 
 
 def test_relative_urls_resolve_against_the_final_url_after_a_redirect(server):
