@@ -1,0 +1,309 @@
+import hashlib
+
+import apsw
+import pytest
+
+from chalicelib import log as commit_log
+from chalicelib import orgstate, snapshots
+from chalicelib.keys import snapshot_key, snapshot_prefix
+from chalicelib.state import SCHEMA_HASH, apply_commits, new_database, version
+from chalicelib.store import NotFound, Transient
+from statelog import Log, T0, completed, created, dump, event, started
+
+ORG = "acme"
+
+
+def story() -> Log:
+    """Six commits of one org: links, tags, processing, a delete."""
+    log = Log()
+    log.client(created("l1", "https://example.com/1"), created("l2", "https://example.com/2"))
+    log.client(event("v1.TagCreated", {"id": "t1", "name": "bread", "createdAt": T0}))
+    log.processor(started("l1"),
+                  event("v1.LinkMetadataFetched", {"linkId": "l1", "title": "Rye bread"}),
+                  event("v1.LinkContentExtracted", {"linkId": "l1", "text": "Rye and salt.",
+                                                    "wordCount": 3, "readingMinutes": 1}),
+                  completed("l1"))
+    log.client(event("v1.LinkTagged", {"id": "lt1", "linkId": "l1", "tagId": "t1", "createdAt": T0}),
+               created("l3", "https://example.com/1?utm_source=feed"))
+    log.client(event("v1.LinkDeleted", {"id": "l2", "deletedAt": T0}))
+    log.processor(started("l3"),
+                  event("v1.LinkContentExtracted", {"linkId": "l3", "text": "Now with caraway.",
+                                                    "wordCount": 3, "readingMinutes": 1}),
+                  completed("l3"), epoch=2)
+    return log
+
+
+def push(store, commits) -> None:
+    for commit in commits:
+        commit_log.append(store, ORG, commit["events"], batch_id=commit["batch_id"],
+                          author=commit["author"])
+
+
+def state_at(commits):
+    db = new_database()
+    apply_commits(db, commits)
+    return db
+
+
+def replay(store):
+    return state_at(commit_log.read_commits(store, ORG, after=0))
+
+
+def snapshot_keys(store, schema=SCHEMA_HASH):
+    return [info.key for info in store.list(snapshot_prefix(ORG, schema))]
+
+
+def test_a_snapshot_restores_to_the_same_state(any_store):
+    commits = story().commits
+    push(any_store, commits)
+    db = state_at(commits)
+    key = snapshots.write_snapshot(any_store, ORG, db)
+    assert key == f"orgs/acme/snapshots/{SCHEMA_HASH}/00000000000000000006.sqlite"
+    restored = snapshots.restore_latest(any_store, ORG)
+    assert (restored.key, restored.version, restored.skipped) == (key, 6, [])
+    assert restored.size == len(any_store.get(key).body)
+    assert dump(restored.db) == dump(replay(any_store))
+
+
+def test_the_body_starts_with_a_header_naming_schema_version_size_and_checksum(local_store):
+    db = state_at(story().commits)
+    key = snapshots.write_snapshot(local_store, ORG, db)
+    body = local_store.get(key).body
+    header, data = body.split(b"\n", 1)
+    assert header == (
+        f"linklog-snapshot 1 schema={SCHEMA_HASH} version=6 size={len(data)} "
+        f"sha256={hashlib.sha256(data).hexdigest()}"
+    ).encode()
+    assert data.startswith(b"SQLite format 3\x00")
+
+
+def test_an_empty_database_is_not_stored(local_store):
+    assert snapshots.write_snapshot(local_store, ORG, new_database()) is None
+    assert snapshot_keys(local_store) == []
+
+
+def test_a_snapshot_is_never_overwritten(local_store):
+    commits = story().commits
+    key = snapshots.write_snapshot(local_store, ORG, state_at(commits))
+    etag = local_store.head(key).etag
+    assert snapshots.write_snapshot(local_store, ORG, state_at(commits)) == key
+    assert local_store.head(key).etag == etag
+
+
+def test_a_wal_database_is_snapshotted_in_rollback_mode(tmp_path, local_store):
+    db = apsw.Connection(str(tmp_path / "state.sqlite"))
+    db.execute("PRAGMA journal_mode = WAL")
+    source = new_database()
+    apply_commits(source, story().commits)
+    with db.backup("main", source, "main") as backup:
+        backup.step()
+    assert db.execute("PRAGMA journal_mode").get == "wal"
+    key = snapshots.write_snapshot(local_store, ORG, db)
+    restored = snapshots.restore_latest(local_store, ORG)
+    assert restored.key == key
+    assert dump(restored.db) == dump(source)
+
+
+def snapshot_at(store, commits, upto: int) -> str:
+    return snapshots.write_snapshot(store, ORG, state_at(commits[:upto]))
+
+
+def test_a_corrupt_newest_snapshot_falls_back_to_the_previous_one(any_store):
+    commits = story().commits
+    push(any_store, commits)
+    snapshot_at(any_store, commits, 2)
+    newest = snapshot_at(any_store, commits, 4)
+    body = bytearray(any_store.get(newest).body)
+    body[-100] ^= 0xFF
+    any_store.delete(newest)
+    any_store.put(newest, bytes(body))
+    state = orgstate.open_state(any_store, ORG)
+    assert state.snapshot_key == snapshot_key(ORG, SCHEMA_HASH, 2)
+    assert state.skipped_snapshots == [(newest, "UnusableSnapshot: checksum mismatch")]
+    assert (state.version, state.commits_applied) == (6, 4)
+    assert dump(state.db) == dump(replay(any_store))
+
+
+def framed(data: bytes, at_version: int, schema: str = SCHEMA_HASH) -> bytes:
+    return (f"linklog-snapshot 1 schema={schema} version={at_version} size={len(data)} "
+            f"sha256={hashlib.sha256(data).hexdigest()}\n").encode() + data
+
+
+def other_schema_database(commits) -> bytes:
+    db = state_at(commits)
+    db.execute("UPDATE meta SET schema_hash = 'feedfacefeedface'")
+    return db.serialize("main")
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda good, commits: b"", "UnusableSnapshot: no snapshot header"),
+    (lambda good, commits: b"garbage\n" + good, "UnusableSnapshot: malformed snapshot header"),
+    (lambda good, commits: good[:-10], "bytes where the header says"),
+    (lambda good, commits: framed(b"not a database at all" * 100, 4),
+     "UnusableSnapshot: SQLite cannot open it: file is not a database"),
+    (lambda good, commits: framed(state_at(commits[:3]).serialize("main"), 4),
+     f"UnusableSnapshot: database holds schema {SCHEMA_HASH} at version 3"),
+    (lambda good, commits: framed(other_schema_database(commits[:4]), 4),
+     "UnusableSnapshot: database holds schema feedfacefeedface at version 4"),
+    (lambda good, commits: framed(state_at(commits[:4]).serialize("main"), 5),
+     "UnusableSnapshot: header names version 5"),
+    (lambda good, commits: framed(state_at(commits[:4]).serialize("main"), 4, "0123456789abcdef"),
+     "UnusableSnapshot: header names schema 0123456789abcdef"),
+])
+def test_every_kind_of_damage_is_detected_and_recovered_from(local_store, damage, reason):
+    commits = story().commits
+    push(local_store, commits)
+    snapshot_at(local_store, commits, 2)
+    newest = snapshot_at(local_store, commits, 4)
+    bad = damage(local_store.get(newest).body, commits)
+    local_store.delete(newest)
+    local_store.put(newest, bad)
+    state = orgstate.open_state(local_store, ORG)
+    assert state.snapshot_key == snapshot_key(ORG, SCHEMA_HASH, 2)
+    [(skipped_key, skipped_reason)] = state.skipped_snapshots
+    assert skipped_key == newest
+    assert reason in skipped_reason
+    assert dump(state.db) == dump(replay(local_store))
+
+
+class VanishingStore:
+    """Lists a snapshot that is gone by the time it is read (pruned meanwhile)."""
+
+    def __init__(self, inner, gone: str):
+        self.inner = inner
+        self.gone = gone
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def get(self, key):
+        if key == self.gone:
+            raise NotFound(key)
+        return self.inner.get(key)
+
+
+def test_a_missing_snapshot_is_recovered_from(any_store):
+    commits = story().commits
+    push(any_store, commits)
+    snapshot_at(any_store, commits, 3)
+    newest = snapshot_at(any_store, commits, 5)
+    state = orgstate.open_state(VanishingStore(any_store, newest), ORG)
+    assert state.snapshot_version == 3
+    assert state.skipped_snapshots == [(newest, f"NotFound: {newest}")]
+    assert dump(state.db) == dump(replay(any_store))
+
+
+def test_no_snapshot_at_all_means_a_full_replay(any_store):
+    push(any_store, story().commits)
+    state = orgstate.open_state(any_store, ORG)
+    assert (state.snapshot_key, state.skipped_snapshots, state.commits_applied) == (None, [], 6)
+    assert dump(state.db) == dump(replay(any_store))
+
+
+def test_snapshots_of_another_schema_are_invisible(any_store):
+    commits = story().commits
+    push(any_store, commits)
+    snapshot_at(any_store, commits, 2)
+    foreign = snapshot_key(ORG, "0123456789abcdef", 5)
+    any_store.put(foreign, framed(state_at(commits[:5]).serialize("main"), 5, "0123456789abcdef"))
+    state = orgstate.open_state(any_store, ORG)
+    assert state.snapshot_version == 2
+    assert state.skipped_snapshots == []
+    assert dump(state.db) == dump(replay(any_store))
+
+
+def test_only_the_newest_three_are_tried(local_store):
+    commits = story().commits
+    push(local_store, commits)
+    for upto in range(1, 6):
+        key = snapshot_at(local_store, commits, upto)
+        if upto >= 3:
+            local_store.delete(key)
+            local_store.put(key, b"broken")
+    restored = snapshots.restore_latest(local_store, ORG)
+    assert restored.key is None
+    assert [key for key, _ in restored.skipped] == [
+        snapshot_key(ORG, SCHEMA_HASH, v) for v in (5, 4, 3)]
+    assert version(restored.db) == 0
+
+
+class FailingStore:
+    """Every request of the given kinds fails as a 5xx would."""
+
+    def __init__(self, inner, kinds):
+        self.inner = inner
+        self.kinds = kinds
+
+    def __getattr__(self, name):
+        attribute = getattr(self.inner, name)
+        if name not in self.kinds:
+            return attribute
+
+        def fail(key, *args, **kwargs):
+            raise Transient(key, "503 Slow Down")
+        return fail
+
+
+def test_a_failed_listing_gives_an_empty_database_not_an_error(local_store):
+    snapshot_at(local_store, story().commits, 3)
+    restored = snapshots.restore_latest(FailingStore(local_store, {"list"}), ORG)
+    assert (restored.key, restored.version) == (None, 0)
+    assert restored.skipped == [(f"orgs/acme/snapshots/{SCHEMA_HASH}/",
+                                 f"listing failed: Transient: orgs/acme/snapshots/{SCHEMA_HASH}/: 503 Slow Down")]
+
+
+def test_a_failed_write_returns_none_not_an_error(local_store):
+    db = state_at(story().commits)
+    assert snapshots.write_snapshot(FailingStore(local_store, {"put"}), ORG, db) is None
+    assert snapshot_keys(local_store) == []
+
+
+def test_prune_keeps_the_newest_three_of_this_schema(any_store):
+    commits = story().commits
+    for upto in range(1, 7):
+        snapshot_at(any_store, commits, upto)
+    foreign = snapshot_key(ORG, "0123456789abcdef", 1)
+    any_store.put(foreign, b"old deployment")
+    deleted = snapshots.prune(any_store, ORG, keep=3)
+    assert deleted == [snapshot_key(ORG, SCHEMA_HASH, v) for v in (1, 2, 3)]
+    assert snapshot_keys(any_store) == [snapshot_key(ORG, SCHEMA_HASH, v) for v in (4, 5, 6)]
+    assert snapshot_keys(any_store, "0123456789abcdef") == [foreign]
+    assert snapshots.prune(any_store, ORG, keep=3) == []
+
+
+def test_prune_refuses_to_keep_nothing(local_store):
+    with pytest.raises(ValueError):
+        snapshots.prune(local_store, ORG, keep=0)
+
+
+def test_prune_failures_are_logged_not_raised(local_store):
+    commits = story().commits
+    for upto in range(1, 5):
+        snapshot_at(local_store, commits, upto)
+    assert snapshots.prune(FailingStore(local_store, {"delete"}), ORG, keep=1) == []
+    assert len(snapshot_keys(local_store)) == 4
+
+
+def test_load_and_catch_up_reach_the_head_of_the_log(any_store):
+    commits = story().commits
+    push(any_store, commits[:4])
+    snapshots.write_snapshot(any_store, ORG, orgstate.load(any_store, ORG))
+    push(any_store, commits[4:5])
+    db = orgstate.load(any_store, ORG)
+    assert version(db) == 5
+    push(any_store, commits[5:])
+    assert orgstate.catch_up(any_store, ORG, db) == 1
+    assert orgstate.catch_up(any_store, ORG, db) == 0
+    assert dump(db) == dump(replay(any_store))
+
+
+def test_open_state_reports_where_it_came_from_and_what_it_cost(local_store):
+    commits = story().commits
+    push(local_store, commits[:3])
+    key = snapshots.write_snapshot(local_store, ORG, orgstate.load(local_store, ORG))
+    push(local_store, commits[3:])
+    state = orgstate.open_state(local_store, ORG)
+    assert (state.snapshot_key, state.snapshot_version, state.version, state.commits_applied) == (key, 3, 6, 3)
+    assert state.snapshot_size == len(local_store.get(key).body)
+    assert sorted(state.timings) == ["apply", "deserialize", "read_log", "snapshot_get"]
+    assert [(s.version_before, s.version_after) for s in state.stats] == [(3, 6)]
