@@ -45,16 +45,35 @@ def load_pages(count: int = PAGES) -> tuple[str, list[bytes]]:
 
 
 def _generated_page(number: int) -> str:
+    """An article page shaped like real ones (about 150 KB, as the testdata
+    pages average): scripts, styles, navigation, a sidebar of links, the
+    article, comments and a footer."""
+    menu = "".join(f"<li><a href='/section/{i}'>Section {i}</a></li>" for i in range(60))
+    sidebar = "".join(
+        f"<div class='related-item'><a href='/story/{number}-{i}'><img src='/img/{i}.jpg' alt=''>"
+        f"Related story {i} about the city</a><span class='date'>2 May</span></div>"
+        for i in range(80)
+    )
     paragraphs = "".join(
         f"<p>Paragraph {p} of article {number} explains how the city plans new tram lines, bike lanes "
-        f"and wider pavements, and what residents said at the public meeting about climate goals.</p>"
-        for p in range(12)
+        f"and wider pavements, and what residents said at the public meeting about <a href='/t/climate'>climate "
+        f"goals</a>, budgets and the timetable for the works along the harbour.</p>"
+        for p in range(40)
     )
+    comments = "".join(
+        f"<div class='comment'><span class='author'>Reader {i}</span><p>I think the plan for article {number} "
+        f"is {'good' if i % 2 else 'too expensive'} and the council should listen.</p></div>"
+        for i in range(120)
+    )
+    script = "<script>" + "var tracking = {id: 1, events: []};" * 400 + "</script>"
+    style = "<style>" + ".box{margin:0;padding:0;border:1px solid #ccc}" * 400 + "</style>"
     return (
         f"<!DOCTYPE html><html lang='en'><head><title>Article {number} | City News</title>"
         f"<meta property='og:title' content='Article {number}'><meta name='author' content='Reporter {number}'>"
-        f"</head><body><nav class='menu'><a href='/'>Home</a></nav><article>{paragraphs}</article>"
-        f"<footer class='footer'>Contact</footer></body></html>"
+        f"{style}{script}</head><body><header class='masthead'><ul class='menu'>{menu}</ul></header>"
+        f"<div class='layout'><article class='story'><h1>Article {number}</h1>{paragraphs}</article>"
+        f"<aside class='sidebar'>{sidebar}</aside></div><section class='comments'>{comments}</section>"
+        f"<footer class='footer'>Contact</footer>{script}</body></html>"
     )
 
 
