@@ -8,7 +8,7 @@ import pytest
 
 from chalicelib import lease
 from chalicelib.keys import InvalidOrg
-from chalicelib.store.base import PreconditionFailed, Transient
+from chalicelib.store.faulty import Fault, FaultyStore
 
 
 class FakeClock:
@@ -22,28 +22,9 @@ class FakeClock:
         self.now += seconds
 
 
-class LostResponses:
-    """Performs the next lease put, then answers it with an error, as a lost
-    response does; or fails it before performing it."""
-
-    def __init__(self, inner, error, *, performed: bool, times: int = 1):
-        self.inner = inner
-        self.error = error
-        self.performed = performed
-        self.left = times
-        self.puts = 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def put(self, key, body, **kwargs):
-        self.puts += 1
-        if self.left > 0:
-            self.left -= 1
-            if self.performed:
-                self.inner.put(key, body, **kwargs)
-            raise self.error(key, "lost response")
-        return self.inner.put(key, body, **kwargs)
+def failing_puts(fault, count=1):
+    """A plan failing the first ``count`` puts with ``fault``."""
+    return lambda kind, key, n: fault if kind == "put" and n <= count else None
 
 
 def lease_doc(store, org="acme"):
@@ -178,39 +159,63 @@ def test_threads_racing_to_take_over_an_expired_lease_leave_one_winner(local_sto
     assert [w.epoch for w in won] == [2]
 
 
-@pytest.mark.parametrize("error", [Transient, PreconditionFailed])
-def test_an_acquire_whose_response_was_lost_is_resolved_by_reading(local_store, error):
-    store = LostResponses(local_store, error, performed=True)
+@pytest.mark.parametrize("fault", [Fault.LOST_RESPONSE, Fault.RETRIED_412, Fault.CONFLICT])
+def test_an_acquire_whose_outcome_is_unknown_is_resolved_by_reading(local_store, fault):
+    store = FaultyStore(local_store, plan=failing_puts(fault))
     got = lease.acquire(store, "acme", "proc-a", duration=30, clock=FakeClock())
     assert got is not None and got.epoch == 1
     assert got.etag == local_store.get("orgs/acme/lease.json").etag
-    assert store.puts == 1
+    assert lease_doc(local_store)["nonce"] == got.nonce
 
 
 def test_an_acquire_that_failed_before_landing_is_tried_again(local_store):
-    store = LostResponses(local_store, Transient, performed=False)
+    store = FaultyStore(local_store, plan=failing_puts(Fault.TRANSIENT))
     got = lease.acquire(store, "acme", "proc-a", duration=30, clock=FakeClock())
     assert got.epoch == 1
-    assert store.puts == 2
+    assert local_store.counts()["put"] == 1, "the failed try never reached the store"
     assert lease_doc(local_store)["nonce"] == got.nonce
+
+
+def test_a_real_412_is_not_mistaken_for_our_own_write(local_store):
+    clock = FakeClock()
+    lease.release(local_store, lease.acquire(local_store, "acme", "proc-a", duration=30,
+                                             clock=clock))
+
+    def proc_c_gets_in_first(kind, key, n):
+        if kind == "put" and n == 1:
+            assert lease.acquire(local_store, "acme", "proc-c", duration=30, clock=clock)
+        return None
+
+    store = FaultyStore(local_store, plan=proc_c_gets_in_first)
+    assert lease.acquire(store, "acme", "proc-b", duration=30, clock=clock) is None
+    doc = lease_doc(local_store)
+    assert (doc["holder"], doc["epoch"]) == ("proc-c", 2)
 
 
 def test_a_renewal_whose_response_was_lost_is_resolved_by_reading(local_store):
     clock = FakeClock()
     a = lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock)
-    store = LostResponses(local_store, Transient, performed=True)
+    store = FaultyStore(local_store, plan=failing_puts(Fault.LOST_RESPONSE))
     renewed = lease.renew(store, a, clock)
     assert renewed.etag == local_store.get("orgs/acme/lease.json").etag
-    assert store.puts == 1
+    assert renewed.etag != a.etag
 
 
 def test_a_renewal_that_keeps_failing_loses_the_lease(local_store):
     clock = FakeClock()
     a = lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock)
-    store = LostResponses(local_store, Transient, performed=False, times=lease.WRITE_ATTEMPTS)
+    store = FaultyStore(local_store, plan=failing_puts(Fault.TRANSIENT, lease.WRITE_ATTEMPTS))
     with pytest.raises(lease.LeaseLost):
         lease.renew(store, a, clock)
     assert lease_doc(local_store)["nonce"] == a.nonce
+
+
+def test_a_release_whose_response_was_lost_still_frees_the_lease(local_store):
+    clock = FakeClock()
+    a = lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock)
+    store = FaultyStore(local_store, plan=failing_puts(Fault.LOST_RESPONSE))
+    assert lease.release(store, a) is True
+    assert lease.acquire(local_store, "acme", "proc-b", duration=30, clock=clock).epoch == 2
 
 
 def test_a_corrupt_lease_is_held_until_its_time_is_up_then_replaced(local_store):
