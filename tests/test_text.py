@@ -75,6 +75,12 @@ def test_readable_text_of_an_article():
     assert result.reading_minutes == 1
 
 
+def test_bytes_are_decoded_by_their_meta_charset():
+    page = "<html><head><meta charset='iso-8859-1'></head><body><p>Crème brûlée à la française.</p></body></html>"
+
+    assert readable_text(page.encode("latin-1")).text == "Crème brûlée à la française."
+
+
 @pytest.mark.parametrize(
     "page",
     ["", "   ", "<html></html>", "\x00\x01binary\xff", "<p>unclosed <div><table><td>x", "<html>" + "<div>" * 3000 + "deep"],

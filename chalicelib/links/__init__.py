@@ -19,7 +19,8 @@ def extract_page(html: str | bytes, url: str) -> dict:
     Returns ``title``, ``description``, ``image``, ``site_name``,
     ``favicon``, ``canonical_url``, ``author``, ``published_at``, ``lang``
     (each a string or None), ``text`` (str, possibly empty) and
-    ``word_count``. Bytes are read as UTF-8. Never raises for a bad page.
+    ``word_count``. Bytes are decoded as a browser would (BOM, <meta
+    charset>, UTF-8, else detection). Never raises for a bad page.
     """
     tree = parse_document(html)
     metadata = extract_metadata(tree, url)

@@ -10,21 +10,23 @@ from __future__ import annotations
 import lxml.etree
 import lxml.html
 
+from chalicelib.links.charset import decode, guess_encoding
+
 _UTF8_PARSER = lxml.html.HTMLParser(encoding="utf-8")
 
 
 def parse_document(html: str | bytes) -> lxml.html.HtmlElement:
-    """Parse page text (or UTF-8 bytes) into an HTML tree; never raises.
+    """Parse page text into an HTML tree; never raises.
 
-    Empty, whitespace-only or unparseable input gives an empty
-    ``<html><body></body></html>`` document, so a bad page yields an empty
-    extraction rather than an exception.
+    Bytes are decoded as a browser would (BOM, <meta charset>, UTF-8 if
+    valid, else detection). Empty, whitespace-only or unparseable input
+    gives an empty ``<html><body></body></html>`` document, so a bad page
+    yields an empty extraction rather than an exception.
     """
-    if isinstance(html, str):
-        # "replace" drops lone surrogates, which lxml refuses outright.
-        data = html.encode("utf-8", "replace")
-    else:
-        data = html
+    if isinstance(html, bytes):
+        html = decode(html, guess_encoding(html, None))
+    # "replace" drops lone surrogates, which lxml refuses outright.
+    data = html.encode("utf-8", "replace")
     # NUL bytes make libxml2 stop reading the document at that point.
     data = data.replace(b"\x00", b"")
     if data.strip():
