@@ -1,0 +1,121 @@
+"""The invariant of DESIGN §5: restoring any snapshot and applying the rest
+of the log gives exactly the state a full replay gives."""
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chalicelib import snapshots
+from chalicelib.state import apply_commits, new_database
+from statelog import dump
+
+LINK_IDS = ["l0", "l1", "l2", "l3"]
+URLS = [
+    "https://example.com/a",
+    "https://EXAMPLE.com/a?utm_source=mail",
+    "https://example.com/b#part",
+    "https://example.com:443/b",
+    "https://bücher.de/",
+    "ftp://example.com/file",
+]
+TAG_IDS = ["t0", "t1", "t2"]
+SUGGESTION_IDS = ["s0", "s1", "s2"]
+TIMES = ["2026-11-23T20:00:00Z", "2026-11-23T20:07:30+01:00", "2026-11-24T09:00:00", "someday"]
+WORDS = ["bread", "rye", "train", "ünïcode", "salt", "caraway", "the"]
+
+links = st.sampled_from(LINK_IDS)
+tags = st.sampled_from(TAG_IDS)
+times = st.sampled_from(TIMES)
+prose = st.lists(st.sampled_from(WORDS), max_size=6).map(" ".join)
+
+
+def args(event_name, /, **fields):
+    return st.fixed_dictionaries(fields).map(lambda values: (event_name, values))
+
+
+client_events = st.one_of(
+    args("v1.LinkCreated", id=links, url=st.sampled_from(URLS), createdAt=times),
+    args("v1.LinkDeleted", id=links, deletedAt=times),
+    args("v1.LinkRestored", id=links),
+    args("v1.LinkCompleted", id=links, completedAt=times),
+    args("v1.LinkUncompleted", id=links),
+    args("v1.LinkReprocessRequested", linkId=links, requestedAt=times),
+    args("v1.TagCreated", id=tags, name=st.sampled_from(WORDS), createdAt=times,
+         sortOrder=st.one_of(st.none(), st.integers(0, 3))),
+    args("v1.TagRenamed", id=tags, name=st.sampled_from(WORDS)),
+    args("v1.TagDeleted", id=tags, deletedAt=times),
+    args("v1.LinkTagged", id=st.just("lt"), linkId=links, tagId=tags, createdAt=times),
+    args("v2.LinkUntagged", linkId=links, tagId=tags),
+    args("v1.TagSuggestionAccepted", id=st.sampled_from(SUGGESTION_IDS)),
+    args("v1.TagSuggestionDismissed", id=st.sampled_from(SUGGESTION_IDS)),
+    args("v7.SomethingNew", id=links),
+    args("v1.LinkDeleted", id=st.integers()),
+)
+
+processor_events = st.one_of(
+    args("v1.LinkProcessingStarted", linkId=links, attempt=st.integers(0, 3), startedAt=times),
+    args("v1.LinkMetadataFetched", linkId=links, title=st.one_of(st.none(), prose),
+         description=st.one_of(st.none(), prose)),
+    args("v1.LinkContentExtracted", linkId=links, text=prose, wordCount=st.integers(0, 6),
+         readingMinutes=st.integers(0, 2)),
+    args("v1.LinkSummarized", linkId=links, summary=prose, model=st.just("extractive")),
+    args("v1.TagSuggested", id=st.sampled_from(SUGGESTION_IDS), linkId=links, tagId=tags,
+         score=st.sampled_from([0.0, 0.5, 1.0, 1.5])),
+    args("v1.LinkProcessingCompleted", linkId=links, completedAt=times),
+    args("v1.LinkProcessingFailed", linkId=links, code=st.just("timeout"), message=st.just("slow"),
+         retryable=st.booleans(), retryAfter=st.one_of(st.none(), st.integers(0, 900)),
+         failedAt=times),
+    args("v1.LinkProcessingCancelled", linkId=links, reason=st.just("deleted")),
+)
+
+
+@st.composite
+def org_logs(draw):
+    """Commits of one org: mostly fitting events, with repeats of earlier
+    event ids, unknown names, malformed args, processor events in client
+    commits and processor commits from older epochs mixed in."""
+    commits, emitted = [], []
+    for version in range(1, draw(st.integers(1, 8)) + 1):
+        from_processor = draw(st.booleans())
+        events = []
+        for _ in range(draw(st.integers(0, 6))):
+            if emitted and draw(st.integers(0, 7)) == 0:
+                events.append(draw(st.sampled_from(emitted)))
+                continue
+            usual, odd = (processor_events, client_events) if from_processor else (client_events, processor_events)
+            name, values = draw(odd if draw(st.integers(0, 9)) == 0 else usual)
+            made = {"id": f"e{len(emitted)}", "name": name, "args": values, "at": draw(times)}
+            emitted.append(made)
+            events.append(made)
+        author = ({"kind": "processor", "id": "p", "epoch": draw(st.integers(0, 3))}
+                  if from_processor else {"kind": "client", "id": "d"})
+        commits.append({"version": version, "org": "acme", "batch_id": f"b{draw(st.integers(0, 3))}",
+                        "committed_at": "2026-11-23T20:00:00Z", "author": author, "events": events})
+    return commits
+
+
+def replayed(commits):
+    db = new_database()
+    apply_commits(db, commits)
+    return db
+
+
+@settings(max_examples=50, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(org_logs())
+def test_any_snapshot_plus_the_rest_equals_a_full_replay(commits):
+    expected = dump(replayed(commits))
+    for k in range(len(commits) + 1):
+        body = snapshots.encode(replayed(commits[:k]))
+        db = snapshots.decode(body, k)
+        apply_commits(db, commits[k:])
+        assert dump(db) == expected, f"snapshot after commit {k}"
+
+
+@settings(max_examples=25, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(org_logs())
+def test_applying_commit_by_commit_equals_applying_them_at_once(commits):
+    one_by_one = new_database()
+    for commit in commits:
+        apply_commits(one_by_one, [commit])
+    assert dump(one_by_one) == dump(replayed(commits))
