@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import threading
 import zlib
 from datetime import datetime, timezone
 
@@ -362,6 +363,21 @@ def test_a_resolver_with_no_answers_is_a_dns_failure():
     failure = failure_of("http://empty.test/", FetchPolicy(resolve=lambda host, port: []))
 
     assert (failure.code, failure.retryable) == ("dns_failure", False)
+
+
+def test_a_resolver_that_does_not_answer_in_time_is_a_retryable_timeout():
+    release = threading.Event()
+
+    def resolve(host, port):
+        release.wait(30)
+        return ["93.184.216.34"]
+
+    try:
+        failure = failure_of("http://slow-dns.test/", FetchPolicy(resolve=resolve, total_timeout=0.3))
+    finally:
+        release.set()
+
+    assert (failure.code, failure.retryable) == ("timeout", True)
 
 
 def test_international_host_names_are_looked_up_in_their_ascii_form():

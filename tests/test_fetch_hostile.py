@@ -292,6 +292,38 @@ def test_a_server_dripping_a_byte_a_second_is_cut_off_at_the_page_time_limit(gua
     assert (failure.code, failure.retryable) == ("timeout", True)
 
 
+def test_one_fetch_running_out_of_time_does_not_cut_the_others(guard):
+    stop = threading.Event()
+
+    def slow_page(handler):
+        stop.wait(1.0)
+        respond(handler, 200, b"worth the wait", {"Content-Type": "text/html"})
+
+    pages = PageServer({"/drip": drip(True, stop), "/slow": slow_page})
+    results = {}
+
+    def fetch(path, total_timeout):
+        try:
+            results[path] = fetch_page(f"{pages.url}{path}", policy_for(pages, total_timeout=total_timeout)).text()
+        except FetchError as error:
+            results[path] = error.code
+
+    workers = [
+        threading.Thread(target=fetch, args=("/drip", 0.5)),
+        threading.Thread(target=fetch, args=("/slow", 10)),
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(10)
+    finally:
+        stop.set()
+        pages.close()
+
+    assert results == {"/drip": "timeout", "/slow": "worth the wait"}
+
+
 class Streamer:
     """A route streaming ``chunk`` ``times`` times without building the
     whole body; it records how much it got out before the client left."""

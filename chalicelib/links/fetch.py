@@ -213,34 +213,6 @@ def _parse_target(url: str) -> _Target:
     return _Target(scheme, host, port, literal, urlunsplit((scheme, netloc, parts.path or "/", parts.query, "")))
 
 
-def _pinned_addresses(target: _Target, policy: FetchPolicy) -> list[IPAddress]:
-    """Resolve once and check every answer: one refused answer refuses the
-    host, so a resolver cannot mix a private address in among public ones."""
-    if target.literal is not None:
-        addresses = [target.literal]
-    else:
-        try:
-            answers = policy.resolve(target.host, target.port)
-        except socket.gaierror as error:
-            # EAI_AGAIN is the resolver failing, not the name: worth a retry.
-            retryable = error.errno == socket.EAI_AGAIN
-            raise FetchError("dns_failure", f"{target.host}: {error.strerror or error}", retryable) from None
-        except (OSError, UnicodeError) as error:
-            raise FetchError("dns_failure", f"{target.host}: {error}", False) from None
-        try:
-            addresses = [ipaddress.ip_address(answer) for answer in answers]
-        except ValueError as error:
-            raise FetchError("dns_failure", f"{target.host}: resolver answered {error}", False) from None
-        if not addresses:
-            raise FetchError("dns_failure", f"{target.host}: no addresses", False)
-    for address in addresses:
-        try:
-            check_address(address, target.port, target.host, policy.allow)
-        except AddressRefused as refused:
-            raise FetchError("refused_address", str(refused), False) from None
-    return addresses
-
-
 class _Deadline:
     """The page's total time limit, enforced on the sockets themselves.
 
@@ -290,6 +262,55 @@ class _Deadline:
             for sock in self._watched:
                 sock.close()
             self._watched.clear()
+
+
+def _resolve_within(target: _Target, policy: FetchPolicy, deadline: _Deadline) -> list[str]:
+    """Ask the resolver, giving up when the page's time is up: getaddrinfo
+    has no timeout of its own, and a broken resolver retries for long."""
+    outcome: dict[str, object] = {}
+
+    def ask() -> None:
+        try:
+            outcome["answers"] = policy.resolve(target.host, target.port)
+        except Exception as error:
+            outcome["error"] = error
+
+    worker = threading.Thread(target=ask, name=f"resolve {target.host}", daemon=True)
+    worker.start()
+    worker.join(max(deadline.remaining(), 0.0))
+    if worker.is_alive():
+        raise FetchError("timeout", f"{target.host}: no DNS answer within the page's {policy.total_timeout:g} s", True)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["answers"]
+
+
+def _pinned_addresses(target: _Target, policy: FetchPolicy, deadline: _Deadline) -> list[IPAddress]:
+    """Resolve once and check every answer: one refused answer refuses the
+    host, so a resolver cannot mix a private address in among public ones."""
+    if target.literal is not None:
+        addresses = [target.literal]
+    else:
+        try:
+            answers = _resolve_within(target, policy, deadline)
+        except socket.gaierror as error:
+            # EAI_AGAIN is the resolver failing, not the name: worth a retry.
+            retryable = error.errno == socket.EAI_AGAIN
+            raise FetchError("dns_failure", f"{target.host}: {error.strerror or error}", retryable) from None
+        except (OSError, UnicodeError) as error:
+            raise FetchError("dns_failure", f"{target.host}: {error}", False) from None
+        try:
+            addresses = [ipaddress.ip_address(answer) for answer in answers]
+        except ValueError as error:
+            raise FetchError("dns_failure", f"{target.host}: resolver answered {error}", False) from None
+        if not addresses:
+            raise FetchError("dns_failure", f"{target.host}: no addresses", False)
+    for address in addresses:
+        try:
+            check_address(address, target.port, target.host, policy.allow)
+        except AddressRefused as refused:
+            raise FetchError("refused_address", str(refused), False) from None
+    return addresses
 
 
 class _PinnedConnectionMixin:
@@ -478,7 +499,7 @@ def _follow(url: str, policy: FetchPolicy, session: requests.Session, adapter: _
     target = _parse_target(url)
     headers = {"User-Agent": policy.user_agent, "Accept": _ACCEPT, "Accept-Encoding": "gzip, deflate"}
     for _ in range(policy.max_redirects + 1):
-        adapter.pin(target, _pinned_addresses(target, policy))
+        adapter.pin(target, _pinned_addresses(target, policy, deadline))
         remaining = deadline.remaining()
         if remaining <= 0:
             raise FetchError("timeout", f"{target.url}: the page took longer than {policy.total_timeout:g} s", True)
