@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.links.text import count_words, html_to_text, readable_text, text_stats
@@ -114,6 +114,7 @@ def test_reading_minutes_at_230_words_a_minute(words, minutes):
 
 
 @settings(max_examples=60, deadline=None)
+@example(page="\x1b<p>-->")
 @given(
     page=st.lists(
         st.sampled_from(["<p>", "</p>", "<div>", "<br>", "<pre>", "</pre>", "<td>", "<!--", "-->", "<head>", "\x00", "\x1b", " ", "\n"])

@@ -88,7 +88,8 @@ def html_to_text(fragment: str) -> str:
     current: list[str] = []
 
     def flush() -> None:
-        block = "\n".join(_SPACES.sub(" ", line).strip() for line in "".join(current).split("\n")).strip()
+        raw = _CONTROL.sub("", "".join(current))
+        block = "\n".join(_SPACES.sub(" ", line).strip() for line in raw.split("\n")).strip()
         current.clear()
         if block:
             blocks.append(block)
@@ -102,7 +103,7 @@ def html_to_text(fragment: str) -> str:
         elif tag == "pre":
             flush()
             # Preformatted text keeps its spaces and lines: it is often code.
-            preformatted = element.text_content().strip("\n")
+            preformatted = _CONTROL.sub("", element.text_content()).strip("\n")
             if preformatted.strip():
                 blocks.append(preformatted)
         elif tag is not None:
@@ -125,4 +126,4 @@ def html_to_text(fragment: str) -> str:
 
     walk(root)
     flush()
-    return _CONTROL.sub("", "\n\n".join(blocks))
+    return "\n\n".join(blocks)
