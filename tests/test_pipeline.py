@@ -184,6 +184,24 @@ def test_a_pdf_gets_a_metadata_only_entry(server):
     assert outcome.metadata.favicon == server.url + "/favicon.ico"
 
 
+@pytest.mark.parametrize(
+    ("disposition", "title"),
+    [
+        ("attachment; filename*=UTF-8''Gr%C3%BC%C3%9Fe%20aus%20Berlin.pdf", "Grüße aus Berlin.pdf"),
+        ("inline; filename=plain.pdf; size=3", "plain.pdf"),
+        ("attachment", "download.pdf"),
+        ("attachment; filename=\"\"", "download.pdf"),
+    ],
+)
+def test_file_titles_from_content_disposition_else_the_path(disposition, title):
+    def fetch(url):
+        return FetchedPage(url, 200, "application/pdf", {"content-disposition": disposition}, b"%PDF-1.7", None)
+
+    outcome = make_link_processor(fetch=fetch)(LinkJob("link-18", "https://example.com/files/download.pdf"))
+
+    assert (outcome.failure, outcome.metadata.title) == (None, title)
+
+
 def test_an_image_gets_a_metadata_only_entry_showing_itself(server):
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
     server.routes["/pics/cat%20photo.png"] = page(png, "image/png")

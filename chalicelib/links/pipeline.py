@@ -2,8 +2,9 @@
 
 fetch -> metadata + readable text + summary + tag suggestions -> LinkOutcome.
 Errors are data: a fetch error becomes the outcome's LinkFailure with the
-fetcher's code; anything else going wrong while reading a page becomes
-``extract_failed``. The function never raises for a bad page.
+fetcher's code; a fetch function failing any other way becomes
+``fetch_failed`` (retryable), anything going wrong while reading a page
+``extract_failed`` (permanent). The function never raises for a bad page.
 
 A page that is not HTML (a PDF, an image) is not a failure: it gets a
 metadata-only entry built from the URL and the response headers. Plain
@@ -23,6 +24,7 @@ from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 from chalicelib.links.document import parse_document
+from chalicelib.links.fetch import FetchedPage, FetchError, FetchPolicy, fetch_page
 from chalicelib.links.metadata import extract_metadata
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, PageMetadata, ProcessLink
 from chalicelib.links.summary import ExtractiveSummarizer, Summarizer
@@ -36,16 +38,17 @@ _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _FILENAME = re.compile(r"""filename\*?\s*=\s*(?:UTF-8'[^']*')?["']?([^"';]+)""", re.I)
 
 
-def make_link_processor(*, fetch: Callable | None = None, summarizer: Summarizer | None = None) -> ProcessLink:
+def make_link_processor(
+    *, fetch: Callable[[str], FetchedPage] | None = None, summarizer: Summarizer | None = None
+) -> ProcessLink:
     """A ProcessLink: ``LinkJob`` in, ``LinkOutcome`` out, never an exception.
 
     ``fetch(url) -> FetchedPage`` defaults to the safe fetcher with the
     policy from the environment (LINKLOG_ALLOW_HOSTS), read when this is
     called; it raises FetchError for pages it will not or cannot get.
-    ``summarizer`` defaults to the offline ExtractiveSummarizer.
+    ``summarizer`` defaults to the offline ExtractiveSummarizer. A bad
+    LINKLOG_ALLOW_HOSTS raises ValueError here, before any link is tried.
     """
-    from chalicelib.links.fetch import FetchError, FetchPolicy, fetch_page
-
     if fetch is None:
         policy = FetchPolicy.from_env()
 
@@ -71,7 +74,7 @@ def make_link_processor(*, fetch: Callable | None = None, summarizer: Summarizer
     return process
 
 
-def _outcome(job: LinkJob, page, summarizer: Summarizer) -> LinkOutcome:
+def _outcome(job: LinkJob, page: FetchedPage, summarizer: Summarizer) -> LinkOutcome:
     media_type = page.content_type
     if media_type in _HTML_TYPES or (not media_type and _looks_like_html(page.body)):
         tree = parse_document(page.text())
@@ -110,7 +113,7 @@ def _looks_like_html(body: bytes) -> bool:
     return start.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<!--", b"<meta", b"<title"))
 
 
-def _file_metadata(page) -> PageMetadata:
+def _file_metadata(page: FetchedPage) -> PageMetadata:
     """What a non-HTML response says about itself: its name, type and address."""
     parts = urlsplit(page.final_url)
     disposition = _FILENAME.search(page.headers.get("content-disposition", ""))
@@ -126,7 +129,7 @@ def _file_metadata(page) -> PageMetadata:
     )
 
 
-def _describe_file(page) -> str:
+def _describe_file(page: FetchedPage) -> str:
     kind = page.content_type or "unknown type"
     size = len(page.body)
     shown = f"{size} bytes" if size < 1024 else f"{size / 1024:.0f} KB" if size < 1024 * 1024 else f"{size / 1048576:.1f} MB"
