@@ -88,5 +88,5 @@ def dump(db: apsw.Connection) -> dict[str, list[tuple]]:
     result["link_search"] = db.execute(
         "SELECT term, doc, col, offset FROM temp.search_terms ORDER BY term, doc, col, offset"
     ).fetchall()
-    db.execute("INSERT INTO link_search (link_search) VALUES ('integrity-check')")
+    db.execute("INSERT INTO link_search (link_search, rank) VALUES ('integrity-check', 1)")
     return result

@@ -531,19 +531,14 @@ def _reindexed(db: apsw.Connection, link_id: str, write: Callable[[], None]) -> 
     The index is external-content over the link_documents view: an entry
     is removed by handing FTS5 the exact values it was built from.
     """
-    seq, title, description, text = db.execute(
-        "SELECT seq, title, description, text FROM link_documents WHERE seq = (SELECT seq FROM links WHERE id = ?)",
-        (link_id,),
-    ).fetchone()
+    seq = db.execute("SELECT seq FROM links WHERE id = ?", (link_id,)).get
     indexed = db.execute(
-        """SELECT EXISTS (SELECT 1 FROM link_metadata WHERE link_id = ?1)
-                  OR EXISTS (SELECT 1 FROM link_text WHERE link_id = ?1)""",
-        (link_id,),
-    ).get
-    if indexed:
+        "SELECT title, description, text FROM link_documents WHERE seq = ?", (seq,)
+    ).fetchone()
+    if indexed is not None:
         db.execute(
             "INSERT INTO link_search (link_search, rowid, title, description, text) VALUES ('delete', ?, ?, ?, ?)",
-            (seq, title, description, text),
+            (seq, *indexed),
         )
     write()
     db.execute(

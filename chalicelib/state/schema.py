@@ -81,12 +81,16 @@ CREATE TABLE link_summaries (
     model TEXT
 );
 
+-- The documents of the full-text index: links with metadata or text. The
+-- view holds exactly the rows the index holds, so FTS5's integrity check
+-- can compare the two.
 CREATE VIEW link_documents AS
     SELECT links.seq AS seq, link_metadata.title AS title,
            link_metadata.description AS description, link_text.text AS text
     FROM links
     LEFT JOIN link_metadata ON link_metadata.link_id = links.id
-    LEFT JOIN link_text ON link_text.link_id = links.id;
+    LEFT JOIN link_text ON link_text.link_id = links.id
+    WHERE link_metadata.link_id IS NOT NULL OR link_text.link_id IS NOT NULL;
 
 CREATE VIRTUAL TABLE link_search USING fts5(
     title, description, text,
