@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from chalicelib.links.bedrock import BedrockSummarizer
+from chalicelib.links.bedrock import BedrockSummarizer, make_bedrock_client
 from chalicelib.links.summary import ExtractiveSummarizer, summarizer_from_setting
 
 TEXT = """Solar power overtook coal in the European Union last year.
@@ -179,6 +179,18 @@ def test_no_text_means_no_model_call(bedrock):
 
     assert BedrockSummarizer(client, MODEL, timeout=5).summarize("Title", "  ") == ""
     stubber.assert_no_pending_responses()
+
+
+def test_the_default_bedrock_client_has_the_timeout_and_no_retries(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+    client = make_bedrock_client(2.5)
+
+    assert client.meta.service_model.service_name == "bedrock-runtime"
+    assert (client.meta.config.connect_timeout, client.meta.config.read_timeout) == (2.5, 2.5)
+    assert client.meta.config.retries["total_max_attempts"] == 1
 
 
 @pytest.mark.parametrize("setting", [None, "", "extractive", " extractive "])

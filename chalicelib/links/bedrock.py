@@ -89,5 +89,5 @@ def make_bedrock_client(timeout: float):
 
     return boto3.client(
         "bedrock-runtime",
-        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1, "mode": "standard"}),
+        config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1, "mode": "standard"}),
     )
