@@ -62,7 +62,7 @@ def race(store_for, now) -> list[str]:
         for _ in range(200):
             report = cycle.run_cycle(
                 store, "acme", process=FakeProcessor(), holder=f"proc-{n}",
-                now=now, lease_seconds=5, budget_seconds=20, link_seconds=1,
+                now=now, lease_seconds=5, budget_seconds=5, link_seconds=1,
                 concurrency=4, emit=lambda line: None,
             )
             with lock:
