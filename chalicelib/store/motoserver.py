@@ -30,13 +30,10 @@ class MotoServer:
 
     def stop(self) -> None:
         """Stop the server and wait for its process to end."""
-        if self.process.poll() is None:
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.process.terminate()
+        self.process.wait()
+        self.process.stdin.close()
+        self.process.stdout.close()
 
     def __enter__(self) -> MotoServer:
         return self

@@ -47,7 +47,7 @@ MAX_LIST = 1000
 # with a budget, an HTTP request) prefers a Transient it can act on to a
 # long hang.
 CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
+    retries={"mode": "standard", "total_max_attempts": 3},
     connect_timeout=5,
     read_timeout=20,
 )
