@@ -32,8 +32,10 @@ def args(event_name, /, **fields):
     return st.fixed_dictionaries(fields).map(lambda values: (event_name, values))
 
 
+creates = args("v1.LinkCreated", id=links, url=st.sampled_from(URLS), createdAt=times)
+
 client_events = st.one_of(
-    args("v1.LinkCreated", id=links, url=st.sampled_from(URLS), createdAt=times),
+    creates,
     args("v1.LinkDeleted", id=links, deletedAt=times),
     args("v1.LinkRestored", id=links),
     args("v1.LinkCompleted", id=links, completedAt=times),
@@ -68,6 +70,12 @@ processor_events = st.one_of(
 )
 
 
+def _emit(emitted: list, name: str, values: dict, at: str) -> dict:
+    made = {"id": f"e{len(emitted)}", "name": name, "args": values, "at": at}
+    emitted.append(made)
+    return made
+
+
 @st.composite
 def org_logs(draw):
     """Commits of one org: mostly fitting events, with repeats of earlier
@@ -75,17 +83,19 @@ def org_logs(draw):
     commits and processor commits from older epochs mixed in."""
     commits, emitted = [], []
     for version in range(1, draw(st.integers(1, 8)) + 1):
-        from_processor = draw(st.booleans())
+        # The first commit saves links, so later events mostly find them.
+        from_processor = version > 1 and draw(st.booleans())
         events = []
+        if version == 1:
+            events.extend(_emit(emitted, name, values, draw(times))
+                          for name, values in draw(st.lists(creates, min_size=1, max_size=4)))
         for _ in range(draw(st.integers(0, 6))):
             if emitted and draw(st.integers(0, 7)) == 0:
                 events.append(draw(st.sampled_from(emitted)))
                 continue
             usual, odd = (processor_events, client_events) if from_processor else (client_events, processor_events)
             name, values = draw(odd if draw(st.integers(0, 9)) == 0 else usual)
-            made = {"id": f"e{len(emitted)}", "name": name, "args": values, "at": draw(times)}
-            emitted.append(made)
-            events.append(made)
+            events.append(_emit(emitted, name, values, draw(times)))
         author = ({"kind": "processor", "id": "p", "epoch": draw(st.integers(0, 3))}
                   if from_processor else {"kind": "client", "id": "d"})
         commits.append({"version": version, "org": "acme", "batch_id": f"b{draw(st.integers(0, 3))}",
