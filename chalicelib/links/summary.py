@@ -28,7 +28,7 @@ _STOPWORDS = frozenset(
 _WORD = re.compile(r"\w+")
 # A sentence ends at . ! ? (or their CJK forms) followed by space, or at a line break.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])|\n+")
-_MIN_SENTENCE_WORDS = 4
+_MIN_SENTENCE_WORDS = 6
 # Articles put their point first: the start is enough to find it, and it
 # bounds the cost on very long pages.
 _SCAN_CHARS = 20_000
@@ -80,7 +80,9 @@ class ExtractiveSummarizer:
             topical = sum(frequencies[w] / top for w in words) / len(words) ** 0.5
             titled = 0.5 * sum(1 for w in set(words) if w in title_words)
             early = 1.0 / (1 + index / 3)
-            return topical + titled + early
+            # A sentence ending in a colon introduces something the summary will not show.
+            dangling = 0.75 if sentence.endswith(":") else 1.0
+            return (topical + titled + early) * dangling
 
         scores = [score(i) for i in range(len(sentences))]
         ranked = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
