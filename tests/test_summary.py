@@ -67,6 +67,26 @@ def test_text_starting_after_a_long_blank_stretch_is_still_summarized():
     assert ExtractiveSummarizer().summarize(None, text).startswith("Late words. Late words.")
 
 
+# Sentences whose words occur nowhere else: they never look topical.
+FILLER = " ".join(f"Filler{i} words{i} making{i} this{i} long{i} enough{i} here{i}." for i in range(8))
+
+
+def test_a_sentence_ending_in_a_colon_weighs_less_than_the_same_one_ending_in_a_full_stop():
+    text = "Harbour tram line news from the council meeting today:\nHarbour tram line news from the council meeting today.\n" + FILLER
+
+    summary = ExtractiveSummarizer(max_sentences=1).summarize(None, text)
+
+    assert summary == "Harbour tram line news from the council meeting today."
+
+
+def test_sentences_under_six_words_are_not_chosen():
+    text = "Harbour tram line approved today.\nThe harbour tram line was approved by the council today.\n" + FILLER
+
+    summary = ExtractiveSummarizer(max_sentences=1).summarize(None, text)
+
+    assert summary == "The harbour tram line was approved by the council today."
+
+
 def test_headings_and_the_title_are_not_summary_sentences():
     text = "Solar overtakes coal\n\n" + TEXT
 
