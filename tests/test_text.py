@@ -40,6 +40,11 @@ def test_comments_are_dropped_but_their_tail_is_kept():
     assert html_to_text("<p>before<!-- hidden note -->after</p>") == "beforeafter"
 
 
+def test_a_whole_page_gives_its_body_text_only():
+    # readability hands back the whole page when it finds no article in it.
+    assert html_to_text("<html><head><title>Tab title</title></head><body><p>Body.</p></body></html>") == "Body."
+
+
 def test_control_characters_are_removed():
     assert html_to_text("<p>bell\x07 and\x1b escape</p>") == "bell and escape"
 
