@@ -182,6 +182,12 @@ def test_title_element_kept_whole_when_the_cut_would_leave_too_little(metadata_o
     assert metadata_of("<title>Mozilla - Wikipedia</title>").title == "Mozilla - Wikipedia"
 
 
+def test_an_svg_title_is_not_the_page_title(metadata_of):
+    metadata = metadata_of(body='<svg><title>Search icon</title></svg><h1>Only a heading</h1><p>Text.</p>')
+
+    assert metadata.title is None
+
+
 def test_meta_description_and_author_and_published_time(metadata_of):
     metadata = metadata_of(
         '<meta name="description" content="  Plain   meta description. ">'

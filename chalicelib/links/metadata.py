@@ -66,7 +66,8 @@ def extract_metadata(html_or_tree: str | bytes | lxml.html.HtmlElement, url: str
     tree = html_or_tree if isinstance(html_or_tree, lxml.html.HtmlElement) else parse_document(html_or_tree)
     base = _base_url(tree, url)
     meta = _meta_values(tree)
-    title_tag = _text(tree.findtext(".//title"))
+    # An icon's <svg><title> is no page title.
+    title_tag = _first(*(t.text_content() for t in tree.xpath("//title[not(ancestor::svg)]")[:1]))
     page_title = _title_without_site(title_tag, tree) if title_tag else None
     ld = _jsonld_article(tree, page_title)
 
