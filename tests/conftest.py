@@ -19,24 +19,12 @@ from __future__ import annotations
 
 import uuid
 
-import boto3
 import pytest
 from moto import mock_aws
 
 from chalicelib.store import CountingStore, LocalStore
-from chalicelib.store.motoserver import start_moto_server
-from chalicelib.store.s3 import CLIENT_CONFIG, S3Store
-
-FAKE_AWS = {
-    "region_name": "us-east-1",
-    "aws_access_key_id": "testing",
-    "aws_secret_access_key": "testing",
-}
-
-
-def s3_client(endpoint_url: str | None = None):
-    """A boto3 S3 client with fake credentials, at ``endpoint_url`` if given."""
-    return boto3.client("s3", endpoint_url=endpoint_url, config=CLIENT_CONFIG, **FAKE_AWS)
+from chalicelib.store.motoserver import FAKE_AWS, moto_client, start_moto_server
+from chalicelib.store.s3 import S3Store
 
 
 def fresh_bucket_name() -> str:
@@ -51,7 +39,7 @@ def local_store(tmp_path) -> CountingStore:
 @pytest.fixture
 def moto_store():
     with mock_aws():
-        client = s3_client()
+        client = moto_client()
         bucket = fresh_bucket_name()
         client.create_bucket(Bucket=bucket)
         yield CountingStore(S3Store(bucket, client=client))
@@ -65,7 +53,7 @@ def moto_server():
 
 @pytest.fixture
 def server_store(moto_server) -> CountingStore:
-    client = s3_client(moto_server)
+    client = moto_client(moto_server)
     bucket = fresh_bucket_name()
     client.create_bucket(Bucket=bucket)
     return CountingStore(S3Store(bucket, client=client))
@@ -87,5 +75,5 @@ def s3_env(moto_server, monkeypatch) -> str:
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     bucket = fresh_bucket_name()
-    s3_client(moto_server).create_bucket(Bucket=bucket)
+    moto_client(moto_server).create_bucket(Bucket=bucket)
     return bucket

@@ -14,7 +14,8 @@ from moto import mock_aws
 
 from chalicelib.store import Conflict, NotFound, PreconditionFailed, StoreError, Transient
 from chalicelib.store.s3 import CLIENT_CONFIG, S3Store
-from conftest import FAKE_AWS, fresh_bucket_name, s3_client
+from chalicelib.store.motoserver import FAKE_AWS, moto_client
+from conftest import fresh_bucket_name
 
 
 class ScriptedS3:
@@ -168,7 +169,7 @@ def test_a_read_timeout_is_transient(scripted):
 
 
 def test_a_prefix_keeps_every_key_under_it(moto_server):
-    client = s3_client(moto_server)
+    client = moto_client(moto_server)
     bucket = fresh_bucket_name()
     client.create_bucket(Bucket=bucket)
     store = S3Store(bucket, prefix="/linklog/dev/", client=client)
@@ -190,6 +191,6 @@ def test_moto_server_keeps_its_buckets_when_a_test_uses_mock_aws(server_store):
     server_store.put("k", b"kept")
 
     with mock_aws():
-        s3_client().create_bucket(Bucket=fresh_bucket_name())
+        moto_client().create_bucket(Bucket=fresh_bucket_name())
 
     assert server_store.get("k").body == b"kept"

@@ -18,6 +18,14 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+# moto accepts any credentials; explicit ones keep clients independent of
+# whatever AWS settings the environment holds.
+FAKE_AWS = {
+    "region_name": "us-east-1",
+    "aws_access_key_id": "testing",
+    "aws_secret_access_key": "testing",
+}
+
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -40,6 +48,15 @@ class MotoServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def moto_client(endpoint_url: str | None = None):
+    """A boto3 S3 client with fake credentials, for moto's server at ``endpoint_url`` or for mock_aws."""
+    import boto3
+
+    from chalicelib.store.s3 import CLIENT_CONFIG
+
+    return boto3.client("s3", endpoint_url=endpoint_url, config=CLIENT_CONFIG, **FAKE_AWS)
 
 
 def start_moto_server(host: str = "127.0.0.1") -> MotoServer:

@@ -45,11 +45,13 @@ MAX_LIST = 1000
 # here; the log resolves it by reading the object back and comparing its
 # batch id (DESIGN §2). Timeouts are short because every caller (a Lambda
 # with a budget, an HTTP request) prefers a Transient it can act on to a
-# long hang.
+# long hang. The pool is sized for a processor's concurrent fetches and a
+# dev server's concurrent pushes sharing one client.
 CLIENT_CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 3},
     connect_timeout=5,
     read_timeout=20,
+    max_pool_connections=32,
 )
 
 NOT_FOUND_CODES = {"NoSuchKey", "NotFound", "404"}
