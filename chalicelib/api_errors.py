@@ -20,6 +20,7 @@ STATUSES = {
     413: "too_large",
     422: "invalid",
     429: "too_many_requests",
+    500: "internal",
     503: "unavailable",
 }
 

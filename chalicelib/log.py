@@ -1,0 +1,250 @@
+"""An org's append-only log: one immutable commit object per version (DESIGN §4).
+
+The commit point is a put-if-absent at ``head + 1``; nothing else
+coordinates writers, and two writers can never both own a version. The head
+is found by listing forward from the best version the caller already knows,
+so no pointer object is rewritten on every commit (one hot key would cap the
+whole org at about one write per second on R2).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+
+from chalicelib.events import StoredCommit
+from chalicelib.keys import check_org, log_key, log_prefix, version_of_log_key
+from chalicelib.store.base import (
+    Conflict,
+    NotFound,
+    ObjectStore,
+    PreconditionFailed,
+    Transient,
+)
+
+LIST_PAGE = 1000
+# Reading a page of commits is one GET per commit; a few at a time keeps a
+# 1,000-commit page from costing 1,000 round trips in a row on S3.
+READ_CONCURRENCY = 8
+# Full jitter: after the n-th lost race wait uniform(0, min(cap, base * 2**n)).
+# Writers that lost together spread out instead of colliding again.
+BACKOFF_BASE_SECONDS = 0.01
+BACKOFF_CAP_SECONDS = 0.25
+BUSY_RETRY_AFTER_SECONDS = 1
+
+_COMMIT_NAME = re.compile(r"^[0-9]{20}\.json$")
+_random = random.Random()
+
+
+class LogBusy(Exception):
+    """The log stayed contended past the retry bound; nothing was written."""
+
+    def __init__(self, retry_after_seconds: int):
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(f"log busy, retry after {retry_after_seconds}s")
+
+
+class CorruptLog(Exception):
+    """A commit object is unreadable or the log has a gap: the log is damaged."""
+
+    def __init__(self, key: str, reason: str):
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
+
+
+def find_head(store: ObjectStore, org: str, known: int = 0) -> int:
+    """The highest committed version of ``org``'s log (0 when it is empty).
+
+    ``known`` must be a version known to exist (or 0). One LIST answers
+    when the head is within 1,000 versions of it; further away, HEAD
+    requests gallop forward and bisect, so a cold start over a long log
+    costs O(log n) requests rather than n / 1,000 listings.
+    """
+    check_org(org)
+    while True:
+        page = _list_versions(store, org, known)
+        if len(page) < LIST_PAGE:
+            return page[-1] if page else known
+        known = _gallop(store, org, page[-1])
+
+
+def _list_versions(store: ObjectStore, org: str, after: int, limit: int = LIST_PAGE) -> list[int]:
+    start_after = log_key(org, after) if after > 0 else None
+    listed = store.list(log_prefix(org), start_after=start_after, limit=limit)
+    return [
+        version_of_log_key(info.key)
+        for info in listed
+        if _COMMIT_NAME.fullmatch(info.key.rsplit("/", 1)[-1])
+    ]
+
+
+def _exists(store: ObjectStore, org: str, version: int) -> bool:
+    try:
+        store.head(log_key(org, version))
+        return True
+    except NotFound:
+        return False
+
+
+def _gallop(store: ObjectStore, org: str, present: int) -> int:
+    """A version >= ``present`` that exists, near the head (versions have no gaps)."""
+    step = LIST_PAGE
+    while _exists(store, org, present + step):
+        present += step
+        step *= 2
+    missing = present + step
+    while missing - present > 1:
+        middle = (present + missing) // 2
+        if _exists(store, org, middle):
+            present = middle
+        else:
+            missing = middle
+    return present
+
+
+def read_commits(store: ObjectStore, org: str, after: int, limit: int = 1000) -> list[dict]:
+    """Commits with versions ``after + 1`` onwards, in order, at most ``limit``.
+
+    Every commit read is checked (JSON, shape, version and org matching its
+    key, no gap); a damaged one raises CorruptLog naming the key.
+    """
+    check_org(org)
+    limit = max(0, min(limit, LIST_PAGE))
+    if limit == 0:
+        return []
+    versions = _list_versions(store, org, after, limit)
+    for expected, version in enumerate(versions, start=after + 1):
+        if version != expected:
+            raise CorruptLog(log_key(org, expected), f"missing; the log continues at {version}")
+    if len(versions) <= 1:
+        return [_read_commit(store, org, version) for version in versions]
+    with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(versions))) as pool:
+        return list(pool.map(lambda version: _read_commit(store, org, version), versions))
+
+
+def _read_commit(store: ObjectStore, org: str, version: int) -> dict:
+    key = log_key(org, version)
+    return decode_commit(key, store.get(key).body, org, version)
+
+
+def decode_commit(key: str, body: bytes, org: str, version: int) -> dict:
+    """The commit stored under ``key``, checked; raises CorruptLog."""
+    try:
+        commit = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise CorruptLog(key, f"not JSON: {error}") from None
+    try:
+        StoredCommit.model_validate(commit)
+    except ValidationError as error:
+        first = error.errors()[0]
+        path = ".".join(str(part) for part in first["loc"]) or "(commit)"
+        raise CorruptLog(key, f"{path}: {first['msg']}") from None
+    if commit["version"] != version or commit["org"] != org:
+        raise CorruptLog(
+            key, f"holds version {commit['version']} of org {commit['org']!r}"
+        )
+    return commit
+
+
+def append(
+    store: ObjectStore,
+    org: str,
+    events: list[dict],
+    *,
+    batch_id: str,
+    author: dict,
+    known_head: int = 0,
+    max_attempts: int = 10,
+    sleep=time.sleep,
+) -> dict:
+    """Commit ``events`` at the next version and return the landed commit.
+
+    A lost race (412) finds the new head and tries again after a jittered
+    wait, at most ``max_attempts`` puts, then raises LogBusy. A 412 or a
+    Transient on our own put may hide a write that landed (S3 answers a
+    lost-then-retried conditional put with 412), so the object is read and
+    its batch id compared: if it is ours, that commit is the answer.
+    """
+    check_org(org)
+    committed_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    committed_at = committed_at.replace("+00:00", "Z")
+    head = find_head(store, org, known_head)
+    uncertain = False
+    for attempt in range(max_attempts):
+        if attempt:
+            sleep(_backoff(attempt))
+        version = head + 1
+        commit = {
+            "version": version,
+            "org": org,
+            "batch_id": batch_id,
+            "committed_at": committed_at,
+            "author": author,
+            "events": events,
+        }
+        if attempt == 0:
+            _check_shape(commit)
+        try:
+            store.put(log_key(org, version), _encode(commit), if_absent=True)
+            return commit
+        except (Transient, Conflict):
+            # The put may have landed; the next put at the same version will
+            # tell (412), and the read below then recognizes our batch.
+            uncertain = True
+            continue
+        except PreconditionFailed:
+            pass
+        try:
+            landed = _read_commit(store, org, version)
+        except NotFound:
+            # A 412 with nothing there (throttling dressed as 412): the
+            # version is still free.
+            continue
+        except Transient:
+            uncertain = True
+            continue
+        if _is_ours(landed, batch_id, author):
+            return landed
+        uncertain = False
+        try:
+            head = find_head(store, org, version)
+        except Transient:
+            head = version
+    if uncertain:
+        landed = _landed_at(store, org, head + 1)
+        if landed is not None and _is_ours(landed, batch_id, author):
+            return landed
+    raise LogBusy(BUSY_RETRY_AFTER_SECONDS)
+
+
+def _landed_at(store: ObjectStore, org: str, version: int) -> dict | None:
+    try:
+        return _read_commit(store, org, version)
+    except (NotFound, Transient):
+        return None
+
+
+def _is_ours(commit: dict, batch_id: str, author: dict) -> bool:
+    return commit["batch_id"] == batch_id and commit["author"] == author
+
+
+def _check_shape(commit: dict) -> None:
+    try:
+        StoredCommit.model_validate(commit)
+    except ValidationError as error:
+        raise ValueError(f"not a valid commit: {error}") from None
+
+
+def _backoff(attempt: int) -> float:
+    return _random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+
+
+def _encode(commit: dict) -> bytes:
+    return json.dumps(commit, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,294 @@
+"""The log: commits at gap-free versions, found without a pointer object."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from chalicelib import log
+from chalicelib.keys import InvalidOrg, log_key
+from chalicelib.log import CorruptLog, LogBusy, append, find_head, read_commits
+from chalicelib.store import CountingStore, PreconditionFailed, Transient
+from chalicelib.store.base import Conflict
+
+CLIENT = {"kind": "client", "id": "device-7"}
+
+
+def event(n: int) -> dict:
+    return {
+        "id": f"e{n}",
+        "name": "v1.LinkRestored",
+        "args": {"id": f"l{n}"},
+        "at": "2026-11-23T20:00:00Z",
+    }
+
+
+def commit_body(org: str, version: int, batch_id: str = "other") -> bytes:
+    return json.dumps(
+        {
+            "version": version,
+            "org": org,
+            "batch_id": batch_id,
+            "committed_at": "2026-11-23T20:00:00.000Z",
+            "author": {"kind": "client", "id": "someone-else"},
+            "events": [event(version)],
+        }
+    ).encode()
+
+
+def no_sleep(seconds: float) -> None:
+    pass
+
+
+def test_an_empty_log_has_head_zero(any_store):
+    assert find_head(any_store, "acme") == 0
+    assert read_commits(any_store, "acme", 0) == []
+
+
+def test_commits_land_at_consecutive_versions(any_store):
+    first = append(any_store, "acme", [event(1)], batch_id="b1", author=CLIENT)
+    second = append(any_store, "acme", [event(2)], batch_id="b2", author=CLIENT)
+
+    assert (first["version"], second["version"]) == (1, 2)
+    assert find_head(any_store, "acme") == 2
+    commits = read_commits(any_store, "acme", 0)
+    assert [c["batch_id"] for c in commits] == ["b1", "b2"]
+    assert commits[1]["events"] == [event(2)]
+    assert commits[1]["author"] == CLIENT
+    assert commits[1]["org"] == "acme"
+    assert commits[1]["committed_at"].endswith("Z")
+
+
+def test_orgs_have_separate_logs(local_store):
+    append(local_store, "acme", [event(1)], batch_id="b1", author=CLIENT)
+    assert append(local_store, "zeta", [event(1)], batch_id="b1", author=CLIENT)["version"] == 1
+    assert find_head(local_store, "acme") == 1
+
+
+def test_read_commits_pages_by_after_and_limit(local_store):
+    for n in range(1, 8):
+        append(local_store, "acme", [event(n)], batch_id=f"b{n}", author=CLIENT)
+
+    assert [c["version"] for c in read_commits(local_store, "acme", 2, limit=3)] == [3, 4, 5]
+    assert [c["version"] for c in read_commits(local_store, "acme", 5)] == [6, 7]
+    assert read_commits(local_store, "acme", 7) == []
+    assert read_commits(local_store, "acme", 0, limit=0) == []
+
+
+def test_find_head_starts_from_the_known_version(local_store):
+    for n in range(1, 6):
+        append(local_store, "acme", [event(n)], batch_id=f"b{n}", author=CLIENT)
+    before = local_store.counts()
+
+    assert find_head(local_store, "acme", known=3) == 5
+
+    after = local_store.counts()
+    assert after["list"] - before["list"] == 1
+    assert after["get"] == before["get"]
+
+
+def test_find_head_gallops_over_a_long_log(local_store, monkeypatch):
+    # A listing page of 4 stands in for S3's 1,000, so 300 commits are "long".
+    monkeypatch.setattr(log, "LIST_PAGE", 4)
+    for version in range(1, 301):
+        local_store.put(log_key("acme", version), commit_body("acme", version), if_absent=True)
+    before = local_store.counts()
+
+    assert find_head(local_store, "acme") == 300
+
+    spent = {kind: local_store.counts()[kind] - before[kind] for kind in ("list", "head")}
+    # Listing 4 at a time would take 75 listings; galloping and bisecting
+    # takes a handful of HEADs and a couple of listings.
+    assert spent["list"] <= 3
+    assert spent["head"] <= 20
+
+
+def test_a_corrupt_commit_is_named_not_crashed_on(local_store):
+    append(local_store, "acme", [event(1)], batch_id="b1", author=CLIENT)
+    local_store.put(log_key("acme", 2), b"{not json", if_absent=True)
+
+    with pytest.raises(CorruptLog) as caught:
+        read_commits(local_store, "acme", 0)
+    assert caught.value.key == "orgs/acme/log/00000000000000000002.json"
+    assert "not JSON" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (commit_body("acme", 5), "holds version 5 of org 'acme'"),
+        (commit_body("zeta", 1), "holds version 1 of org 'zeta'"),
+        (b'{"version": 1, "org": "acme"}', "batch_id: Field required"),
+        (b"[1, 2]", "(commit): Input should be a valid dictionary"),
+    ],
+)
+def test_a_commit_of_the_wrong_shape_is_corrupt(local_store, body, reason):
+    local_store.put(log_key("acme", 1), body, if_absent=True)
+
+    with pytest.raises(CorruptLog) as caught:
+        read_commits(local_store, "acme", 0)
+    assert caught.value.reason.startswith(reason)
+
+
+def test_a_gap_in_the_log_is_corrupt(local_store):
+    local_store.put(log_key("acme", 1), commit_body("acme", 1), if_absent=True)
+    local_store.put(log_key("acme", 3), commit_body("acme", 3), if_absent=True)
+
+    with pytest.raises(CorruptLog) as caught:
+        read_commits(local_store, "acme", 0)
+    assert caught.value.key == log_key("acme", 2)
+
+
+def test_an_invalid_org_is_refused_before_any_request(local_store):
+    for call in (
+        lambda: find_head(local_store, "../etc"),
+        lambda: read_commits(local_store, "a/b", 0),
+        lambda: append(local_store, "", [event(1)], batch_id="b", author=CLIENT),
+    ):
+        with pytest.raises(InvalidOrg):
+            call()
+    assert local_store.total() == 0
+
+
+def test_a_malformed_commit_is_refused_before_writing(local_store):
+    with pytest.raises(ValueError, match="not a valid commit"):
+        append(local_store, "acme", [{"name": "v1.LinkRestored"}], batch_id="b", author=CLIENT)
+    assert local_store.counts()["put"] == 0
+    assert find_head(local_store, "acme") == 0
+
+
+# Not on moto in-process: its put-if-absent checks, then writes, without a
+# lock, so two racing threads can both "create" a key (seen here: two
+# writers both told they own one version). S3 and the local store are atomic.
+@pytest.mark.parametrize("backend", ["local_store", "server_store"])
+def test_racing_writers_each_get_their_own_version(request, backend):
+    any_store = request.getfixturevalue(backend)
+    writers, rounds = 8, 6
+    landed: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(writers)
+
+    def write(w: int) -> None:
+        start.wait()
+        for r in range(rounds):
+            commit = append(
+                any_store, "acme", [event(w * 100 + r)], batch_id=f"w{w}-r{r}",
+                author=CLIENT, max_attempts=1000,
+            )
+            with lock:
+                landed.append(commit["version"])
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(landed) == list(range(1, writers * rounds + 1))
+    commits = read_commits(any_store, "acme", 0)
+    assert sorted(c["batch_id"] for c in commits) == sorted(
+        f"w{w}-r{r}" for w in range(writers) for r in range(rounds)
+    )
+
+
+class LandsThenFails(CountingStore):
+    """Performs the first ``times`` puts, then raises as a lost response does."""
+
+    def __init__(self, inner, error: type[Exception], times: int = 1):
+        super().__init__(inner)
+        self.error = error
+        self.times = times
+
+    def put(self, key, body, *, if_absent=False, if_match=None):
+        etag = super().put(key, body, if_absent=if_absent, if_match=if_match)
+        if self.times > 0:
+            self.times -= 1
+            raise self.error(key, "response lost")
+        return etag
+
+
+@pytest.mark.parametrize("error", [Transient, PreconditionFailed])
+def test_our_own_put_behind_a_lost_response_is_recognized(local_store, error):
+    append(local_store, "acme", [event(1)], batch_id="b1", author=CLIENT)
+    store = LandsThenFails(local_store, error)
+
+    commit = append(store, "acme", [event(2)], batch_id="b2", author=CLIENT, sleep=no_sleep)
+
+    assert commit["version"] == 2
+    assert commit["batch_id"] == "b2"
+    assert find_head(local_store, "acme") == 2
+    assert [c["batch_id"] for c in read_commits(local_store, "acme", 0)] == ["b1", "b2"]
+
+
+def test_a_put_that_lands_but_keeps_failing_is_still_recognized(local_store):
+    store = LandsThenFails(local_store, Transient, times=100)
+
+    commit = append(store, "acme", [event(1)], batch_id="b1", author=CLIENT, sleep=no_sleep)
+
+    assert commit["version"] == 1
+    assert find_head(local_store, "acme") == 1
+
+
+class FailsFirst(CountingStore):
+    """Raises ``error`` on the first ``times`` puts without writing anything."""
+
+    def __init__(self, inner, error: type[Exception], times: int):
+        super().__init__(inner)
+        self.error = error
+        self.times = times
+        self.attempts = 0
+
+    def put(self, key, body, *, if_absent=False, if_match=None):
+        self.attempts += 1
+        if self.times > 0:
+            self.times -= 1
+            raise self.error(key, "refused on cue")
+        return super().put(key, body, if_absent=if_absent, if_match=if_match)
+
+
+@pytest.mark.parametrize("error", [Transient, Conflict, PreconditionFailed])
+def test_a_failed_put_that_wrote_nothing_is_retried_at_the_same_version(local_store, error):
+    store = FailsFirst(local_store, error, times=3)
+
+    commit = append(store, "acme", [event(1)], batch_id="b1", author=CLIENT, sleep=no_sleep)
+
+    assert commit["version"] == 1
+    assert store.attempts == 4
+    assert [c["batch_id"] for c in read_commits(local_store, "acme", 0)] == ["b1"]
+
+
+class AlwaysBeaten(CountingStore):
+    """Before each of our puts another writer takes the next version."""
+
+    def put(self, key, body, *, if_absent=False, if_match=None):
+        version = int(key.rsplit("/", 1)[-1].removesuffix(".json"))
+        self.inner.put(key, commit_body("acme", version, batch_id=f"rival-{version}"), if_absent=True)
+        return super().put(key, body, if_absent=if_absent, if_match=if_match)
+
+
+def test_past_the_retry_bound_the_log_is_busy_and_nothing_of_ours_lands(local_store):
+    slept: list[float] = []
+
+    with pytest.raises(LogBusy) as caught:
+        append(
+            AlwaysBeaten(local_store), "acme", [event(1)], batch_id="mine",
+            author=CLIENT, max_attempts=5, sleep=slept.append,
+        )
+
+    assert caught.value.retry_after_seconds == 1
+    assert len(slept) == 4
+    assert all(0 <= s <= log.BACKOFF_CAP_SECONDS for s in slept)
+    commits = read_commits(local_store, "acme", 0)
+    assert [c["batch_id"] for c in commits] == [f"rival-{v}" for v in range(1, 6)]
+
+
+def test_a_store_that_never_answers_gives_log_busy_and_writes_nothing(local_store):
+    store = FailsFirst(local_store, Transient, times=1000)
+
+    with pytest.raises(LogBusy):
+        append(store, "acme", [event(1)], batch_id="b1", author=CLIENT,
+               max_attempts=4, sleep=no_sleep)
+
+    assert find_head(local_store, "acme") == 0
