@@ -172,6 +172,16 @@ def test_broken_json_ld_is_ignored(metadata_of):
     assert metadata.title == "Fallback title"
 
 
+def test_hostile_json_ld_nesting_is_ignored(metadata_of):
+    deep_list = "[" * 100_000
+    deep_graph = '{"@graph": ' * 500 + '{"@type": "Article", "headline": "Deep"}' + "}" * 500
+
+    assert metadata_of(f'<script type="application/ld+json">{deep_list}</script><title>Still read</title>').title == (
+        "Still read"
+    )
+    assert metadata_of(f'<script type="application/ld+json">{deep_graph}</script>').title == "Deep"
+
+
 def test_title_element_without_the_site_name(metadata_of):
     assert metadata_of("<title>How to repair a bicycle tyre | Cycling Weekly</title>").title == (
         "How to repair a bicycle tyre"

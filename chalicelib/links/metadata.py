@@ -362,18 +362,21 @@ def _jsonld_objects(tree: lxml.html.HtmlElement) -> Iterator[dict]:
         source = re.sub(r"^\s*(<!--|<!\[CDATA\[)|(-->|\]\]>)\s*$", "", source)
         try:
             data = json.loads(source, strict=False)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         yield from _unroll(data)
 
 
 def _unroll(data: Any) -> Iterator[dict]:
-    if isinstance(data, list):
-        for item in data:
-            yield from _unroll(item)
-    elif isinstance(data, dict):
-        yield data
-        yield from _unroll(data.get("@graph"))
+    """Objects in document order; iterative, as hostile JSON nests deeply."""
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(reversed(item))
+        elif isinstance(item, dict):
+            yield item
+            pending.append(item.get("@graph"))
 
 
 def _types(obj: dict) -> set[str]:
