@@ -68,12 +68,12 @@ class ExtractiveSummarizer:
         frequencies = Counter(w for words in content for w in words)
         title_words = set(_content_words(title or ""))
         top = max(frequencies.values(), default=1)
-        headings = {" ".join((title or "").split()).casefold()}
+        title_line = " ".join((title or "").split()).casefold()
 
         def score(index: int) -> float:
             sentence = sentences[index]
             words = content[index]
-            if len(sentence.split()) < _MIN_SENTENCE_WORDS or not words or sentence.casefold() in headings:
+            if len(sentence.split()) < _MIN_SENTENCE_WORDS or not words or sentence.casefold() == title_line:
                 return 0.0
             if not _ENDS_SENTENCE.search(sentence) and len(sentence.split()) < _MAX_HEADING_WORDS:
                 return 0.0
