@@ -4,8 +4,9 @@
   plain functions of the request handler; it records every request.
 - ``Canary``: a listening socket that only counts the connections it gets;
   the fetcher must never reach it.
-- ``OutsideGuard``: replaces socket connect and DNS lookups for the test, so
-  nothing can leave the machine; attempts are recorded and refused.
+- ``OutsideGuard`` (and the ``guard`` fixture): replaces socket connect and
+  DNS lookups for the test, so nothing can leave the machine; attempts are
+  recorded and refused.
 - ``make_authority``: a certificate authority and a server certificate
   made on the spot, for https.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -167,6 +169,16 @@ class OutsideGuard:
 
         monkeypatch.setattr(socket.socket, "connect", connect)
         monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+def guard(monkeypatch):
+    """The OutsideGuard, installed for one test; import it into a test
+    module to use it. A DNS lookup that left the machine fails the test."""
+    outside = OutsideGuard()
+    outside.install(monkeypatch)
+    yield outside
+    assert outside.lookups == [], "the fetcher looked up a name outside the machine"
 
 
 def _is_numeric(host) -> bool:

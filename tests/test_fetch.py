@@ -13,7 +13,10 @@ import pytest
 from chalicelib.links.addresses import AllowList
 from chalicelib.links.fetch import FetchError, FetchPolicy, fetch_page, parse_retry_after
 from chalicelib.links.outcome import LinkFailure
-from fetch_servers import PageServer, html, make_authority, policy_for, redirect, respond
+from fetch_servers import guard, PageServer, html, make_authority, policy_for, redirect, respond
+
+# Nothing these tests do may leave the machine, even if the fetcher is wrong.
+pytestmark = pytest.mark.usefixtures("guard")
 
 
 @pytest.fixture

@@ -10,7 +10,10 @@ import pytest
 
 from chalicelib.links.charset import codec_for, guess_encoding, split_content_type
 from chalicelib.links.fetch import fetch_page
-from fetch_servers import PageServer, policy_for, respond
+from fetch_servers import guard, PageServer, policy_for, respond
+
+# Nothing these tests do may leave the machine, even if the fetcher is wrong.
+pytestmark = pytest.mark.usefixtures("guard")
 
 FRENCH = "<p>Un été à Besançon : café, crème brûlée et façades élégantes, où l'on flâne des heures.</p>"
 JAPANESE = "<p>日本語のページです。東京の天気は晴れ、気温は二十度でした。明日も良い天気になるでしょう。</p>"
