@@ -1,0 +1,159 @@
+"""linklog's Chalice app: routes and event handlers, thin (DESIGN §1, §8).
+
+Each route parses the request, calls one function in chalicelib and shapes
+the answer. The store, the queue and the token verifier are built once per
+container, on first use, from the environment (chalicelib.config).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from chalice import Chalice, Response
+
+from chalicelib import config, sync
+from chalicelib.api_errors import ApiError
+from chalicelib.auth import Principal, Verify, make_verifier
+from chalicelib.queue import Queue, open_queue
+from chalicelib.store import ObjectStore, open_store
+
+app = Chalice(app_name="linklog")
+log = logging.getLogger("linklog.api")
+
+
+@dataclass
+class Services:
+    """What the handlers need, built once per container."""
+
+    settings: config.Settings
+    store: ObjectStore
+    queue: Queue
+    verify: Verify
+    index: sync.LogIndex
+
+    def notify(self, org: str) -> None:
+        """Wake the processor of ``org`` after a commit."""
+        self.queue.send(org)
+
+
+def build_services(
+    settings: config.Settings, *, store: ObjectStore | None = None, queue: Queue | None = None
+) -> Services:
+    """Services from settings; the dev server hands in the store and queue its worker shares."""
+    return Services(
+        settings=settings,
+        store=store if store is not None else open_store(settings.store),
+        queue=queue if queue is not None else open_queue(settings.queue),
+        verify=make_verifier(secret=settings.jwt_secret, jwks_url=settings.jwks_url),
+        index=sync.LogIndex(),
+    )
+
+
+_services: Services | None = None
+_services_lock = threading.Lock()
+
+
+def services() -> Services:
+    """The container's services, built from the environment on first use."""
+    global _services
+    with _services_lock:
+        if _services is None:
+            _services = build_services(config.load())
+        return _services
+
+
+def use_services(chosen: Services | None) -> None:
+    """Use ``chosen`` from now on (None: build again from the environment on next use)."""
+    global _services
+    with _services_lock:
+        _services = chosen
+
+
+def _error_response(error: ApiError) -> Response:
+    return Response(
+        body=error.body_json(), status_code=error.status, headers=error.response_headers()
+    )
+
+
+def _json_response(body: dict, status: int = 200) -> Response:
+    return Response(
+        body=json.dumps(body), status_code=status, headers={"Content-Type": "application/json"}
+    )
+
+
+def answers_errors(route: Callable[[], dict]) -> Callable[[], Response]:
+    """Run a route; refusals and surprises leave in the one error shape."""
+
+    @functools.wraps(route)
+    def handler() -> Response:
+        try:
+            return _json_response(route())
+        except ApiError as error:
+            return _error_response(error)
+        except Exception:
+            log.exception("unexpected error in %s", route.__name__)
+            return _error_response(ApiError(500, "internal error"))
+
+    return handler
+
+
+def _caller() -> Principal:
+    return services().verify(app.current_request.headers.get("authorization"))
+
+
+@app.route("/health", methods=["GET"])
+@answers_errors
+def health() -> dict:
+    return {"status": "ok"}
+
+
+@app.route("/v1/sync/push", methods=["POST"], content_types=["application/json"])
+@answers_errors
+def push() -> dict:
+    caller = _caller()
+    current = services()
+    return sync.push(
+        current.store,
+        caller.org,
+        app.current_request.raw_body or b"",
+        notify=current.notify,
+        index=current.index,
+    )
+
+
+@app.route("/v1/sync/pull", methods=["GET"])
+@answers_errors
+def pull() -> dict:
+    caller = _caller()
+    query = app.current_request.query_params or {}
+    current = services()
+    return sync.pull(
+        current.store,
+        caller.org,
+        _integer(query, "since", 0),
+        _integer(query, "limit", sync.MAX_PULL_EVENTS),
+        index=current.index,
+    )
+
+
+def _integer(query: dict, name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw, 10)
+    except ValueError:
+        raise ApiError(
+            422,
+            f"invalid fields: {name}",
+            details=[{"path": name, "message": "must be an integer", "type": "int_parsing"}],
+        ) from None
+
+
+# Event handlers (SQS, S3 notifications, schedule) follow below; they are
+# the TRIGGERS area. They reach the store and queue through services().

@@ -1,0 +1,107 @@
+"""Bearer tokens (DESIGN §8): who is calling, and for which org.
+
+HS256 with a shared secret, or RS256 with keys from a JWKS URL. The
+algorithm is pinned by the configuration, never taken from the token, so
+``alg: none`` and HS/RS confusion (an RS public key used as an HS secret)
+are refused. ``exp``, ``sub`` and ``org`` are required; the org is checked
+like every org name before it can reach a store key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jwt
+
+from chalicelib.api_errors import ApiError
+from chalicelib.keys import InvalidOrg, check_org
+
+# Generous for any real token, small enough that a hostile header costs nothing.
+MAX_TOKEN_CHARS = 8192
+REQUIRED_CLAIMS = ["exp", "sub", "org"]
+# Clocks of the token issuer and of Lambda differ by a little.
+LEEWAY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: the user (``sub``) and the org the token grants."""
+
+    sub: str
+    org: str
+
+
+Verify = Callable[[str | None], Principal]
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="linklog"'})
+
+
+def make_verifier(*, secret: str | None = None, jwks_url: str | None = None) -> Verify:
+    """A function from an Authorization header to a Principal, raising ApiError 401.
+
+    Exactly one of ``secret`` (HS256) or ``jwks_url`` (RS256) is given.
+    """
+    if bool(secret) == bool(jwks_url):
+        raise ValueError("give exactly one of secret (HS256) or jwks_url (RS256)")
+    if secret:
+        return lambda header: _decode(_bearer(header), secret, "HS256")
+    keys = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
+
+    def verify(header: str | None) -> Principal:
+        token = _bearer(header)
+        try:
+            key = keys.get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientConnectionError as error:
+            raise ApiError(
+                503, f"cannot fetch the signing keys: {error}", code="keys_unavailable"
+            ) from None
+        except (jwt.PyJWKClientError, jwt.InvalidTokenError) as error:
+            raise unauthorized(f"invalid token: {error}") from None
+        return _decode(token, key, "RS256")
+
+    return verify
+
+
+def _bearer(header: str | None) -> str:
+    if not header:
+        raise unauthorized("missing Authorization: Bearer token")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise unauthorized("Authorization must be 'Bearer <token>'")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise unauthorized("token too long")
+    return token
+
+
+def _decode(token: str, key, algorithm: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            options={"require": REQUIRED_CLAIMS},
+            leeway=LEEWAY_SECONDS,
+        )
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("token expired") from None
+    except jwt.InvalidTokenError as error:
+        raise unauthorized(f"invalid token: {error}") from None
+    sub, org = claims["sub"], claims["org"]
+    if not isinstance(sub, str) or not sub:
+        raise unauthorized("invalid token: sub must be a non-empty string")
+    try:
+        check_org(org)
+    except InvalidOrg:
+        raise unauthorized("invalid token: org is not a valid org name") from None
+    return Principal(sub=sub, org=org)
+
+
+def issue_token(secret: str, *, sub: str, org: str, lifetime_seconds: int, now: float) -> str:
+    """An HS256 token for ``sub`` in ``org`` (the dev server and tests use it)."""
+    check_org(org)
+    claims = {"sub": sub, "org": org, "iat": int(now), "exp": int(now + lifetime_seconds)}
+    return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,0 +1,56 @@
+"""Settings from the environment (DESIGN §11), read in one place.
+
+The same variables configure ``make run``, the Lambda functions and the
+tests. Reading is strict: a malformed value is a ConfigError naming the
+variable, not a surprise at the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or contradicts another."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: str = "file://./data"
+    queue: str = "local"
+    jwt_secret: str | None = None
+    jwks_url: str | None = None
+    allow_hosts: str = ""
+    port: int = 8000
+
+
+def load(environ: Mapping[str, str] = os.environ) -> Settings:
+    """The settings the environment names, defaults for the rest."""
+    defaults = Settings()
+    secret = environ.get("LINKLOG_JWT_SECRET") or None
+    jwks_url = environ.get("LINKLOG_JWKS_URL") or None
+    if secret and jwks_url:
+        raise ConfigError("set LINKLOG_JWT_SECRET or LINKLOG_JWKS_URL, not both")
+    return Settings(
+        store=environ.get("LINKLOG_STORE") or defaults.store,
+        queue=environ.get("LINKLOG_QUEUE") or defaults.queue,
+        jwt_secret=secret,
+        jwks_url=jwks_url,
+        allow_hosts=environ.get("LINKLOG_ALLOW_HOSTS", defaults.allow_hosts),
+        port=_port(environ.get("LINKLOG_PORT"), defaults.port),
+    )
+
+
+def _port(raw: str | None, default: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigError(f"LINKLOG_PORT must be a port number, not {raw!r}") from None
+    # 0 asks the system for a free port (tests start servers that way).
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"LINKLOG_PORT must be between 0 and 65535, not {port}")
+    return port

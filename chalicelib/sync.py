@@ -1,0 +1,284 @@
+"""Push and pull for clients (DESIGN §4, §8), over the log.
+
+A retried push (same client, same batch id) must not commit twice, and a
+pull must not hand out one event id twice. Both need to know what the log
+already holds, which the log cannot answer cheaply (commits are keyed by
+version only). So each process keeps a ``LogIndex``: per org, the head it
+has read up to, the version of each (client, batch id), and the first
+version of each event id. It catches up by reading only the commits written
+since it last looked. A cold index reads at most ``cold_start_commits``
+back from the head (see docs/decisions.md).
+
+Within one process, pushes to one org take turns (a lock per org): racing
+ourselves would only burn puts on 412s. Processes still race each other
+through the log's put-if-absent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+from chalicelib.api_errors import ApiError
+from chalicelib.events import parse_push
+from chalicelib.keys import check_org
+from chalicelib.log import LIST_PAGE, CorruptLog, LogBusy, append, find_head, read_commits
+from chalicelib.store.base import ObjectStore, Transient
+
+MAX_PULL_EVENTS = 1000
+COLD_START_COMMITS = 1000
+# Event ids remembered per org; past this the oldest commits are forgotten
+# (a warm container must not grow without bound).
+MAX_INDEXED_EVENTS = 200_000
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _OrgIndex:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    started: bool = False
+    head: int = 0
+    floor: int = 0  # commits at or below the floor are not indexed
+    batches: dict[tuple[str, str], int] = field(default_factory=dict)
+    first_seen: dict[str, int] = field(default_factory=dict)
+    # version -> (batch key, event ids), oldest first, for sizes and eviction
+    commits: OrderedDict[int, tuple[tuple[str, str], list[str]]] = field(
+        default_factory=OrderedDict
+    )
+    events: int = 0
+
+    def record(self, commit: dict, max_events: int) -> None:
+        version = commit["version"]
+        key = _batch_key(commit)
+        ids = [event["id"] for event in commit["events"]]
+        self.batches.setdefault(key, version)
+        for event_id in ids:
+            self.first_seen.setdefault(event_id, version)
+        self.commits[version] = (key, ids)
+        self.events += len(ids)
+        self.head = version
+        while self.events > max_events and len(self.commits) > 1:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        version, (key, ids) = self.commits.popitem(last=False)
+        if self.batches.get(key) == version:
+            del self.batches[key]
+        for event_id in ids:
+            if self.first_seen.get(event_id) == version:
+                del self.first_seen[event_id]
+        self.events -= len(ids)
+        self.floor = version
+
+
+def _batch_key(commit: dict) -> tuple[str, str]:
+    # Batch ids are made by clients; two clients may pick the same one, so
+    # a batch is known by who sent it as well.
+    author = commit["author"]
+    return (f"{author['kind']}:{author['id']}", commit["batch_id"])
+
+
+class LogIndex:
+    """What one process knows of each org's log; one index per store."""
+
+    def __init__(
+        self,
+        *,
+        cold_start_commits: int = COLD_START_COMMITS,
+        max_events: int = MAX_INDEXED_EVENTS,
+    ):
+        self.cold_start_commits = cold_start_commits
+        self.max_events = max_events
+        self._orgs: dict[str, _OrgIndex] = {}
+        self._lock = threading.Lock()
+
+    def _org(self, org: str) -> _OrgIndex:
+        with self._lock:
+            return self._orgs.setdefault(org, _OrgIndex())
+
+    def _catch_up(self, store: ObjectStore, org: str, entry: _OrgIndex) -> None:
+        """Read the commits written since the index last looked (hold entry.lock)."""
+        if not entry.started:
+            head = find_head(store, org)
+            entry.floor = entry.head = max(0, head - self.cold_start_commits)
+            entry.started = True
+        while True:
+            commits = read_commits(store, org, entry.head, limit=LIST_PAGE)
+            for commit in commits:
+                entry.record(commit, self.max_events)
+            if len(commits) < LIST_PAGE:
+                return
+
+
+def push(
+    store: ObjectStore,
+    org: str,
+    body: bytes,
+    *,
+    notify: Callable[[str], None],
+    index: LogIndex,
+    max_attempts: int = 10,
+    sleep=time.sleep,
+) -> dict:
+    """Validate a client's push body and commit it; returns ``{"version"}``.
+
+    The same (client, batch id) pushed again returns the version of the
+    first commit and writes nothing. ``notify(org)`` is called after the
+    commit (the processor's wake-up); if it fails the push still succeeded,
+    because the schedule sweep finds orgs whose log is ahead of their state.
+    Raises ApiError: 400/413/422 for a bad body (nothing written), 503 with
+    Retry-After when the log is too contended or the store unavailable.
+    """
+    check_org(org)
+    batch = parse_push(body)
+    author = {"kind": "client", "id": batch.client_id}
+    entry = index._org(org)
+    with _translated_failures(), entry.lock:
+        index._catch_up(store, org, entry)
+        version = entry.batches.get((f"client:{batch.client_id}", batch.batch_id))
+        if version is None:
+            commit = append(
+                store,
+                org,
+                batch.events,
+                batch_id=batch.batch_id,
+                author=author,
+                known_head=entry.head,
+                max_attempts=max_attempts,
+                sleep=sleep,
+            )
+            version = commit["version"]
+            if version == entry.head + 1:
+                entry.record(commit, index.max_events)
+    try:
+        notify(org)
+    except Exception:
+        log.exception("push to %s committed version %d but notify failed", org, version)
+    return {"version": version}
+
+
+def pull(
+    store: ObjectStore,
+    org: str,
+    since: int,
+    limit: int = MAX_PULL_EVENTS,
+    *,
+    index: LogIndex,
+) -> dict:
+    """Commits after ``since`` in version order: ``{"commits", "head", "has_more"}``.
+
+    A page holds at most ``limit`` events (at most 1,000) and never splits
+    a commit; a first commit larger than the limit comes alone. Events whose
+    id an earlier commit already carried are left out.
+    """
+    check_org(org)
+    _check_pull_arguments(since, limit)
+    entry = index._org(org)
+    with _translated_failures():
+        with entry.lock:
+            index._catch_up(store, org, entry)
+            head = entry.head
+        commits: list[dict] = []
+        handed: set[str] = set()
+        count, cursor = 0, min(since, head)
+        while cursor < head and count < limit:
+            wanted = _commits_fitting(entry, cursor, head, limit - count)
+            page = read_commits(store, org, cursor, limit=wanted)
+            if not page:
+                break
+            for commit in page:
+                # first_seen is only added to (or trimmed) under the lock;
+                # a lookup outside it sees a consistent entry.
+                events = _unseen_events(commit, entry.first_seen, handed)
+                if commits and count + len(events) > limit:
+                    return {"commits": commits, "head": head, "has_more": True}
+                commits.append({**commit, "events": events})
+                handed.update(event["id"] for event in events)
+                count += len(events)
+                cursor = commit["version"]
+                if count >= limit:
+                    break
+    return {"commits": commits, "head": head, "has_more": cursor < head}
+
+
+def _commits_fitting(entry: _OrgIndex, cursor: int, head: int, room: int) -> int:
+    """How many commits after ``cursor`` to read to fill ``room`` events.
+
+    The index knows each indexed commit's size, so a page of large commits
+    does not read a thousand objects to use two. Below the index's floor
+    sizes are unknown; every commit holds at least one event, so ``room``
+    commits are enough.
+    """
+    wanted = total = 0
+    for version in range(cursor + 1, min(head, cursor + LIST_PAGE) + 1):
+        indexed = entry.commits.get(version)
+        if indexed is None:
+            return max(1, min(room, head - cursor, LIST_PAGE))
+        size = len(indexed[1])
+        if wanted and total + size > room:
+            break
+        wanted += 1
+        total += size
+        if total >= room:
+            break
+    return max(1, wanted)
+
+
+def _unseen_events(commit: dict, first_seen: dict[str, int], handed: set[str]) -> list[dict]:
+    version = commit["version"]
+    kept, ids = [], set()
+    for event in commit["events"]:
+        event_id = event["id"]
+        if first_seen.get(event_id, version) < version or event_id in handed or event_id in ids:
+            continue
+        ids.add(event_id)
+        kept.append(event)
+    return kept
+
+
+def _check_pull_arguments(since, limit) -> None:
+    problems = []
+    if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+        problems.append({"path": "since", "message": "must be an integer >= 0", "type": "value_error"})
+    if (
+        not isinstance(limit, int)
+        or isinstance(limit, bool)
+        or not 1 <= limit <= MAX_PULL_EVENTS
+    ):
+        problems.append(
+            {
+                "path": "limit",
+                "message": f"must be an integer from 1 to {MAX_PULL_EVENTS}",
+                "type": "value_error",
+            }
+        )
+    if problems:
+        paths = ", ".join(problem["path"] for problem in problems)
+        raise ApiError(422, f"invalid fields: {paths}", details=problems)
+
+
+@contextmanager
+def _translated_failures():
+    """Store and log failures become API errors (503 to retry, 500 for a damaged log)."""
+    try:
+        yield
+    except LogBusy as error:
+        raise ApiError(
+            503,
+            "the log is busy; retry after the given delay",
+            code="log_busy",
+            retry_after=error.retry_after_seconds,
+        ) from error
+    except Transient as error:
+        raise ApiError(
+            503, "the store is unavailable; retry shortly", code="store_unavailable"
+        ) from error
+    except CorruptLog as error:
+        log.error("damaged log: %s", error)
+        raise ApiError(500, "the org's log is damaged", code="log_corrupt") from error
