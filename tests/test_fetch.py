@@ -167,6 +167,18 @@ def test_a_server_that_hangs_up_mid_body_is_a_retryable_reset(serve):
         assert (failure.code, failure.retryable) == ("connection_reset", True)
 
 
+def test_a_server_that_does_not_speak_http_is_a_bad_response(serve):
+    def garbled(handler):
+        handler.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        handler.close_connection = True
+
+    server = serve({"/": garbled})
+
+    failure = failure_of(f"{server.url}/", policy_for(server))
+
+    assert (failure.code, failure.retryable) == ("bad_response", False)
+
+
 def test_a_server_that_says_nothing_hits_the_read_timeout(serve):
     server = serve({"/": lambda handler: server.stopping.wait(30)})
 

@@ -20,6 +20,7 @@ whether trying again later may help.
 from __future__ import annotations
 
 import email.utils
+import http.client
 import ipaddress
 import os
 import re
@@ -35,10 +36,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError
 
 from chalicelib.links.addresses import AddressRefused, AllowList, IPAddress, check_address, ip_literal
-from chalicelib.links.charset import guess_encoding, decode, is_textual, split_content_type
+from chalicelib.links.charset import decode, guess_encoding, is_textual, split_content_type
 from chalicelib.links.outcome import LinkFailure
 
 DEFAULT_USER_AGENT = "linklog/1.0 (save-for-later link preview)"
@@ -397,6 +398,11 @@ class _PinnedAdapter(HTTPAdapter):
             pool.close()
 
 
+# What the transport may raise: requests wraps nearly everything, and the
+# rest (urllib3, http.client, sockets) is classified the same way.
+_TRANSPORT_ERRORS = (requests.RequestException, HTTPError, http.client.HTTPException, OSError)
+
+
 def _causes(error: BaseException) -> Iterator[BaseException]:
     """The error and everything it wraps (requests and urllib3 nest them)."""
     pending, seen = [error], set()
@@ -411,7 +417,7 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
         pending.extend(item for item in nested if isinstance(item, BaseException))
 
 
-def _transport_error(error: requests.RequestException, target: _Target, policy: FetchPolicy, deadline: _Deadline) -> FetchError:
+def _transport_error(error: Exception, target: _Target, policy: FetchPolicy, deadline: _Deadline) -> FetchError:
     where = f"{target.host} port {target.port}"
     if deadline.expired:
         return FetchError("timeout", f"{where}: the page took longer than {policy.total_timeout:g} s", True)
@@ -509,7 +515,7 @@ def _follow(url: str, policy: FetchPolicy, session: requests.Session, adapter: _
                 timeout=(min(policy.connect_timeout, remaining), policy.read_timeout),
                 verify=policy.ca_bundle or True,
             )
-        except requests.RequestException as error:
+        except _TRANSPORT_ERRORS as error:
             raise _transport_error(error, target, policy, deadline) from None
         with response:
             location = _redirect_location(response)
@@ -518,7 +524,7 @@ def _follow(url: str, policy: FetchPolicy, session: requests.Session, adapter: _
                     raise _status_error(response)
                 try:
                     body = _read_body(response, target, policy, deadline)
-                except requests.RequestException as error:
+                except _TRANSPORT_ERRORS as error:
                     raise _transport_error(error, target, policy, deadline) from None
                 return _page(response, target, body)
         target = _parse_target(urljoin(target.url, location))
