@@ -60,11 +60,11 @@ class SeenRequest:
 
 
 class PageServer:
-    """An HTTP server on 127.0.0.1 serving ``routes`` (path -> route; an
+    """An HTTP server on 127.0.0.1 (or ::1) serving ``routes`` (path -> route; an
     unknown path gets 404). Stop it with ``close``; ``stopping`` tells slow
     routes to give up."""
 
-    def __init__(self, routes: dict[str, Route], tls: ssl.SSLContext | None = None):
+    def __init__(self, routes: dict[str, Route], tls: ssl.SSLContext | None = None, ipv6: bool = False):
         self.routes = routes
         self.requests: list[SeenRequest] = []
         self.stopping = threading.Event()
@@ -82,13 +82,14 @@ class PageServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server_class = _IPv6Server if ipv6 else ThreadingHTTPServer
+        self._httpd = server_class(("::1" if ipv6 else "127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         if tls is not None:
             self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
         self.port = self._httpd.server_address[1]
         scheme = "https" if tls else "http"
-        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://[::1]:{self.port}" if ipv6 else f"{scheme}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
         self._thread.start()
 
@@ -99,6 +100,10 @@ class PageServer:
         self.stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 def policy_for(*servers: PageServer, **limits) -> FetchPolicy:

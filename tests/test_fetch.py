@@ -23,8 +23,8 @@ pytestmark = pytest.mark.usefixtures("guard")
 def serve():
     servers = []
 
-    def start(routes, tls=None) -> PageServer:
-        server = PageServer(routes, tls)
+    def start(routes, tls=None, ipv6=False) -> PageServer:
+        server = PageServer(routes, tls, ipv6)
         servers.append(server)
         return server
 
@@ -62,6 +62,26 @@ def test_the_request_names_the_host_and_the_fetcher(serve):
     assert headers["Host"] == f"127.0.0.1:{server.port}"
     assert headers["User-Agent"] == "linklog-test/1"
     assert headers["Accept-Encoding"] == "gzip, deflate"
+
+
+def test_an_allowed_ipv6_loopback_server_is_reached(serve):
+    server = serve({"/six": html("over IPv6")}, ipv6=True)
+
+    page = fetch_page(f"http://[::1]:{server.port}/six", FetchPolicy(allow=AllowList.parse(f"[::1]:{server.port}")))
+
+    assert page.text() == "over IPv6"
+    assert server.requests[0].headers["Host"] == f"[::1]:{server.port}"
+
+
+def test_an_address_that_refuses_the_connection_falls_through_to_the_next_checked_one(serve):
+    server = serve({"/": html("second address")})
+    policy = FetchPolicy(
+        allow=AllowList.parse(f"dual.test:{server.port}"), resolve=lambda host, port: ["::1", "127.0.0.1"]
+    )
+
+    page = fetch_page(f"http://dual.test:{server.port}/", policy)
+
+    assert page.text() == "second address"
 
 
 def test_a_relative_redirect_is_followed(serve):
