@@ -6,19 +6,24 @@ raised: losing a snapshot costs time, not data.
 
 Body format: one ASCII header line, then the SQLite database bytes::
 
-    linklog-snapshot 1 schema=<SCHEMA_HASH> version=<n> size=<bytes> sha256=<hex>\\n
+    linklog-snapshot 1 schema=<SCHEMA_HASH> version=<n> size=<bytes> crc32=<8 hex>\\n
 
-The checksum covers the database bytes; a header that does not match the
-key, a wrong size or checksum, bytes SQLite cannot open, or a meta table
-naming another schema or version make the snapshot unusable.
+The checksum (CRC-32, as S3's own object checksums) covers the database
+bytes. It is there to catch damage, not forgery: whoever can write the
+bucket can write any snapshot. CRC-32 checks 90 MB in about 20 ms, where
+SHA-256 takes 50, and a restore is mostly moving bytes.
+
+A header that does not match the key, a wrong size or checksum, bytes
+SQLite cannot open, or a meta table naming another schema or version make
+the snapshot unusable.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import apsw
@@ -38,7 +43,7 @@ MAX_HEADER = 512
 _SNAPSHOT_NAME = re.compile(r"^[0-9]{20}\.sqlite$")
 _HEADER = re.compile(
     rb"^linklog-snapshot (?P<format>[0-9]+) schema=(?P<schema>[0-9a-f]+) "
-    rb"version=(?P<version>[0-9]+) size=(?P<size>[0-9]+) sha256=(?P<sha256>[0-9a-f]{64})$"
+    rb"version=(?P<version>[0-9]+) size=(?P<size>[0-9]+) crc32=(?P<crc32>[0-9a-f]{8})$"
 )
 
 
@@ -72,7 +77,7 @@ def encode(db: apsw.Connection) -> bytes:
     data = db.serialize("main")
     header = (
         f"linklog-snapshot {FORMAT_VERSION} schema={SCHEMA_HASH} version={version(db)} "
-        f"size={len(data)} sha256={hashlib.sha256(data).hexdigest()}\n"
+        f"size={len(data)} crc32={zlib.crc32(data):08x}\n"
     )
     return header.encode("ascii") + data
 
@@ -95,7 +100,7 @@ def decode(body: bytes, expected_version: int) -> apsw.Connection:
     data = view[end + 1 :]
     if len(data) != int(header["size"]):
         raise UnusableSnapshot(f"{len(data)} bytes where the header says {int(header['size'])}")
-    if hashlib.sha256(data).hexdigest() != header["sha256"].decode():
+    if zlib.crc32(data) != int(header["crc32"], 16):
         raise UnusableSnapshot("checksum mismatch")
     db = apsw.Connection(":memory:")
     try:

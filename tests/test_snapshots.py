@@ -1,4 +1,4 @@
-import hashlib
+import zlib
 
 import apsw
 import pytest
@@ -72,7 +72,7 @@ def test_the_body_starts_with_a_header_naming_schema_version_size_and_checksum(l
     header, data = body.split(b"\n", 1)
     assert header == (
         f"linklog-snapshot 1 schema={SCHEMA_HASH} version=6 size={len(data)} "
-        f"sha256={hashlib.sha256(data).hexdigest()}"
+        f"crc32={zlib.crc32(data):08x}"
     ).encode()
     assert data.startswith(b"SQLite format 3\x00")
 
@@ -126,7 +126,7 @@ def test_a_corrupt_newest_snapshot_falls_back_to_the_previous_one(any_store):
 
 def framed(data: bytes, at_version: int, schema: str = SCHEMA_HASH) -> bytes:
     return (f"linklog-snapshot 1 schema={schema} version={at_version} size={len(data)} "
-            f"sha256={hashlib.sha256(data).hexdigest()}\n").encode() + data
+            f"crc32={zlib.crc32(data):08x}\n").encode() + data
 
 
 def other_schema_database(commits) -> bytes:
