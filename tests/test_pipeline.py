@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fetch_servers import PageServer, policy_for, respond
 
+from chalicelib.links import extract_page
 from chalicelib.links.fetch import FetchedPage, fetch_page
 from chalicelib.links.outcome import LinkFailure, LinkJob, TagChoice, TagSuggestion
 from chalicelib.links.pipeline import MAX_TEXT_CHARS, make_link_processor
@@ -110,6 +111,25 @@ def test_links_processed_at_the_same_time_give_the_same_outcomes_as_one_by_one(s
     assert [o.failure.code if o.failure else o.metadata.title for o in together[:4]] == [
         "Growing tomatoes on a balcony", "Café crème à Paris", "東京の天気予報", "http_404",
     ]
+
+
+def test_extract_page_gives_the_same_fields_without_fetching():
+    result = extract_page(ARTICLE, "https://green.example/garden/tomatoes")
+
+    assert result == {
+        "title": "Growing tomatoes on a balcony",
+        "description": "Small space, big harvest: how to grow tomatoes in pots.",
+        "image": "https://green.example/images/tomatoes.jpg",
+        "site_name": "The Green Post",
+        "favicon": "https://green.example/static/icon.png",
+        "canonical_url": "https://green.example/garden/tomatoes-balcony",
+        "author": "Ada Gardener",
+        "published_at": "2024-05-02T08:30:00+02:00",
+        "lang": "en-GB",
+        "text": result["text"],
+        "word_count": 119,
+    }
+    assert result["text"].startswith("Growing tomatoes on a balcony\n\nTomatoes grow well in pots")
 
 
 def test_relative_urls_resolve_against_the_final_url_after_a_redirect(server):

@@ -6,12 +6,6 @@ processor uses ``chalicelib.links.pipeline.make_link_processor``.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
-from chalicelib.links.document import parse_document
-from chalicelib.links.metadata import extract_metadata
-from chalicelib.links.text import readable_text
-
 
 def extract_page(html: str | bytes, url: str) -> dict:
     """Metadata and readable text of a page's HTML; ``url`` is where it was found.
@@ -22,6 +16,15 @@ def extract_page(html: str | bytes, url: str) -> dict:
     ``word_count``. Bytes are decoded as a browser would (BOM, <meta
     charset>, UTF-8, else detection). Never raises for a bad page.
     """
+    # Imported here, not at the top: everything that imports the package
+    # (the API reads chalicelib.links.outcome) would otherwise load lxml,
+    # readability and chardet on a cold start without needing them.
+    from dataclasses import asdict
+
+    from chalicelib.links.document import parse_document
+    from chalicelib.links.metadata import extract_metadata
+    from chalicelib.links.text import readable_text
+
     tree = parse_document(html)
     metadata = extract_metadata(tree, url)
     readable = readable_text(tree)
