@@ -1,4 +1,5 @@
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import apsw
 import pytest
@@ -7,7 +8,7 @@ from chalicelib import log as commit_log
 from chalicelib import orgstate, snapshots
 from chalicelib.keys import snapshot_key, snapshot_prefix
 from chalicelib.state import SCHEMA_HASH, apply_commits, new_database, version
-from chalicelib.store import NotFound, Transient
+from chalicelib.store.faulty import Fault, FaultyStore
 from statelog import Log, T0, completed, created, dump, event, started
 
 ORG = "acme"
@@ -166,30 +167,20 @@ def test_every_kind_of_damage_is_detected_and_recovered_from(local_store, damage
     assert dump(state.db) == dump(replay(local_store))
 
 
-class VanishingStore:
-    """Lists a snapshot that is gone by the time it is read (pruned meanwhile)."""
-
-    def __init__(self, inner, gone: str):
-        self.inner = inner
-        self.gone = gone
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def get(self, key):
-        if key == self.gone:
-            raise NotFound(key)
-        return self.inner.get(key)
-
-
-def test_a_missing_snapshot_is_recovered_from(any_store):
+def test_a_snapshot_deleted_between_listing_and_reading_is_recovered_from(any_store):
     commits = story().commits
     push(any_store, commits)
     snapshot_at(any_store, commits, 3)
     newest = snapshot_at(any_store, commits, 5)
-    state = orgstate.open_state(VanishingStore(any_store, newest), ORG)
+
+    def prune_it_first(kind, key, n):
+        if kind == "get" and key == newest:
+            any_store.delete(key)
+
+    state = orgstate.open_state(FaultyStore(any_store, plan=prune_it_first), ORG)
     assert state.snapshot_version == 3
-    assert state.skipped_snapshots == [(newest, f"NotFound: {newest}")]
+    [(skipped, reason)] = state.skipped_snapshots
+    assert (skipped, reason.split(":")[0]) == (newest, "NotFound")
     assert dump(state.db) == dump(replay(any_store))
 
 
@@ -227,35 +218,58 @@ def test_only_the_newest_three_are_tried(local_store):
     assert version(restored.db) == 0
 
 
-class FailingStore:
-    """Every request of the given kinds fails as a 5xx would."""
-
-    def __init__(self, inner, kinds):
-        self.inner = inner
-        self.kinds = kinds
-
-    def __getattr__(self, name):
-        attribute = getattr(self.inner, name)
-        if name not in self.kinds:
-            return attribute
-
-        def fail(key, *args, **kwargs):
-            raise Transient(key, "503 Slow Down")
-        return fail
+def failing(*kinds, fault=Fault.TRANSIENT):
+    """A plan failing every request of ``kinds``."""
+    return lambda kind, key, n: fault if kind in kinds else None
 
 
 def test_a_failed_listing_gives_an_empty_database_not_an_error(local_store):
     snapshot_at(local_store, story().commits, 3)
-    restored = snapshots.restore_latest(FailingStore(local_store, {"list"}), ORG)
+    restored = snapshots.restore_latest(FaultyStore(local_store, plan=failing("list")), ORG)
     assert (restored.key, restored.version) == (None, 0)
-    assert restored.skipped == [(f"orgs/acme/snapshots/{SCHEMA_HASH}/",
-                                 f"listing failed: Transient: orgs/acme/snapshots/{SCHEMA_HASH}/: 503 Slow Down")]
+    [(prefix, reason)] = restored.skipped
+    assert prefix == f"orgs/acme/snapshots/{SCHEMA_HASH}/"
+    assert reason.startswith("listing failed: Transient")
+
+
+def test_a_failed_read_of_the_newest_falls_back_to_the_previous(any_store):
+    commits = story().commits
+    snapshot_at(any_store, commits, 2)
+    newest = snapshot_at(any_store, commits, 4)
+    plan = lambda kind, key, n: Fault.TRANSIENT if (kind, key) == ("get", newest) else None
+    restored = snapshots.restore_latest(FaultyStore(any_store, plan=plan), ORG)
+    assert restored.version == 2
+    assert [key for key, _ in restored.skipped] == [newest]
 
 
 def test_a_failed_write_returns_none_not_an_error(local_store):
     db = state_at(story().commits)
-    assert snapshots.write_snapshot(FailingStore(local_store, {"put"}), ORG, db) is None
+    assert snapshots.write_snapshot(FaultyStore(local_store, plan=failing("put")), ORG, db) is None
     assert snapshot_keys(local_store) == []
+
+
+def test_a_write_whose_answer_was_lost_and_retried_is_a_success(local_store):
+    db = state_at(story().commits)
+    store = FaultyStore(local_store, plan=failing("put", fault=Fault.RETRIED_412))
+    key = snapshots.write_snapshot(store, ORG, db)
+    assert key == snapshot_key(ORG, SCHEMA_HASH, 6)
+    assert dump(snapshots.restore_latest(local_store, ORG).db) == dump(db)
+
+
+def test_a_write_whose_answer_was_lost_leaves_a_usable_snapshot(local_store):
+    db = state_at(story().commits)
+    store = FaultyStore(local_store, plan=failing("put", fault=Fault.LOST_RESPONSE))
+    assert snapshots.write_snapshot(store, ORG, db) is None
+    assert snapshots.restore_latest(local_store, ORG).version == 6
+
+
+def test_writers_racing_on_one_version_all_get_the_one_snapshot(any_store):
+    db = state_at(story().commits)
+    body = snapshots.encode(db)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = list(pool.map(lambda _: snapshots.write_snapshot(any_store, ORG, db), range(8)))
+    assert keys == [snapshot_key(ORG, SCHEMA_HASH, 6)] * 8
+    assert any_store.get(keys[0]).body == body
 
 
 def test_prune_keeps_the_newest_three_of_this_schema(any_store):
@@ -280,7 +294,7 @@ def test_prune_failures_are_logged_not_raised(local_store):
     commits = story().commits
     for upto in range(1, 5):
         snapshot_at(local_store, commits, upto)
-    assert snapshots.prune(FailingStore(local_store, {"delete"}), ORG, keep=1) == []
+    assert snapshots.prune(FaultyStore(local_store, plan=failing("delete")), ORG, keep=1) == []
     assert len(snapshot_keys(local_store)) == 4
 
 
