@@ -492,3 +492,19 @@ def test_a_commit_without_a_proper_version_raises(db, commit):
 def test_an_empty_list_of_commits_changes_nothing(db):
     stats = apply_commits(db, [])
     assert (stats.version_before, stats.version_after, stats.commits) == (0, 0, 0)
+
+
+def test_a_failure_while_reading_commits_rolls_back_the_whole_call(db):
+    log = org_with_one_link()
+    apply(db, log)
+    before = dump(db)
+
+    def commits_then_a_lost_connection():
+        yield {"version": 2, "author": {"kind": "client"},
+               "events": [created("l2", "https://example.com/2")]}
+        raise ConnectionError("the log read failed half way")
+
+    with pytest.raises(ConnectionError):
+        apply_commits(db, commits_then_a_lost_connection())
+    assert dump(db) == before
+    assert not db.in_transaction
