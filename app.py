@@ -10,13 +10,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Callable
 
 from chalice import Chalice, Response
 
-from chalicelib import config, sync
+from chalicelib import config, sync, triggers
 from chalicelib.api_errors import ApiError
 from chalicelib.auth import Principal, Verify, make_verifier
 from chalicelib.queue import Queue, open_queue
@@ -157,3 +159,34 @@ def _integer(query: dict, name: str, default: int) -> int:
 
 # Event handlers (SQS, S3 notifications, schedule) follow below; they are
 # the TRIGGERS area. They reach the store and queue through services().
+
+# Chalice builds the event source's queue ARN from this name when packaging;
+# infra/template.json creates the queue under the same name (its QueueName
+# parameter), so a stage with its own queue sets both.
+PROCESS_QUEUE = os.environ.get("LINKLOG_QUEUE_NAME", "linklog-process")
+
+
+@functools.cache
+def _process_link():
+    # Imported on first use: the pipeline pulls in lxml and readability, which
+    # the API routes never need.
+    from chalicelib.links.pipeline import make_link_processor
+
+    return make_link_processor()
+
+
+@app.on_sqs_message(queue=PROCESS_QUEUE, batch_size=10, maximum_batching_window_in_seconds=1)
+def process_org_messages(event) -> dict:
+    """One cycle per org in the batch; orgs to try again go back as batch item failures."""
+    current = services()
+    run = triggers.cycle_runner(
+        current.store, process=_process_link(), enqueue=current.queue.send, holder_prefix="lambda"
+    )
+    return triggers.handle_sqs_records(event.to_dict()["Records"], run=run)
+
+
+@app.schedule("rate(5 minutes)")
+def sweep_orgs(event) -> None:
+    """Enqueue the orgs whose log is ahead of their snapshot or that have retries due."""
+    current = services()
+    triggers.sweep(current.store, now=datetime.now(timezone.utc), enqueue=current.queue.send)

@@ -1,6 +1,10 @@
 """infra/template.json: valid, self-consistent, and merging with `chalice package`."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,9 +35,11 @@ def references(node):
             elif key == "Fn::GetAtt":
                 yield value[0] if isinstance(value, list) else value.split(".")[0]
             elif key == "Fn::Sub":
-                text = value[0] if isinstance(value, list) else value
+                text, local = value if isinstance(value, list) else (value, {})
                 for part in text.split("${")[1:]:
-                    yield part.split("}")[0].split(".")[0]
+                    name = part.split("}")[0].split(".")[0]
+                    if name not in local:
+                        yield name
                 if isinstance(value, list):
                     yield from references(value[1])
             else:
@@ -61,12 +67,13 @@ def test_every_function_runs_on_python_3_12(template):
 
 
 def test_the_sqs_handler_reports_partial_batch_failures_from_the_stacks_queue(template):
-    event = template["Resources"]["ProcessOrgMessages"]["Properties"]["Events"][
-        "ProcessOrgMessagesSqsEventSource"]["Properties"]
-    assert event == {
-        "Queue": {"Fn::GetAtt": ["ProcessQueue", "Arn"]},
-        "FunctionResponseTypes": ["ReportBatchItemFailures"],
-    }
+    handler = template["Resources"]["ProcessOrgMessages"]
+    event = handler["Properties"]["Events"]["ProcessOrgMessagesSqsEventSource"]["Properties"]
+    assert event == {"FunctionResponseTypes": ["ReportBatchItemFailures"]}
+    # Chalice names the queue by its ARN, not by a reference: order it by hand.
+    assert handler["DependsOn"] == ["ProcessQueue"]
+    assert template["Resources"]["ProcessQueue"]["Properties"]["QueueName"] == {
+        "Ref": "QueueName"}
 
 
 def test_the_queue_hides_a_message_longer_than_the_handler_runs(template):
@@ -143,3 +150,74 @@ def test_the_functions_are_told_where_the_store_and_queue_are(template):
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["LINKLOG_STORE"] == {"Fn::Sub": "s3://${BucketName}"}
     assert variables["LINKLOG_QUEUE"] == {"Ref": "ProcessQueue"}
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory):
+    """`chalice package --merge-template infra/template.json`, run offline.
+
+    The project is copied without requirements.txt, so Chalice zips the app
+    and asks no package index for wheels.
+    """
+    project = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "app.py", project / "app.py")
+    shutil.copytree(ROOT / "chalicelib", project / "chalicelib",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (project / ".chalice").mkdir()
+    chalice_config = ROOT / ".chalice" / "config.json"
+    if chalice_config.exists():
+        shutil.copy(chalice_config, project / ".chalice" / "config.json")
+    else:
+        (project / ".chalice" / "config.json").write_text(
+            json.dumps({"version": "2.0", "app_name": "linklog", "stages": {"dev": {}}}))
+    out = project / "out"
+    env = {**os.environ, "AWS_DEFAULT_REGION": "eu-west-1"}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "chalice"), "package",
+         "--merge-template", str(TEMPLATE), str(out)],
+        cwd=project, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads((out / "sam.json").read_text())
+
+
+def test_package_has_the_handlers_on_python_3_12(packaged):
+    functions = {name: body["Properties"] for name, body in packaged["Resources"].items()
+                 if body["Type"] == "AWS::Serverless::Function"}
+    assert {name: props["Handler"] for name, props in functions.items()} == {
+        "APIHandler": "app.app",
+        "ProcessOrgMessages": "app.process_org_messages",
+        "SweepOrgs": "app.sweep_orgs",
+    }
+    assert {props["Runtime"] for props in functions.values()} == {"python3.12"}
+
+
+def test_package_maps_the_stacks_queue_with_partial_batch_failures(packaged):
+    event = packaged["Resources"]["ProcessOrgMessages"]["Properties"]["Events"][
+        "ProcessOrgMessagesSqsEventSource"]
+    queue_name = packaged["Parameters"]["QueueName"]["Default"]
+    assert event == {"Type": "SQS", "Properties": {
+        "Queue": {"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:"
+                             + queue_name},
+        "BatchSize": 10,
+        "MaximumBatchingWindowInSeconds": 1,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+    }}
+
+
+def test_package_sweeps_every_five_minutes(packaged):
+    events = packaged["Resources"]["SweepOrgs"]["Properties"]["Events"]
+    assert [e["Properties"]["Schedule"] for e in events.values()] == ["rate(5 minutes)"]
+
+
+def test_package_holds_the_merged_resources_and_every_reference_resolves(packaged):
+    resources = packaged["Resources"]
+    assert {resources[name]["Type"] for name in (
+        "LinklogBucket", "ProcessQueue", "ProcessDeadLetterQueue", "ProcessQueuePolicy",
+        "LinklogAccessPolicy", "DefaultRole")} == {
+        "AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::IAM::Policy",
+        "AWS::IAM::Role"}
+    known = set(packaged["Parameters"]) | set(resources)
+    dangling = {name for name in references(packaged)
+                if not name.startswith("AWS::") and name not in known}
+    assert dangling == set()

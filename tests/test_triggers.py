@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -9,10 +10,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from chalicelib import log
+from chalicelib import config, lease, log
 from chalicelib.cycle import run_cycle
 from chalicelib.keys import log_key
 from chalicelib.links.outcome import LinkFailure, LinkOutcome, PageMetadata
+from chalicelib.queue import LocalQueue
 from chalicelib.store.base import CountingStore, Transient
 from chalicelib.triggers import handle_sqs_records, list_orgs, orgs_from_s3_event, sweep
 
@@ -388,3 +390,48 @@ def test_list_orgs_costs_one_request_per_org_whatever_its_size(any_store):
     before = any_store.counts()["list"]
     assert list(list_orgs(any_store)) == ["A", "a-b", "a", "a_b", "aa"]
     assert any_store.counts()["list"] - before == 8
+
+
+# The Chalice handlers in app.py, invoked as Lambda invokes them.
+
+@pytest.fixture
+def app_services(local_store):
+    import app
+
+    queue = LocalQueue()
+    settings = config.Settings(jwt_secret="test-secret")
+    app.use_services(app.build_services(settings, store=local_store, queue=queue))
+    yield app, local_store, queue
+    app.use_services(None)
+
+
+def test_the_sqs_handler_runs_the_cycle_and_answers_batch_item_failures(app_services):
+    app, store, _ = app_services
+    # A loopback page is refused by the fetcher: a terminal failure, no network.
+    event = {"id": "created-l1", "name": "v1.LinkCreated", "at": "2026-11-23T19:00:00Z",
+             "args": {"id": "l1", "url": "http://127.0.0.1:9/",
+                      "createdAt": "2026-11-23T19:00:00Z"}}
+    log.append(store, "acme", [event], batch_id="b1", author=CLIENT)
+    held = lease.acquire(store, "globex", "someone-else", duration=3600, clock=time.monotonic)
+    assert held is not None
+
+    answer = app.process_org_messages(
+        {"Records": [sqs_record("m1", {"org": "acme"}), sqs_record("m2", {"org": "globex"}),
+                     sqs_record("m3", "junk")]},
+        None,
+    )
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+    failed = [e["args"] for c in log.read_commits(store, "acme", 0) for e in c["events"]
+              if e["name"] == "v1.LinkProcessingFailed"]
+    assert [(f["linkId"], f["retryable"]) for f in failed] == [("l1", False)]
+
+
+def test_the_scheduled_sweep_enqueues_orgs_with_work(app_services):
+    app, store, queue = app_services
+    save_link(store, "acme", "a1")
+    scheduled = {"version": "0", "account": "123456789012", "region": "eu-west-1",
+                 "detail": {}, "detail-type": "Scheduled Event", "source": "aws.events",
+                 "time": "2026-11-23T20:05:00Z", "id": "e-1",
+                 "resources": ["arn:aws:events:eu-west-1:123456789012:rule/sweep"]}
+    app.sweep_orgs(scheduled, None)
+    assert queue.pending() == ["acme"]
