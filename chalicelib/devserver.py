@@ -31,6 +31,7 @@ from chalicelib.worker import start_worker
 HOST = "127.0.0.1"
 DEV_ORG = "demo"
 DEV_TOKEN_SECONDS = 30 * 24 * 3600
+LISTEN_BACKLOG = 128
 
 
 def example_push(now: float) -> dict:
@@ -81,6 +82,10 @@ def main() -> None:
     start_worker(store, queue, process=make_link_processor())
 
     server = create_local_server(api.app, Config(), HOST, settings.port)
+    # socketserver listens with a backlog of 5: a burst of clients connecting
+    # at once (a sync storm, the load test) would be reset. Listening again
+    # raises the backlog of the same socket.
+    server.server.socket.listen(LISTEN_BACKLOG)
     port = server.server.server_address[1]
     base_url = f"http://{HOST}:{port}"
     print(f"linklog serving on {base_url} over {settings.store} (queue: {settings.queue})")
