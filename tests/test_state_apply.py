@@ -173,6 +173,22 @@ def test_cancelled_keeps_the_reason(db):
     assert status_of(db, "l1")[8] == "link deleted"
 
 
+def test_an_outcome_for_a_link_that_is_not_pending_is_stale_and_skipped(db):
+    log = Log()
+    log.client(created("l1", "https://example.com/a"), created("l2", "https://example.com/b"))
+    log.processor(started("l1"))
+    log.client(event("v1.LinkReprocessRequested", {"linkId": "l1", "requestedAt": T0}))
+    log.processor(completed("l1"), failed("l2", retryable=True, at=T0),
+                  event("v1.LinkProcessingCancelled", {"linkId": "l2", "reason": "r"}))
+    stats = apply(db, log)
+    assert stats.skip_reasons == {
+        "v1.LinkProcessingCompleted: link is not pending": 1,
+        "v1.LinkProcessingFailed: link is not pending": 1,
+        "v1.LinkProcessingCancelled: link is not pending": 1,
+    }
+    assert db.execute("SELECT count(*) FROM link_status").get == 0
+
+
 def test_reprocess_request_clears_the_status(db):
     log = Log()
     log.client(created("l1", "https://example.com/a"))
@@ -415,10 +431,11 @@ def test_a_malformed_client_event_is_skipped_and_changes_nothing(db, bad, reason
 @pytest.mark.parametrize("bad, reason", MALFORMED_PROCESSOR)
 def test_a_malformed_processor_event_is_skipped_and_changes_nothing(db, bad, reason):
     log = org_with_one_link()
+    log.processor(started("l1"))
     apply(db, log)
     before = state_tables(db)
     log.processor(bad)
-    stats = apply(db, log, since=1)
+    stats = apply(db, log, since=2)
     assert stats.skip_reasons == {reason: 1}
     assert state_tables(db) == before
 

@@ -486,8 +486,22 @@ def _processing_started(db: apsw.Connection, args: dict, context: _Context) -> N
     _set_status(db, link_id, status="pending", attempts=attempt, started_at=started_at)
 
 
-def _processing_completed(db: apsw.Connection, args: dict, context: _Context) -> None:
+def _pending_link(db: apsw.Connection, args: dict) -> str:
+    """The link an outcome event names, which must be pending.
+
+    An outcome belongs to the run that started the link. When a reprocess
+    request cleared the status meanwhile (or the link was never started),
+    the outcome is stale: applying it would end the work the user asked for.
+    """
     link_id = _link(db, args, "linkId")
+    status = db.execute("SELECT status FROM link_status WHERE link_id = ?", (link_id,)).get
+    if status != "pending":
+        raise _Skip("link is not pending")
+    return link_id
+
+
+def _processing_completed(db: apsw.Connection, args: dict, context: _Context) -> None:
+    link_id = _pending_link(db, args)
     completed_at = _time_or_event_time(args, "completedAt", context)
     _set_status(db, link_id, status="completed", finished_at=completed_at)
 
@@ -507,7 +521,7 @@ def retry_delay(attempts: int, retry_after: float | None) -> timedelta | None:
 
 
 def _processing_failed(db: apsw.Connection, args: dict, context: _Context) -> None:
-    link_id = _link(db, args, "linkId")
+    link_id = _pending_link(db, args)
     code = _text(args, "code", max_length=200)
     message = _optional_text(args, "message") or ""
     retryable = _flag(args, "retryable")
@@ -529,7 +543,7 @@ def _processing_failed(db: apsw.Connection, args: dict, context: _Context) -> No
 
 
 def _processing_cancelled(db: apsw.Connection, args: dict, context: _Context) -> None:
-    link_id = _link(db, args, "linkId")
+    link_id = _pending_link(db, args)
     reason = _optional_text(args, "reason")
     _set_status(db, link_id, status="cancelled", reason=reason)
 
