@@ -77,7 +77,13 @@ def _work(store, queue, run, stop, sweep_every, retry_delay, now, clock) -> None
             except Exception:
                 log.exception("sweep failed; trying again in %s s", sweep_every)
             next_sweep = clock() + sweep_every
-        org = queue.receive(timeout=min(POLL_SECONDS, max(0.0, next_sweep - clock())))
+        try:
+            org = queue.receive(timeout=min(POLL_SECONDS, max(0.0, next_sweep - clock())))
+        except Exception:
+            # An SQS queue can be unreachable for a while; the worker must outlive it.
+            log.exception("receiving from the queue failed; trying again in %s s", retry_delay)
+            stop.wait(retry_delay)
+            continue
         if org is not None and not stop.is_set():
             _cycle(org, queue, run, retry_delay, now)
 

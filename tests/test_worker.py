@@ -5,11 +5,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+import boto3
 import pytest
 
 from chalicelib import lease, log
 from chalicelib.links.outcome import LinkFailure, LinkOutcome, PageMetadata
-from chalicelib.queue import LocalQueue
+from chalicelib.queue import LocalQueue, open_queue
+from chalicelib.store import open_store
 from chalicelib.triggers import cycle_runner
 from chalicelib.worker import start_worker
 
@@ -34,10 +36,19 @@ def eventually(condition, timeout=20.0):
 
 
 @pytest.fixture
-def stop():
-    event = threading.Event()
-    yield event
-    event.set()
+def worker():
+    """start_worker, stopped and joined when the test ends."""
+    stop = threading.Event()
+    threads = []
+
+    def start(store, queue, **settings):
+        threads.append(start_worker(store, queue, stop_event=stop, **settings))
+        return threads[-1]
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
 
 
 class Scripted:
@@ -78,52 +89,70 @@ def titled(job):
     return LinkOutcome(link_id=job.link_id, metadata=PageMetadata(title=f"page {job.url}"))
 
 
-def test_an_org_sent_gets_a_cycle(local_store, stop):
+def test_an_org_sent_gets_a_cycle(local_store, worker):
     run = Scripted(Report("done"))
     queue = LocalQueue()
-    start_worker(local_store, queue, process=titled, stop_event=stop, run=run)
+    worker(local_store, queue, process=titled, run=run)
     queue.send("acme")
     assert eventually(lambda: run.calls == ["acme"])
 
 
 @pytest.mark.parametrize("outcome", ["lease_held", "stopped"])
-def test_an_org_that_must_wait_is_tried_again(local_store, stop, outcome):
+def test_an_org_that_must_wait_is_tried_again(local_store, worker, outcome):
     run = Scripted(Report(outcome), Report("done"))
     queue = LocalQueue()
-    start_worker(local_store, queue, process=titled, stop_event=stop, run=run,
+    worker(local_store, queue, process=titled, run=run,
                  retry_delay=0)
     queue.send("acme")
     assert eventually(lambda: run.calls == ["acme", "acme"])
 
 
-def test_a_cycle_that_raises_is_tried_again_and_the_worker_lives_on(local_store, stop):
+def test_a_cycle_that_raises_is_tried_again_and_the_worker_lives_on(local_store, worker):
     run = Scripted(RuntimeError("boom"), Report("done"))
     queue = LocalQueue()
-    thread = start_worker(local_store, queue, process=titled, stop_event=stop, run=run,
+    thread = worker(local_store, queue, process=titled, run=run,
                           retry_delay=0)
     queue.send("acme")
     assert eventually(lambda: run.calls == ["acme", "acme"])
     assert thread.is_alive()
 
 
-def test_work_left_is_taken_up_again_at_once(local_store, stop):
+def test_work_left_is_taken_up_again_at_once(local_store, worker):
     run = Scripted(Report("work_left"), Report("work_left"), Report("done"))
     queue = LocalQueue()
-    start_worker(local_store, queue, process=titled, stop_event=stop, run=run,
+    worker(local_store, queue, process=titled, run=run,
                  retry_delay=3600)
     queue.send("acme")
     assert eventually(lambda: run.calls == ["acme"] * 3)
 
 
-def test_a_retry_due_is_queued_for_its_time(local_store, stop):
+def test_a_retry_due_is_queued_for_its_time(local_store, worker):
     now = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
     run = Scripted(Report("done", next_retry_due=now + timedelta(hours=1)))
     queue = LocalQueue()
-    start_worker(local_store, queue, process=titled, stop_event=stop, run=run,
+    worker(local_store, queue, process=titled, run=run,
                  now=lambda: now, retry_delay=0)
     queue.send("acme")
     assert eventually(lambda: run.calls == ["acme"] and queue.pending() == ["acme"])
     assert queue.receive(timeout=0) is None
+
+
+def test_a_queue_that_fails_to_answer_does_not_end_the_worker(local_store, worker):
+    class Unreachable(LocalQueue):
+        failures = 2
+
+        def receive(self, timeout):
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("queue endpoint unreachable")
+            return super().receive(timeout)
+
+    run = Scripted(Report("done"))
+    queue = Unreachable()
+    thread = worker(local_store, queue, process=titled, run=run, retry_delay=0)
+    queue.send("acme")
+    assert eventually(lambda: run.calls == ["acme"])
+    assert queue.failures == 0 and thread.is_alive()
 
 
 def test_setting_the_stop_event_ends_the_worker(local_store):
@@ -141,26 +170,26 @@ def test_bad_settings_are_refused(local_store, settings):
         start_worker(local_store, LocalQueue(), process=titled, **settings)
 
 
-def test_a_saved_link_is_processed_to_a_terminal_status(local_store, stop):
+def test_a_saved_link_is_processed_to_a_terminal_status(local_store, worker):
     queue = LocalQueue()
-    start_worker(local_store, queue, process=titled, stop_event=stop)
+    worker(local_store, queue, process=titled)
     save_link(local_store, "acme", "l1")
     queue.send("acme")
     assert eventually(lambda: terminal_events(local_store, "acme")
                       == [("v1.LinkProcessingCompleted", "l1")])
 
 
-def test_commits_nobody_announced_are_found_by_the_first_sweep(local_store, stop):
+def test_commits_nobody_announced_are_found_by_the_first_sweep(local_store, worker):
     save_link(local_store, "acme", "l1")
     save_link(local_store, "globex", "l2")
-    start_worker(local_store, LocalQueue(), process=titled, stop_event=stop)
+    worker(local_store, LocalQueue(), process=titled)
     assert eventually(lambda: terminal_events(local_store, "acme")
                       == [("v1.LinkProcessingCompleted", "l1")]
                       and terminal_events(local_store, "globex")
                       == [("v1.LinkProcessingCompleted", "l2")])
 
 
-def test_an_org_whose_lease_is_held_is_processed_once_it_is_released(local_store, stop):
+def test_an_org_whose_lease_is_held_is_processed_once_it_is_released(local_store, worker):
     save_link(local_store, "acme", "l1")
     held = lease.acquire(local_store, "acme", "someone-else", duration=3600,
                          clock=time.monotonic)
@@ -173,7 +202,7 @@ def test_an_org_whose_lease_is_held_is_processed_once_it_is_released(local_store
         return report
 
     queue = LocalQueue()
-    start_worker(local_store, queue, process=titled, stop_event=stop, retry_delay=0.01,
+    worker(local_store, queue, process=titled, retry_delay=0.01,
                  sweep_every=3600, run=run)
     queue.send("acme")
     assert eventually(lambda: outcomes[:2] == ["lease_held", "lease_held"])
@@ -183,7 +212,7 @@ def test_an_org_whose_lease_is_held_is_processed_once_it_is_released(local_store
                       == [("v1.LinkProcessingCompleted", "l1")])
 
 
-def test_a_retryable_failure_is_retried_when_due_without_a_push(local_store, stop):
+def test_a_retryable_failure_is_retried_when_due_without_a_push(local_store, worker):
     now = [datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)]
     attempts = []
 
@@ -195,7 +224,7 @@ def test_a_retryable_failure_is_retried_when_due_without_a_push(local_store, sto
         return titled(job)
 
     queue = LocalQueue()
-    start_worker(local_store, queue, process=flaky, stop_event=stop, sweep_every=0.02,
+    worker(local_store, queue, process=flaky, sweep_every=0.02,
                  now=lambda: now[0])
     save_link(local_store, "acme", "l1")
     queue.send("acme")
@@ -206,3 +235,16 @@ def test_a_retryable_failure_is_retried_when_due_without_a_push(local_store, sto
                       == [("v1.LinkProcessingFailed", "l1"),
                           ("v1.LinkProcessingCompleted", "l1")])
     assert attempts == ["l1", "l1"]
+
+
+def test_the_worker_consumes_an_sqs_queue_over_moto_server(s3_env, worker):
+    # make run pointed at moto's server: s3:// store and an SQS queue URL,
+    # reached through the standard AWS settings only.
+    store = open_store(f"s3://{s3_env}")
+    url = boto3.client("sqs").create_queue(QueueName=f"q-{s3_env}")["QueueUrl"]
+    queue = open_queue(url)
+    worker(store, queue, process=titled, sweep_every=3600)
+    save_link(store, "acme", "l1")
+    queue.send("acme")
+    assert eventually(lambda: terminal_events(store, "acme")
+                      == [("v1.LinkProcessingCompleted", "l1")])
