@@ -95,6 +95,10 @@ def test_twenty_links_cost_two_commits_and_one_snapshot(local_store):
     ]
     assert report.requests["put"] == 5
     assert report.requests["delete"] == 0
+    assert [o.key.rsplit("/", 1)[1] for o in local_store.list("orgs/acme/log/")] == [
+        f"{v:020d}.json" for v in (1, 2, 3, 4)
+    ]
+    assert len(local_store.list(snapshot_prefix("acme", state.SCHEMA_HASH))) == 1
     commits = all_commits(local_store, "acme")
     started, results = processor_commits(commits)
     assert [e["args"]["attempt"] for e in started["events"]] == [1] * 20
