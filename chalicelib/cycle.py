@@ -259,7 +259,6 @@ class _Cycle:
         self.holder = holder
         self.clock = clock
         self.now = now
-        self.budget = budget
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.most_links = concurrency * max(1, int(budget // link_seconds))
