@@ -184,6 +184,8 @@ HOSTILE = [
     ("WITH x AS (SELECT 1) DELETE FROM links", "not_allowed"),
     ("SELECT 1; DELETE FROM links", "multiple_statements"),
     ("SELECT 1; SELECT 2", "multiple_statements"),
+    ("SELECT randomblob(1000000000)", "too_big"),
+    ("SELECT zeroblob(20000000)", "too_big"),
     ("SELECT * FROM no_such_table", "invalid_sql"),
     ("SELEKT 1", "invalid_sql"),
     ("", "empty"),
@@ -212,6 +214,12 @@ def test_a_query_that_never_ends_hits_the_time_limit(db):
                 "SELECT count(*) FROM forever",
             time_limit_ms=50, clock=lambda: next(ticks) / 1000)
     assert refused.value.code == "time_limit"
+
+
+def test_the_value_limit_is_lifted_after_a_query(db):
+    with pytest.raises(QueryRejected):
+        run_readonly_sql(db, "SELECT zeroblob(20000000)")
+    assert len(db.execute("SELECT zeroblob(20000000)").get) == 20_000_000
 
 
 def test_the_database_is_writable_again_after_a_query(db):

@@ -19,6 +19,10 @@ MAX_PAGE = 200
 MAX_SEARCH_RESULTS = 100
 MAX_SEARCH_QUERY = 1000
 MAX_SQL_LENGTH = 10_000
+# The largest string or blob user SQL may build: randomblob(1e9) would
+# otherwise take a gigabyte from a Lambda function. Stored texts are far
+# smaller.
+MAX_VALUE_BYTES = 10_000_000
 STATUSES = ("new", "pending", "completed", "failed", "cancelled")
 # Title and description matches say more about a page than a word deep in
 # its text.
@@ -62,7 +66,7 @@ class QueryRejected(Exception):
     """User SQL that was not run, or was stopped.
 
     ``code`` is one of: invalid, too_long, empty, multiple_statements,
-    invalid_sql, not_allowed, time_limit.
+    invalid_sql, not_allowed, time_limit, too_big.
     """
 
     def __init__(self, code: str, message: str):
@@ -321,6 +325,7 @@ def run_readonly_sql(
     authorizer = _Authorizer()
     db.setauthorizer(authorizer)
     db.setprogresshandler(lambda: clock() > deadline, 1000)
+    value_limit = db.limit(apsw.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
     cursor = db.cursor()
     try:
         rows: list[tuple] = []
@@ -332,6 +337,8 @@ def run_readonly_sql(
             rows.append(row)
     except apsw.InterruptError:
         raise QueryRejected("time_limit", f"the query ran longer than {time_limit_ms} ms") from None
+    except apsw.TooBigError:
+        raise QueryRejected("too_big", f"a value would exceed {MAX_VALUE_BYTES} bytes") from None
     except apsw.Error as error:
         if authorizer.denied:
             raise QueryRejected(
@@ -340,6 +347,7 @@ def run_readonly_sql(
         raise QueryRejected("invalid_sql", str(error)) from None
     finally:
         cursor.close()
+        db.limit(apsw.SQLITE_LIMIT_LENGTH, value_limit)
         db.setprogresshandler(None)
         db.setauthorizer(None)
         db.execute("PRAGMA query_only = OFF")
