@@ -45,6 +45,7 @@ LEASE_SECONDS = 120.0
 # no more links than its workers can finish within the budget at that pace.
 LINK_SECONDS = 10.0
 SNAPSHOTS_KEPT = 3
+MAX_HOLDER_CHARS = 200
 
 
 def utc_now() -> datetime:
@@ -508,6 +509,9 @@ def run_cycle(
     check_org(org)
     if concurrency < 1 or budget_seconds <= 0 or lease_seconds <= 0 or link_seconds <= 0:
         raise ValueError("concurrency, budget, lease and link seconds must be positive")
+    # The holder becomes the author id of our commits, which the log bounds.
+    if not isinstance(holder, str) or not 1 <= len(holder) <= MAX_HOLDER_CHARS:
+        raise ValueError(f"holder must be 1 to {MAX_HOLDER_CHARS} characters")
     cycle = _Cycle(store, org, process, holder, clock, now, budget_seconds, concurrency,
                    lease_seconds, link_seconds, checkpoint)
     try:

@@ -437,7 +437,7 @@ def test_a_bad_org_is_refused_before_any_request(local_store, org):
 
 @pytest.mark.parametrize(
     "setting", [{"concurrency": 0}, {"budget_seconds": 0}, {"lease_seconds": -1},
-                {"link_seconds": 0}]
+                {"link_seconds": 0}, {"holder": ""}, {"holder": "p" * 201}]
 )
 def test_bad_settings_are_refused_before_any_request(local_store, setting):
     with pytest.raises(ValueError):
