@@ -29,7 +29,8 @@ from chalicelib.triggers import RETRY_OUTCOMES, RunCycle, cycle_runner, sweep
 
 log = logging.getLogger(__name__)
 
-# How long one receive may block, so a stop request is noticed soon.
+# How long one receive may block, so a stop request is noticed soon; an SQS
+# receive of under a second is a short poll, so not less for SQS.
 POLL_SECONDS = 1.0
 
 
@@ -44,6 +45,7 @@ def start_worker(
     run: RunCycle | None = None,
     now: Callable[[], datetime] = utc_now,
     clock: Callable[[], float] = time.monotonic,
+    poll_seconds: float = POLL_SECONDS,
 ) -> threading.Thread:
     """Start the worker thread (a daemon) and return it; set ``stop_event`` to end it.
 
@@ -51,8 +53,8 @@ def start_worker(
     in their own. The first sweep runs at once, so work left by an earlier
     run (or written straight into the store) is picked up on start.
     """
-    if sweep_every <= 0 or retry_delay < 0:
-        raise ValueError("sweep_every must be positive and retry_delay not negative")
+    if sweep_every <= 0 or poll_seconds <= 0 or retry_delay < 0:
+        raise ValueError("sweep_every and poll_seconds must be positive, retry_delay not negative")
     stop = stop_event if stop_event is not None else threading.Event()
     if run is None:
         run = cycle_runner(
@@ -60,7 +62,7 @@ def start_worker(
         )
     thread = threading.Thread(
         target=_work,
-        args=(store, queue, run, stop, sweep_every, retry_delay, now, clock),
+        args=(store, queue, run, stop, sweep_every, retry_delay, now, clock, poll_seconds),
         name="linklog-worker",
         daemon=True,
     )
@@ -68,7 +70,7 @@ def start_worker(
     return thread
 
 
-def _work(store, queue, run, stop, sweep_every, retry_delay, now, clock) -> None:
+def _work(store, queue, run, stop, sweep_every, retry_delay, now, clock, poll_seconds) -> None:
     next_sweep = clock()
     while not stop.is_set():
         if clock() >= next_sweep:
@@ -78,7 +80,7 @@ def _work(store, queue, run, stop, sweep_every, retry_delay, now, clock) -> None
                 log.exception("sweep failed; trying again in %s s", sweep_every)
             next_sweep = clock() + sweep_every
         try:
-            org = queue.receive(timeout=min(POLL_SECONDS, max(0.0, next_sweep - clock())))
+            org = queue.receive(timeout=min(poll_seconds, max(0.0, next_sweep - clock())))
         except Exception:
             # An SQS queue can be unreachable for a while; the worker must outlive it.
             log.exception("receiving from the queue failed; trying again in %s s", retry_delay)

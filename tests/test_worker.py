@@ -42,6 +42,7 @@ def worker():
     threads = []
 
     def start(store, queue, **settings):
+        settings.setdefault("poll_seconds", 0.05)
         threads.append(start_worker(store, queue, stop_event=stop, **settings))
         return threads[-1]
 
@@ -158,13 +159,15 @@ def test_a_queue_that_fails_to_answer_does_not_end_the_worker(local_store, worke
 def test_setting_the_stop_event_ends_the_worker(local_store):
     stop = threading.Event()
     thread = start_worker(local_store, LocalQueue(), process=titled, stop_event=stop,
+                          poll_seconds=0.05,
                           run=Scripted())
     stop.set()
     thread.join(timeout=20)
     assert not thread.is_alive()
 
 
-@pytest.mark.parametrize("settings", [{"sweep_every": 0}, {"retry_delay": -1}])
+@pytest.mark.parametrize("settings", [{"sweep_every": 0}, {"retry_delay": -1},
+                                      {"poll_seconds": 0}])
 def test_bad_settings_are_refused(local_store, settings):
     with pytest.raises(ValueError):
         start_worker(local_store, LocalQueue(), process=titled, **settings)
