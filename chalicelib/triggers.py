@@ -26,6 +26,7 @@ from urllib.parse import unquote_plus
 from chalicelib import snapshots, state
 from chalicelib.cycle import run_cycle, utc_now
 from chalicelib.keys import (
+    VERSION_DIGITS,
     InvalidOrg,
     check_org,
     log_key,
@@ -41,11 +42,11 @@ log = logging.getLogger(__name__)
 
 # Outcomes after which the org's messages go back to the queue: the lease was
 # held (a push may have landed after that cycle read the log), or our cycle
-# lost its lease and stopped before writing. Either way someone must look
-# again later; the visibility timeout is that "later".
+# stopped before writing (lost its lease, or the store failed). Either way
+# someone must look again later; the visibility timeout is that "later".
 RETRY_OUTCOMES = frozenset({"lease_held", "stopped"})
 
-LOG_FILE = re.compile(r"\d{20}\.json")
+LOG_FILE = re.compile(rf"\d{{{VERSION_DIGITS}}}\.json")
 
 # Every key under orgs/{org}/ is built by chalicelib.keys from letters,
 # digits, '_', '-', '.' and '/', all of which sort before '~'; so listing
@@ -104,9 +105,8 @@ def _run_and_judge(run: RunCycle, org: str) -> bool:
     except Exception:
         log.exception("cycle of org %s failed; its messages will be redelivered", org)
         return True
-    outcome = getattr(report, "outcome", None)
-    if outcome in RETRY_OUTCOMES:
-        log.info("cycle of org %s: %s; its messages will be redelivered", org, outcome)
+    if report.outcome in RETRY_OUTCOMES:
+        log.info("cycle of org %s: %s; its messages will be redelivered", org, report.outcome)
         return True
     return False
 
