@@ -10,7 +10,9 @@
 - ``s3_env``: AWS settings in the environment pointing at the server, and a
   fresh bucket, for code that builds its own client (``open_store("s3://…")``).
 
-Every store comes wrapped in a CountingStore. Clients are built with explicit
+moto is made to serialize its S3 requests (make_s3_requests_atomic), as
+its conditional writes are not atomic on their own. Every store comes
+wrapped in a CountingStore. Clients are built with explicit
 fake credentials and region, so no test depends on, or leaves behind, AWS
 settings in the environment.
 """
@@ -23,7 +25,12 @@ import pytest
 from moto import mock_aws
 
 from chalicelib.store import CountingStore, LocalStore
-from chalicelib.store.motoserver import FAKE_AWS, moto_client, start_moto_server
+from chalicelib.store.motoserver import (
+    FAKE_AWS,
+    make_s3_requests_atomic,
+    moto_client,
+    start_moto_server,
+)
 from chalicelib.store.s3 import S3Store
 
 
@@ -38,6 +45,7 @@ def local_store(tmp_path) -> CountingStore:
 
 @pytest.fixture
 def moto_store():
+    make_s3_requests_atomic()
     with mock_aws():
         client = moto_client()
         bucket = fresh_bucket_name()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -271,7 +272,17 @@ THREADS = 16
 ROUNDS = 200
 
 
-def test_racing_put_if_absent_has_exactly_one_winner_per_round(any_store):
+@pytest.fixture
+def eager_thread_switching():
+    # Switching threads every 10 µs instead of every 5 ms opens every
+    # check-then-write window a racer could slip through.
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_racing_put_if_absent_has_exactly_one_winner_per_round(any_store, eager_thread_switching):
     barrier = threading.Barrier(THREADS)
     winners: list[list[int]] = [[] for _ in range(ROUNDS)]
     errors: list[BaseException] = []

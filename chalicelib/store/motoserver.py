@@ -12,10 +12,12 @@ moto is a development dependency; this module imports it only in the child.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 
 # moto accepts any credentials; explicit ones keep clients independent of
@@ -50,6 +52,35 @@ class MotoServer:
         self.stop()
 
 
+def make_s3_requests_atomic() -> None:
+    """Serialize moto's S3 request handlers, so conditional writes are atomic as on S3.
+
+    moto checks If-None-Match / If-Match and then writes, with nothing
+    between the two to stop another thread: two racing put-if-absent calls
+    can both win, and a put that replaces a key can close the old object's
+    buffer while another request is still reading it. Real S3 does neither,
+    and linklog's log and lease stand on that, so moto (our stand-in for S3)
+    is made to keep the promise. Safe to call more than once.
+    """
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response, "_linklog_atomic", False):
+        return
+    lock = threading.RLock()
+
+    def serialized(handler):
+        @functools.wraps(handler)
+        def run(*args, **kwargs):
+            with lock:
+                return handler(*args, **kwargs)
+
+        return run
+
+    S3Response.key_response = serialized(S3Response.key_response)
+    S3Response.bucket_response = serialized(S3Response.bucket_response)
+    S3Response._linklog_atomic = True
+
+
 def moto_client(endpoint_url: str | None = None):
     """A boto3 S3 client with fake credentials, for moto's server at ``endpoint_url`` or for mock_aws."""
     import boto3
@@ -79,6 +110,7 @@ def start_moto_server(host: str = "127.0.0.1") -> MotoServer:
 def _serve(host: str) -> None:
     from moto.server import ThreadedMotoServer
 
+    make_s3_requests_atomic()
     # werkzeug logs every request at INFO; thousands of lines help nobody.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
