@@ -10,6 +10,10 @@ import itertools
 
 import apsw
 
+from chalicelib import log as commit_log
+from chalicelib.state import apply_commits, new_database
+
+ORG = "acme"
 T0 = "2026-11-23T20:00:00Z"
 _event_ids = itertools.count(1)
 
@@ -90,3 +94,39 @@ def dump(db: apsw.Connection) -> dict[str, list[tuple]]:
     ).fetchall()
     db.execute("INSERT INTO link_search (link_search, rank) VALUES ('integrity-check', 1)")
     return result
+
+
+def story() -> Log:
+    """Six commits of one org: links, tags, processing, a delete."""
+    log = Log()
+    log.client(created("l1", "https://example.com/1"), created("l2", "https://example.com/2"))
+    log.client(event("v1.TagCreated", {"id": "t1", "name": "bread", "createdAt": T0}))
+    log.processor(started("l1"),
+                  event("v1.LinkMetadataFetched", {"linkId": "l1", "title": "Rye bread"}),
+                  event("v1.LinkContentExtracted", {"linkId": "l1", "text": "Rye and salt.",
+                                                    "wordCount": 3, "readingMinutes": 1}),
+                  completed("l1"))
+    log.client(event("v1.LinkTagged", {"id": "lt1", "linkId": "l1", "tagId": "t1", "createdAt": T0}),
+               created("l3", "https://example.com/1?utm_source=feed"))
+    log.client(event("v1.LinkDeleted", {"id": "l2", "deletedAt": T0}))
+    log.processor(started("l3"),
+                  event("v1.LinkContentExtracted", {"linkId": "l3", "text": "Now with caraway.",
+                                                    "wordCount": 3, "readingMinutes": 1}),
+                  completed("l3"), epoch=2)
+    return log
+
+
+def push(store, commits) -> None:
+    for commit in commits:
+        commit_log.append(store, ORG, commit["events"], batch_id=commit["batch_id"],
+                          author=commit["author"])
+
+
+def state_at(commits):
+    db = new_database()
+    apply_commits(db, commits)
+    return db
+
+
+def replay(store):
+    return state_at(commit_log.read_commits(store, ORG, after=0))

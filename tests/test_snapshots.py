@@ -4,50 +4,11 @@ from concurrent.futures import ThreadPoolExecutor
 import apsw
 import pytest
 
-from chalicelib import log as commit_log
 from chalicelib import orgstate, snapshots
 from chalicelib.keys import snapshot_key, snapshot_prefix
 from chalicelib.state import SCHEMA_HASH, apply_commits, new_database, version
 from chalicelib.store.faulty import Fault, FaultyStore
-from statelog import Log, T0, completed, created, dump, event, started
-
-ORG = "acme"
-
-
-def story() -> Log:
-    """Six commits of one org: links, tags, processing, a delete."""
-    log = Log()
-    log.client(created("l1", "https://example.com/1"), created("l2", "https://example.com/2"))
-    log.client(event("v1.TagCreated", {"id": "t1", "name": "bread", "createdAt": T0}))
-    log.processor(started("l1"),
-                  event("v1.LinkMetadataFetched", {"linkId": "l1", "title": "Rye bread"}),
-                  event("v1.LinkContentExtracted", {"linkId": "l1", "text": "Rye and salt.",
-                                                    "wordCount": 3, "readingMinutes": 1}),
-                  completed("l1"))
-    log.client(event("v1.LinkTagged", {"id": "lt1", "linkId": "l1", "tagId": "t1", "createdAt": T0}),
-               created("l3", "https://example.com/1?utm_source=feed"))
-    log.client(event("v1.LinkDeleted", {"id": "l2", "deletedAt": T0}))
-    log.processor(started("l3"),
-                  event("v1.LinkContentExtracted", {"linkId": "l3", "text": "Now with caraway.",
-                                                    "wordCount": 3, "readingMinutes": 1}),
-                  completed("l3"), epoch=2)
-    return log
-
-
-def push(store, commits) -> None:
-    for commit in commits:
-        commit_log.append(store, ORG, commit["events"], batch_id=commit["batch_id"],
-                          author=commit["author"])
-
-
-def state_at(commits):
-    db = new_database()
-    apply_commits(db, commits)
-    return db
-
-
-def replay(store):
-    return state_at(commit_log.read_commits(store, ORG, after=0))
+from statelog import ORG, dump, push, replay, state_at, story
 
 
 def snapshot_keys(store, schema=SCHEMA_HASH):
@@ -296,28 +257,3 @@ def test_prune_failures_are_logged_not_raised(local_store):
         snapshot_at(local_store, commits, upto)
     assert snapshots.prune(FaultyStore(local_store, plan=failing("delete")), ORG, keep=1) == []
     assert len(snapshot_keys(local_store)) == 4
-
-
-def test_load_and_catch_up_reach_the_head_of_the_log(any_store):
-    commits = story().commits
-    push(any_store, commits[:4])
-    snapshots.write_snapshot(any_store, ORG, orgstate.load(any_store, ORG))
-    push(any_store, commits[4:5])
-    db = orgstate.load(any_store, ORG)
-    assert version(db) == 5
-    push(any_store, commits[5:])
-    assert orgstate.catch_up(any_store, ORG, db) == 1
-    assert orgstate.catch_up(any_store, ORG, db) == 0
-    assert dump(db) == dump(replay(any_store))
-
-
-def test_open_state_reports_where_it_came_from_and_what_it_cost(local_store):
-    commits = story().commits
-    push(local_store, commits[:3])
-    key = snapshots.write_snapshot(local_store, ORG, orgstate.load(local_store, ORG))
-    push(local_store, commits[3:])
-    state = orgstate.open_state(local_store, ORG)
-    assert (state.snapshot_key, state.snapshot_version, state.version, state.commits_applied) == (key, 3, 6, 3)
-    assert state.snapshot_size == len(local_store.get(key).body)
-    assert sorted(state.timings) == ["apply", "deserialize", "read_log", "snapshot_get"]
-    assert [(s.version_before, s.version_after) for s in state.stats] == [(3, 6)]

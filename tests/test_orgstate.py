@@ -1,0 +1,46 @@
+import pytest
+
+from chalicelib import orgstate, snapshots
+from chalicelib.keys import log_key
+from chalicelib.log import CorruptLog
+from chalicelib.state import version
+from statelog import ORG, dump, push, replay, story
+
+
+def test_load_and_catch_up_reach_the_head_of_the_log(any_store):
+    commits = story().commits
+    push(any_store, commits[:4])
+    snapshots.write_snapshot(any_store, ORG, orgstate.load(any_store, ORG))
+    push(any_store, commits[4:5])
+    db = orgstate.load(any_store, ORG)
+    assert version(db) == 5
+    push(any_store, commits[5:])
+    assert orgstate.catch_up(any_store, ORG, db) == 1
+    assert orgstate.catch_up(any_store, ORG, db) == 0
+    assert dump(db) == dump(replay(any_store))
+
+
+def test_open_state_reports_where_it_came_from_and_what_it_cost(local_store):
+    commits = story().commits
+    push(local_store, commits[:3])
+    key = snapshots.write_snapshot(local_store, ORG, orgstate.load(local_store, ORG))
+    push(local_store, commits[3:])
+    state = orgstate.open_state(local_store, ORG)
+    assert (state.snapshot_key, state.snapshot_version, state.version, state.commits_applied) == (key, 3, 6, 3)
+    assert state.snapshot_size == len(local_store.get(key).body)
+    assert sorted(state.timings) == ["apply", "deserialize", "read_log", "snapshot_get"]
+    assert [(s.version_before, s.version_after) for s in state.stats] == [(3, 6)]
+
+
+def test_a_damaged_commit_stops_the_load_and_keeps_what_was_applied(local_store):
+    commits = story().commits
+    push(local_store, commits[:2])
+    db = orgstate.load(local_store, ORG)
+    push(local_store, commits[2:])
+    local_store.delete(log_key(ORG, 4))
+    local_store.put(log_key(ORG, 4), b"{not json")
+    with pytest.raises(CorruptLog):
+        orgstate.open_state(local_store, ORG)
+    with pytest.raises(CorruptLog):
+        orgstate.catch_up(local_store, ORG, db)
+    assert version(db) == 2
