@@ -163,6 +163,7 @@ def append(
     known_head: int = 0,
     max_attempts: int = 10,
     sleep=time.sleep,
+    head_just_listed: bool = False,
 ) -> dict:
     """Commit ``events`` at the next version and return the landed commit.
 
@@ -171,11 +172,15 @@ def append(
     Transient on our own put may hide a write that landed (S3 answers a
     lost-then-retried conditional put with 412), so the object is read and
     its batch id compared: if it is ours, that commit is the answer.
+
+    ``head_just_listed`` says ``known_head`` is the head the caller has just
+    found, so the first put goes straight to ``known_head + 1`` without
+    listing again; if it is stale by now, that put's 412 finds the new head.
     """
     check_org(org)
     committed_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     committed_at = committed_at.replace("+00:00", "Z")
-    head = find_head(store, org, known_head)
+    head = known_head if head_just_listed else find_head(store, org, known_head)
     uncertain = False
     for attempt in range(max_attempts):
         if attempt:

@@ -152,6 +152,9 @@ def push(
                 known_head=entry.head,
                 max_attempts=max_attempts,
                 sleep=sleep,
+                # The catch-up just listed up to the head: listing again
+                # would add a request to every commit.
+                head_just_listed=True,
             )
             version = commit["version"]
             if version == entry.head + 1:

@@ -155,3 +155,58 @@ def test_health_needs_no_token(api):
     response = api.http.get(f"{api.url}/health", timeout=10)
 
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+def test_retried_pushes_through_a_failing_store_commit_each_batch_once(local_store):
+    from chalicelib import sync
+    from chalicelib.api_errors import ApiError
+    from chalicelib.store.faulty import FaultyStore
+
+    store = FaultyStore(local_store, fail_rate=0.3, seed=11)
+    index = sync.LogIndex()
+    answered = {}
+    for n in range(30):
+        raw = json.dumps(batch(f"b{n}", link_created(n))).encode()
+        while True:
+            try:
+                answered[f"b{n}"] = sync.push(store, "acme", raw, notify=lambda org: None,
+                                              index=index, sleep=lambda s: None)["version"]
+                break
+            except ApiError as error:
+                assert error.status == 503
+                assert error.retry_after == 1
+
+    assert len(store.injected) > 30
+    commits = read_commits(local_store, "acme", 0)
+    assert {c["batch_id"]: c["version"] for c in commits} == answered
+    assert len(commits) == 30
+
+
+def test_a_push_that_landed_unseen_is_recognized_when_retried(local_store):
+    from chalicelib import sync
+    from chalicelib.api_errors import ApiError
+    from chalicelib.store.faulty import Fault, FaultyStore
+
+    def plan(kind, key, n):
+        # The put lands but its answer is lost, and reading it back fails
+        # too, so the first push cannot know it committed.
+        if kind == "put" and n == 1:
+            return Fault.LOST_RESPONSE
+        if kind == "get" and n <= 2:
+            return Fault.TRANSIENT
+        return None
+
+    store = FaultyStore(local_store, plan=plan)
+    index = sync.LogIndex()
+    raw = json.dumps(batch("b1", link_created(1))).encode()
+
+    with pytest.raises(ApiError) as caught:
+        sync.push(store, "acme", raw, notify=lambda org: None, index=index,
+                  max_attempts=2, sleep=lambda s: None)
+    assert caught.value.status == 503
+    assert find_head(local_store, "acme") == 1
+
+    again = sync.push(store, "acme", raw, notify=lambda org: None, index=index)
+
+    assert again == {"version": 1}
+    assert find_head(local_store, "acme") == 1

@@ -12,6 +12,7 @@ from chalicelib.keys import InvalidOrg, log_key
 from chalicelib.log import CorruptLog, LogBusy, append, find_head, read_commits
 from chalicelib.store import CountingStore, PreconditionFailed, Transient
 from chalicelib.store.base import Conflict
+from chalicelib.store.faulty import Fault, FaultyStore
 
 CLIENT = {"kind": "client", "id": "device-7"}
 
@@ -292,3 +293,39 @@ def test_a_store_that_never_answers_gives_log_busy_and_writes_nothing(local_stor
                max_attempts=4, sleep=no_sleep)
 
     assert find_head(local_store, "acme") == 0
+
+
+def test_a_stale_just_listed_head_costs_one_lost_race(local_store):
+    for n in range(1, 4):
+        append(local_store, "acme", [event(n)], batch_id=f"b{n}", author=CLIENT)
+    before = local_store.counts()
+
+    commit = append(local_store, "acme", [event(4)], batch_id="b4", author=CLIENT,
+                    known_head=1, head_just_listed=True, sleep=no_sleep)
+
+    assert commit["version"] == 4
+    spent = {k: local_store.counts()[k] - before[k] for k in ("put", "get", "list")}
+    assert spent == {"put": 2, "get": 1, "list": 1}
+
+
+def test_one_writer_through_a_failing_store_commits_each_batch_exactly_once(local_store):
+    # Faults in every request kind: 503s, lost responses, retried-412s, 409s.
+    store = FaultyStore(local_store, fail_rate=0.3, seed=7)
+    head = 0
+    for n in range(1, 41):
+        while True:
+            try:
+                head = append(store, "acme", [event(n)], batch_id=f"b{n}", author=CLIENT,
+                              known_head=head, max_attempts=20, sleep=no_sleep)["version"]
+                break
+            except (LogBusy, Transient):
+                # The caller's retry: same batch; the log may already hold it.
+                landed = [c for c in read_commits(local_store, "acme", 0) if c["batch_id"] == f"b{n}"]
+                if landed:
+                    head = landed[0]["version"]
+                    break
+
+    faults = {injected.fault for injected in store.injected}
+    assert faults == set(Fault)
+    commits = read_commits(local_store, "acme", 0)
+    assert [c["batch_id"] for c in commits] == [f"b{n}" for n in range(1, 41)]
