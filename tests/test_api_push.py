@@ -8,7 +8,10 @@ import time
 import jwt
 import pytest
 
+from chalicelib import log, sync
+from chalicelib.api_errors import ApiError
 from chalicelib.log import find_head, read_commits
+from chalicelib.store.faulty import Fault, FaultyStore
 from tests.api_server import SECRET, serving
 
 AT = "2026-11-23T20:00:00Z"
@@ -136,8 +139,6 @@ def test_a_422_names_the_failing_fields(api):
 
 
 def test_a_busy_log_answers_503_with_retry_after(api, local_store, monkeypatch):
-    from chalicelib import log
-
     def busy(*args, **kwargs):
         raise log.LogBusy(1)
 
@@ -158,10 +159,6 @@ def test_health_needs_no_token(api):
 
 
 def test_retried_pushes_through_a_failing_store_commit_each_batch_once(local_store):
-    from chalicelib import sync
-    from chalicelib.api_errors import ApiError
-    from chalicelib.store.faulty import FaultyStore
-
     store = FaultyStore(local_store, fail_rate=0.3, seed=11)
     index = sync.LogIndex()
     answered = {}
@@ -183,10 +180,6 @@ def test_retried_pushes_through_a_failing_store_commit_each_batch_once(local_sto
 
 
 def test_a_push_that_landed_unseen_is_recognized_when_retried(local_store):
-    from chalicelib import sync
-    from chalicelib.api_errors import ApiError
-    from chalicelib.store.faulty import Fault, FaultyStore
-
     def plan(kind, key, n):
         # The put lands but its answer is lost, and reading it back fails
         # too, so the first push cannot know it committed.
