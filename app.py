@@ -27,6 +27,13 @@ from chalicelib.store import ObjectStore, open_store
 app = Chalice(app_name="linklog")
 log = logging.getLogger("linklog.api")
 
+PUSH_CONTENT_TYPES = [
+    "application/json",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "application/octet-stream",
+]
+
 
 @dataclass
 class Services:
@@ -114,7 +121,8 @@ def health() -> dict:
     return {"status": "ok"}
 
 
-@app.route("/v1/sync/push", methods=["POST"], content_types=["application/json"])
+# curl -d sends form-urlencoded unless told otherwise; the body is JSON either way.
+@app.route("/v1/sync/push", methods=["POST"], content_types=PUSH_CONTENT_TYPES)
 @answers_errors
 def push() -> dict:
     caller = _caller()

@@ -203,3 +203,12 @@ def test_a_push_that_landed_unseen_is_recognized_when_retried(local_store):
 
     assert again == {"version": 1}
     assert find_head(local_store, "acme") == 1
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "text/plain", "application/x-www-form-urlencoded"]
+)
+def test_a_json_body_is_read_whatever_text_content_type_it_is_labelled(api, content_type):
+    response = api.push(batch("b1", link_created(1)), headers={"Content-Type": content_type})
+
+    assert (response.status_code, response.json()) == (200, {"version": 1})
