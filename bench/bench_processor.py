@@ -2,10 +2,12 @@
 apply rate, and a cycle's peak memory.
 
 Orgs of 1,000 and 10,000 links (about 5 KB of text each, bench/orgdata.py)
-are written to a local directory store. Then:
+are written to moto's S3 server on 127.0.0.1 and to a local directory store.
+Then:
 
-(a) restore: the newest snapshot (list + get + checksum + deserialize)
-    against a full replay (read every commit, apply it), in ms and as a ratio;
+(a) restore, on each store: the newest snapshot (list + get + checksum +
+    deserialize) against a full replay (read every commit, apply it), in ms
+    and as ratios (get + deserialize alone, and the whole restore);
 (b) one cycle over 20 newly saved links on the 1,000-link org: store
     requests by kind, sequential round trips, commits and snapshots written;
 (c) apply rate, events per second, from the 10,000-link replay;
@@ -31,6 +33,8 @@ from chalicelib import cycle, log, snapshots, state
 from chalicelib.keys import log_key, snapshot_prefix
 from chalicelib.links.outcome import LinkJob, LinkOutcome, PageMetadata
 from chalicelib.store import CountingStore, LocalStore
+from chalicelib.store.motoserver import moto_client, start_moto_server
+from chalicelib.store.s3 import S3Store
 
 SIZES = (1_000, 10_000)
 NEW_LINKS = 20
@@ -86,9 +90,8 @@ def offline_processor(job: LinkJob) -> LinkOutcome:
     )
 
 
-def write_org(store, org: str, links: int) -> int:
+def write_org(store, org: str, commits: list[dict]) -> int:
     """The org's log in the store; returns the number of events."""
-    commits = make_org_log(links, org=org)
     for commit in commits:
         body = json.dumps(commit, separators=(",", ":")).encode()
         store.put(log_key(org, commit["version"]), body, if_absent=True)
@@ -107,8 +110,8 @@ def replay(store, org: str) -> tuple[object, float, float]:
     return db, time.perf_counter() - started, applying
 
 
-def bench_restore(store, org: str, links: int) -> dict:
-    events = write_org(store, org, links)
+def bench_restore(store, org: str, links: int, commits: list[dict]) -> dict:
+    events = write_org(store, org, commits)
     db, replay_seconds, apply_seconds = replay(store, org)
     snapshots.write_snapshot(store, org, db)
     # Best of three: one restore is short enough for a stray pause to count.
@@ -209,10 +212,22 @@ def cycle_memory(store_dir: str, org: str) -> dict:
 def main() -> dict:
     """Run every part and return the figures."""
     results: dict = {}
+    logs = {links: make_org_log(links, org=f"org{links}") for links in SIZES}
+    with start_moto_server() as server:
+        client = moto_client(server.url)
+        client.create_bucket(Bucket="linklog-bench")
+        store = CountingStore(S3Store("linklog-bench", client=client))
+        results["restore_s3_moto_server"] = [
+            bench_restore(store, f"org{links}", links, logs[links]) for links in SIZES
+        ]
     with tempfile.TemporaryDirectory(prefix="linklog-bench-") as directory:
         store = CountingStore(LocalStore(directory))
-        results["restore"] = [bench_restore(store, f"org{links}", links) for links in SIZES]
-        results["apply_events_per_second"] = results["restore"][-1]["apply_events_per_second"]
+        results["restore_local"] = [
+            bench_restore(store, f"org{links}", links, logs[links]) for links in SIZES
+        ]
+        results["apply_events_per_second"] = results["restore_local"][-1][
+            "apply_events_per_second"
+        ]
         results["cycle_20_links"] = bench_cycle(store, f"org{SIZES[0]}")
         child = subprocess.run(
             [sys.executable, "-m", "bench.bench_processor", "--cycle-memory", directory,
