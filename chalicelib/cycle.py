@@ -26,10 +26,11 @@ from pydantic import ValidationError
 
 from chalicelib import lease as leases
 from chalicelib import log, orgstate, snapshots, state
-from chalicelib.events import validate_processor_event
 from chalicelib.cyclelog import CycleRecord, MeteredStore, log_line
+from chalicelib.events import validate_processor_event
 from chalicelib.keys import check_org, snapshot_prefix, version_of_snapshot_key
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, ProcessLink
+from chalicelib.state.apply import MAX_ATTEMPTS
 from chalicelib.store.base import ObjectStore, StoreError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -193,6 +194,17 @@ def link_events(outcome: LinkOutcome, at: datetime) -> list[dict]:
     return events
 
 
+def _given_up(job: LinkJob, attempts: int) -> LinkOutcome:
+    return LinkOutcome(
+        link_id=job.link_id,
+        failure=LinkFailure(
+            "too_many_attempts",
+            f"processing was started {attempts} times and never finished",
+            False,
+        ),
+    )
+
+
 def _safe_process(process: ProcessLink, job: LinkJob) -> LinkOutcome:
     # A bug or surprise in link processing is that link's failure, never
     # the end of the cycle for every other link.
@@ -205,11 +217,11 @@ def _safe_process(process: ProcessLink, job: LinkJob) -> LinkOutcome:
                 "internal_error", f"{type(error).__name__}: {error}"[:500], True
             ),
         )
-    if outcome.link_id != job.link_id:
+    if not isinstance(outcome, LinkOutcome) or outcome.link_id != job.link_id:
         return LinkOutcome(
             link_id=job.link_id,
             failure=LinkFailure(
-                "internal_error", "link processing answered for another link", False
+                "internal_error", f"link processing answered {outcome!r:.200}", False
             ),
         )
     return outcome
@@ -444,22 +456,44 @@ class _Cycle:
 
         so_far = _attempts_so_far(self.db, [job.link_id for job in jobs])
         attempt = {job.link_id: so_far.get(job.link_id, 0) + 1 for job in jobs}
-        self.commit(started_events(((job, attempt[job.link_id]) for job in jobs), self.now()))
-        self.report.links_started = tuple(attempt)
-        self.record.links_started = len(jobs)
+        to_start = [job for job in jobs if attempt[job.link_id] <= MAX_ATTEMPTS]
+        # A link still pending after its last attempt killed every cycle that
+        # took it (a page that exhausts memory, say): it fails for good here
+        # instead of taking down a cycle every five minutes forever.
+        at = self.now()
+        gave_up = {
+            job.link_id: result_events(_given_up(job, attempt[job.link_id] - 1), at)
+            for job in jobs
+            if attempt[job.link_id] > MAX_ATTEMPTS
+        }
+        started = {job.link_id: attempt[job.link_id] for job in to_start}
+        self.commit(
+            started_events(((job, started[job.link_id]) for job in to_start), at)
+            + [event for events in gave_up.values() for event in events]
+        )
+        self.report.links_started = tuple(started)
+        self.record.links_started = len(started)
         self.checkpoint("started")
 
-        outcomes = self.process_all(jobs)
-        self.checkpoint("processed")
-        self.catch_up()
-        still_pending = _pending_links(self.db, attempt)
-        # A link whose status a reprocess request cleared meanwhile gets no
-        # result from us: it needs work again, with the request honoured.
-        finished = [outcomes[link] for link in attempt if link in outcomes and link in still_pending]
-        at = self.now()
-        results = {outcome.link_id: link_events(outcome, at) for outcome in finished}
-        if results:
-            self.commit([event for events in results.values() for event in events])
+        results = dict(gave_up)
+        finished = 0
+        if to_start:
+            outcomes = self.process_all(to_start)
+            self.checkpoint("processed")
+            self.catch_up()
+            still_pending = _pending_links(self.db, started)
+            # A link whose status a reprocess request cleared meanwhile gets
+            # no result from us: it needs work again, with the request honoured.
+            at = self.now()
+            processed = {
+                link: link_events(outcomes[link], at)
+                for link in started
+                if link in outcomes and link in still_pending
+            }
+            finished = len(processed)
+            if processed:
+                self.commit([event for events in processed.values() for event in events])
+            results.update(processed)
         self.report.links_done = tuple(
             link for link, events in results.items() if events[-1]["name"] == COMPLETED
         )
@@ -468,11 +502,11 @@ class _Cycle:
         )
         self.record.links_done = len(self.report.links_done)
         self.record.links_failed = len(self.report.links_failed)
-        self.record.links_unfinished = len(jobs) - len(finished)
+        self.record.links_unfinished = len(to_start) - finished
         self.checkpoint("committed")
 
         self.snapshot()
-        self.report.work_left = len(chosen) > len(jobs) or len(finished) < len(jobs)
+        self.report.work_left = len(chosen) > len(jobs) or finished < len(to_start)
         self.report.outcome = "work_left" if self.report.work_left else "done"
 
 

@@ -228,6 +228,58 @@ def test_a_link_left_pending_by_a_dead_cycle_is_taken_again_after_five_minutes(l
     assert processor_history(all_commits(local_store, "acme"))[link_id(1)].attempts_started == [1, 2]
 
 
+def test_a_link_that_kills_every_cycle_fails_for_good_after_three_attempts(local_store):
+    save_links(local_store, "acme", [1])
+
+    class Died(Exception):
+        pass
+
+    def die(step):
+        if step == "started":
+            raise Died
+
+    now = WallClock()
+    for _ in range(3):
+        with pytest.raises(Died):
+            run(local_store, now=now, checkpoint=die)
+        now.at += timedelta(minutes=6)
+    processor = FakeProcessor()
+    report = run(local_store, now=now, process=processor)
+    assert report.outcome == "done"
+    assert report.links_started == ()
+    assert report.links_failed == (link_id(1),)
+    assert processor.calls == {}
+    (failed,) = [
+        e["args"] for c in all_commits(local_store, "acme") for e in c["events"]
+        if e["name"] == "v1.LinkProcessingFailed"
+    ]
+    assert (failed["code"], failed["retryable"]) == ("too_many_attempts", False)
+    assert failed["message"] == "processing was started 3 times and never finished"
+    now.at += timedelta(days=1)
+    assert run(local_store, now=now).outcome == "nothing_to_do"
+
+
+def test_a_processor_answering_nonsense_fails_that_link(local_store):
+    save_links(local_store, "acme", [1, 2])
+    answers = {link_id(1): None}
+
+    def odd(job):
+        return answers.get(job.link_id, LinkOutcome(link_id="someone-else"))
+
+    report = run(local_store, process=odd)
+    assert sorted(report.links_failed) == [link_id(1), link_id(2)]
+    codes = [
+        (e["args"]["code"], e["args"]["message"]) for c in all_commits(local_store, "acme")
+        for e in c["events"] if e["name"] == "v1.LinkProcessingFailed"
+    ]
+    assert sorted(codes) == [
+        ("internal_error", "link processing answered LinkOutcome(link_id='someone-else', "
+                           "metadata=None, text=None, word_count=0, reading_minutes=0, "
+                           "summary=None, suggestions=(), failure=None)"),
+        ("internal_error", "link processing answered None"),
+    ]
+
+
 def test_a_cycle_starts_no_more_links_than_its_budget_allows_and_enqueues_the_rest(local_store):
     save_links(local_store, "acme", range(7))
     enqueued = []
