@@ -246,18 +246,14 @@ def _attempts_so_far(db: apsw.Connection, link_ids: list[str]) -> dict[str, int]
     }
 
 
-def _pending_links(db: apsw.Connection, started: dict[str, int]) -> set[str]:
-    """Of the links this cycle started (id -> attempt), those still pending at
-    that attempt: a reprocess request since then has cleared the status."""
-    return {
-        link_id
-        for link_id, status, attempts in db.execute(
-            "SELECT link_id, status, attempts FROM link_status WHERE link_id IN "
+def _statuses(db: apsw.Connection, link_ids: Iterable[str]) -> dict[str, str]:
+    return dict(
+        db.execute(
+            "SELECT link_id, status FROM link_status WHERE link_id IN "
             "(SELECT value FROM json_each(?))",
-            (json.dumps(list(started)),),
+            (json.dumps(list(link_ids)),),
         )
-        if status == "pending" and attempts == started[link_id]
-    }
+    )
 
 
 class _Cycle:
@@ -340,14 +336,6 @@ class _Cycle:
         """Stop if the state has applied a processor commit of a higher epoch."""
         if _highest_epoch(self.db) > self.lease.epoch:
             raise Fenced(f"{self.org}: a processor of a higher epoch committed")
-
-    def catch_up(self) -> None:
-        """Apply what others committed since we last looked; stop if fenced."""
-        started = self.clock()
-        commits = self.read_after(state.version(self.db))
-        self.apply(commits)
-        self.timed("apply", started)
-        self.fence()
 
     def commit(self, events: list[dict]) -> None:
         """Append one processor commit and apply it with whatever came before.
@@ -476,37 +464,36 @@ class _Cycle:
         self.checkpoint("started")
 
         results = dict(gave_up)
-        finished = 0
+        processed: dict[str, list[dict]] = {}
         if to_start:
             outcomes = self.process_all(to_start)
             self.checkpoint("processed")
-            self.catch_up()
-            still_pending = _pending_links(self.db, started)
-            # A link whose status a reprocess request cleared meanwhile gets
-            # no result from us: it needs work again, with the request honoured.
             at = self.now()
             processed = {
-                link: link_events(outcomes[link], at)
-                for link in started
-                if link in outcomes and link in still_pending
+                link: link_events(outcomes[link], at) for link in started if link in outcomes
             }
-            finished = len(processed)
             if processed:
                 self.commit([event for events in processed.values() for event in events])
             results.update(processed)
+        # The state ignores an outcome for a link that is no longer pending
+        # (a reprocess request overtook us): such a link needs work again.
+        status = _statuses(self.db, results)
         self.report.links_done = tuple(
-            link for link, events in results.items() if events[-1]["name"] == COMPLETED
+            link for link in results if status.get(link) == "completed"
         )
         self.report.links_failed = tuple(
-            link for link, events in results.items() if events[-1]["name"] != COMPLETED
+            link for link in results if status.get(link) == "failed"
         )
+        overtaken = len(results) - len(self.report.links_done) - len(self.report.links_failed)
         self.record.links_done = len(self.report.links_done)
         self.record.links_failed = len(self.report.links_failed)
-        self.record.links_unfinished = len(to_start) - finished
+        self.record.links_unfinished = len(to_start) - len(processed)
         self.checkpoint("committed")
 
         self.snapshot()
-        self.report.work_left = len(chosen) > len(jobs) or finished < len(to_start)
+        self.report.work_left = (
+            len(chosen) > len(jobs) or len(processed) < len(to_start) or overtaken > 0
+        )
         self.report.outcome = "work_left" if self.report.work_left else "done"
 
 

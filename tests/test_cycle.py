@@ -225,7 +225,8 @@ def test_a_link_left_pending_by_a_dead_cycle_is_taken_again_after_five_minutes(l
     now.at = T0 + timedelta(minutes=5, seconds=1)
     report = run(local_store, now=now)
     assert report.links_done == (link_id(1),)
-    assert processor_history(all_commits(local_store, "acme"))[link_id(1)].attempts_started == [1, 2]
+    history = processor_history(all_commits(local_store, "acme"))
+    assert history[link_id(1)].attempts_started == [1, 2]
 
 
 def test_a_link_that_kills_every_cycle_fails_for_good_after_three_attempts(local_store):
@@ -427,7 +428,8 @@ def test_a_reprocess_request_mid_cycle_is_not_lost(local_store):
             client_commit(local_store, "acme", "v1.LinkReprocessRequested",
                           {"linkId": link_id(0), "requestedAt": "2026-11-23T20:00:01Z"})
 
-    run(local_store, process=processor, checkpoint=request_reprocess)
+    first = run(local_store, process=processor, checkpoint=request_reprocess)
+    assert (first.outcome, first.links_done) == ("work_left", (link_id(1),))
     again = run(local_store, process=processor)
     assert again.links_done == (link_id(0),)
     assert processor.calls == {link_id(0): 2, link_id(1): 1}
