@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 import requests
 from chalice.config import Config
-from chalice.local import create_local_server
+from chalice.local import ChaliceRequestHandler, create_local_server
 
 import app as api
 from chalicelib import config
@@ -47,6 +48,13 @@ class RunningApi:
         )
 
 
+class QuietHandler(ChaliceRequestHandler):
+    """chalice.local's handler without a stderr line per request."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 _started: list[str] = []
 _lock = threading.Lock()
 
@@ -57,6 +65,9 @@ def _url() -> str:
     with _lock:
         if not _started:
             server = create_local_server(api.app, Config(), "127.0.0.1", 0)
+            server.server.RequestHandlerClass = functools.partial(
+                QuietHandler, app_object=api.app, config=Config()
+            )
             threading.Thread(target=server.server.serve_forever, daemon=True).start()
             _started.append(f"http://127.0.0.1:{server.server.server_address[1]}")
         return _started[0]
