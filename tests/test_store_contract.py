@@ -275,7 +275,7 @@ ROUNDS = 200
 @pytest.fixture
 def eager_thread_switching():
     # Switching threads every 10 µs instead of every 5 ms opens every
-    # check-then-write window a racer could slip through.
+    # check-then-write window an in-process racer could slip through.
     before = sys.getswitchinterval()
     sys.setswitchinterval(1e-5)
     yield
