@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from chalicelib.store import LocalStore, NotFound, PreconditionFailed
+from chalicelib.store import LocalStore, NotFound, PreconditionFailed, StoreError
 
 # Fork starts a child in milliseconds; the children only touch the store.
 FORK = multiprocessing.get_context("fork")
@@ -189,3 +189,22 @@ def test_keys_that_could_leave_the_root_write_nothing_anywhere(tmp_path, key):
     assert sorted(p for p in tmp_path.rglob("*")) == before
     with pytest.raises(NotFound):
         store.get("outside")
+
+
+def test_a_damaged_store_directory_gives_store_errors_not_os_errors(tmp_path):
+    store = LocalStore(str(tmp_path / "store"))
+    (tmp_path / "store" / "dorgs").write_bytes(b"a file where a folder belongs")
+
+    with pytest.raises(StoreError) as caught:
+        store.put("orgs/acme/lease.json", b"{}")
+    assert caught.value.key == "orgs/acme/lease.json"
+    with pytest.raises(StoreError):
+        store.get("orgs/acme/lease.json")
+    assert store.list("orgs/") == []
+
+
+def test_a_root_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "taken").write_bytes(b"")
+
+    with pytest.raises(StoreError):
+        LocalStore(str(tmp_path / "taken"))
