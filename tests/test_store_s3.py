@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from chalicelib.store import Conflict, NotFound, PreconditionFailed, StoreError, Transient
 from chalicelib.store.s3 import CLIENT_CONFIG, S3Store
-from chalicelib.store.motoserver import FAKE_AWS, moto_client
+from chalicelib.store.motoserver import FAKE_AWS, moto_client, start_moto_server
 from conftest import fresh_bucket_name
 
 
@@ -194,3 +194,12 @@ def test_moto_server_keeps_its_buckets_when_a_test_uses_mock_aws(server_store):
         moto_client().create_bucket(Bucket=fresh_bucket_name())
 
     assert server_store.get("k").body == b"kept"
+
+
+def test_a_stopped_moto_server_has_ended_its_process():
+    server = start_moto_server()
+    moto_client(server.url).create_bucket(Bucket=fresh_bucket_name())
+
+    server.stop()
+
+    assert server.process.poll() is not None

@@ -7,7 +7,9 @@ starts and stops: a server inside the test process would lose its buckets
 whenever any test used ``mock_aws``. A process of its own also gives the
 server its own interpreter lock.
 
-moto is a development dependency; this module imports it only in the child.
+moto's conditional writes are not atomic on their own; the server, and any
+in-process ``mock_aws`` that calls ``make_s3_requests_atomic``, are made so.
+moto is a development dependency; nothing here imports it until asked.
 """
 
 from __future__ import annotations
