@@ -18,7 +18,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 import requests
 
 from chalicelib.auth import issue_token
