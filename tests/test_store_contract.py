@@ -234,25 +234,26 @@ def test_keys_with_odd_characters_round_trip(any_store, key):
 BAD_KEYS = ["", "/abs", "a//b", "a/", "../up", "a/../../up", "a/./b", ".", "..", "nul\x00", "tab\tkey", "x" * 255, "a/" * 600]
 
 
-@pytest.mark.parametrize("key", BAD_KEYS)
-def test_invalid_keys_are_refused_before_any_request(any_store, key):
-    for attempt in (
-        lambda: any_store.put(key, b"x"),
-        lambda: any_store.put(key, b"x", if_absent=True),
-        lambda: any_store.get(key),
-        lambda: any_store.head(key),
-        lambda: any_store.delete(key),
-    ):
-        with pytest.raises(InvalidKey):
-            attempt()
+def test_invalid_keys_are_refused_before_any_request(any_store):
+    # One test per backend, not per key: a refused key never reaches the backend.
+    for key in BAD_KEYS:
+        for attempt in (
+            lambda: any_store.put(key, b"x"),
+            lambda: any_store.put(key, b"x", if_absent=True),
+            lambda: any_store.get(key),
+            lambda: any_store.head(key),
+            lambda: any_store.delete(key),
+        ):
+            with pytest.raises(InvalidKey):
+                attempt()
 
     assert any_store.list("") == []
 
 
-@pytest.mark.parametrize("prefix", ["/", "a//", "/a", "../"])
-def test_invalid_list_prefixes_are_refused(any_store, prefix):
-    with pytest.raises(InvalidKey):
-        any_store.list(prefix)
+def test_invalid_list_prefixes_are_refused(any_store):
+    for prefix in ["/", "a//", "/a", "../"]:
+        with pytest.raises(InvalidKey):
+            any_store.list(prefix)
 
 
 def test_every_request_is_counted_by_kind_failed_ones_included(any_store):
