@@ -5,12 +5,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import tempfile
 import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chalicelib.store import LocalStore, NotFound, PreconditionFailed, StoreError
+from chalicelib.store.keyrules import InvalidKey, check_prefix
 
 # Fork starts a child in milliseconds; the children only touch the store.
 FORK = multiprocessing.get_context("fork")
@@ -208,3 +212,37 @@ def test_a_root_that_is_a_file_is_refused(tmp_path):
 
     with pytest.raises(StoreError):
         LocalStore(str(tmp_path / "taken"))
+
+
+SEGMENT = st.text(alphabet="a0-._~é", min_size=1, max_size=3).filter(lambda s: s not in (".", ".."))
+KEY = st.lists(SEGMENT, min_size=1, max_size=3).map("/".join)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    keys=st.sets(KEY, min_size=1, max_size=25),
+    prefix=st.text(alphabet="a0-./_~é", max_size=4),
+    limit=st.integers(1, 30),
+    data=st.data(),
+)
+def test_list_agrees_with_sorting_the_keys(keys, prefix, limit, data):
+    # start_after is often a stored key or a piece of one, where listing is easiest to get wrong.
+    start_after = data.draw(
+        st.one_of(
+            st.text(alphabet="a0-./_~é", max_size=6),
+            st.sampled_from(sorted(keys)).flatmap(lambda k: st.sampled_from([k[:i] for i in range(len(k) + 1)])),
+        )
+    )
+    try:
+        check_prefix(prefix)
+    except InvalidKey:
+        return
+    with tempfile.TemporaryDirectory() as root:
+        store = LocalStore(root)
+        for key in keys:
+            store.put(key, b"")
+
+        listed = [o.key for o in store.list(prefix, start_after=start_after, limit=limit)]
+
+    expected = sorted(k for k in keys if k.startswith(prefix) and k > start_after)[:limit]
+    assert listed == expected
