@@ -313,3 +313,27 @@ def test_racing_put_if_absent_has_exactly_one_winner_per_round(any_store, eager_
     assert len(stored) == ROUNDS
     for round_, (winner,) in enumerate(winners):
         assert any_store.get(f"race/{round_:03d}").body == str(winner).encode()
+
+
+def test_threads_incrementing_a_counter_with_put_if_match_lose_no_increment(any_store, eager_thread_switching):
+    any_store.put("counter", b"0")
+    refused = []
+
+    def increment(times: int) -> None:
+        done = 0
+        while done < times:
+            current = any_store.get("counter")
+            try:
+                any_store.put("counter", str(int(current.body) + 1).encode(), if_match=current.etag)
+                done += 1
+            except PreconditionFailed:
+                refused.append(1)
+
+    threads = [threading.Thread(target=increment, args=(10,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert any_store.get("counter").body == b"80"
+    assert refused, "the threads never contended; the test proved nothing"
