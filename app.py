@@ -12,13 +12,13 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
 from chalice import Chalice, Response
 
-from chalicelib import config, sync, triggers
+from chalicelib import config, reads, sync, triggers
 from chalicelib.api_errors import ApiError
 from chalicelib.auth import Principal, Verify, make_verifier
 from chalicelib.queue import Queue, open_queue
@@ -44,6 +44,7 @@ class Services:
     queue: Queue
     verify: Verify
     index: sync.LogIndex
+    read_cache: reads.ReadCache = field(default_factory=reads.ReadCache)
 
     def notify(self, org: str) -> None:
         """Wake the processor of ``org`` after a commit."""
@@ -95,13 +96,13 @@ def _json_response(body: dict, status: int = 200) -> Response:
     )
 
 
-def answers_errors(route: Callable[[], dict]) -> Callable[[], Response]:
+def answers_errors(route: Callable[..., dict]) -> Callable[..., Response]:
     """Run a route; refusals and surprises leave in the one error shape."""
 
     @functools.wraps(route)
-    def handler() -> Response:
+    def handler(**uri_params: str) -> Response:
         try:
-            return _json_response(route())
+            return _json_response(route(**uri_params))
         except ApiError as error:
             return _error_response(error)
         except Exception:
@@ -140,7 +141,7 @@ def push() -> dict:
 @answers_errors
 def pull() -> dict:
     caller = _caller()
-    query = app.current_request.query_params or {}
+    query = _query()
     current = services()
     return sync.pull(
         current.store,
@@ -149,6 +150,52 @@ def pull() -> dict:
         _integer(query, "limit", sync.MAX_PULL_EVENTS),
         index=current.index,
     )
+
+
+@app.route("/v1/links", methods=["GET"])
+@answers_errors
+def links() -> dict:
+    caller = _caller()
+    current = services()
+    return reads.list_links(current.read_cache, current.store, caller.org, _query())
+
+
+@app.route("/v1/links/{link_id}", methods=["GET"])
+@answers_errors
+def link(link_id: str) -> dict:
+    caller = _caller()
+    current = services()
+    return reads.get_link(current.read_cache, current.store, caller.org, link_id)
+
+
+@app.route("/v1/search", methods=["GET"])
+@answers_errors
+def search() -> dict:
+    caller = _caller()
+    current = services()
+    return reads.search(current.read_cache, current.store, caller.org, _query())
+
+
+@app.route("/v1/query", methods=["POST"], content_types=PUSH_CONTENT_TYPES)
+@answers_errors
+def query() -> dict:
+    caller = _caller()
+    current = services()
+    return reads.run_query(
+        current.read_cache, current.store, caller.org, app.current_request.raw_body or b""
+    )
+
+
+@app.route("/v1/stats", methods=["GET"])
+@answers_errors
+def stats() -> dict:
+    caller = _caller()
+    current = services()
+    return reads.stats(current.read_cache, current.store, caller.org)
+
+
+def _query() -> dict:
+    return app.current_request.query_params or {}
 
 
 def _integer(query: dict, name: str, default: int) -> int:

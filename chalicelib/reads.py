@@ -1,0 +1,236 @@
+"""The read side of the API: links, one link, search, read-only SQL, stats.
+
+Reads are served from the org's newest snapshot plus the log after it, so a
+client reads its own pushes (DESIGN §8). A warm container keeps each org's
+database in memory and, on the next request, applies only the commits
+written since: one list request when nothing changed.
+
+Each function takes the query parameters as the client sent them (strings)
+and raises ApiError for bad values, so app.py only shapes the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterator
+
+from chalicelib import log as commit_log
+from chalicelib.api_errors import ApiError
+from chalicelib.keys import check_org
+from chalicelib.orgstate import OrgState, catch_up, open_state
+from chalicelib.state import queries
+from chalicelib.state.schema import version
+from chalicelib.store.base import NotFound, ObjectStore, Transient
+
+# Orgs kept warm per container; past this the least recently read is dropped
+# (a 10,000-link org is tens of MB in memory).
+MAX_WARM_ORGS = 8
+MAX_QUERY_BODY = 20_000
+QUERY_MAX_ROWS = 1000
+QUERY_TIME_LIMIT_MS = 1000
+# A too-long query is a body too large; every other refusal is about its
+# content.
+_QUERY_STATUS = {"too_long": 413}
+
+
+@dataclass
+class _Warm:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    state: OrgState | None = None
+
+
+class ReadCache:
+    """Each org's state database, kept warm in this container."""
+
+    def __init__(self, max_orgs: int = MAX_WARM_ORGS):
+        self.max_orgs = max_orgs
+        self._orgs: OrderedDict[str, _Warm] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _entry(self, org: str) -> _Warm:
+        with self._lock:
+            entry = self._orgs.pop(org, None) or _Warm()
+            self._orgs[org] = entry
+            while len(self._orgs) > self.max_orgs:
+                self._orgs.popitem(last=False)
+            return entry
+
+    @contextmanager
+    def state(self, store: ObjectStore, org: str) -> Iterator[OrgState]:
+        """The org's state at the head of its log, held for the caller alone.
+
+        A catch-up writes to the database, so it must not run under a
+        reader: one request reads an org at a time in a container.
+        """
+        check_org(org)
+        entry = self._entry(org)
+        with entry.lock:
+            try:
+                if entry.state is None:
+                    entry.state = open_state(store, org)
+                else:
+                    entry.state.commits_applied += catch_up(store, org, entry.state.db)
+                    entry.state.version = version(entry.state.db)
+            except Transient as error:
+                entry.state = None
+                raise ApiError(503, "the store did not answer; try again", retry_after=1) from error
+            except commit_log.CorruptLog as error:
+                entry.state = None
+                raise ApiError(500, f"the log is damaged at {error.key}: {error.reason}") from error
+            yield entry.state
+
+
+def _invalid(name: str, message: str) -> ApiError:
+    return ApiError(
+        422, f"invalid fields: {name}", details=[{"path": name, "message": message}]
+    )
+
+
+def _int_param(params: dict, name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw, 10)
+    except ValueError:
+        raise _invalid(name, "must be an integer") from None
+
+
+def list_links(cache: ReadCache, store: ObjectStore, org: str, params: dict) -> dict:
+    """``GET /v1/links``: ``status``, ``tag``, ``cursor`` and ``limit`` filters."""
+    limit = _int_param(params, "limit", queries.DEFAULT_PAGE)
+    with cache.state(store, org) as state:
+        try:
+            page = queries.list_links(
+                state.db,
+                status=params.get("status"),
+                tag=params.get("tag"),
+                cursor=params.get("cursor"),
+                limit=limit,
+            )
+        except ValueError as error:
+            raise _invalid(_field_named_in(str(error)), str(error)) from None
+        return {"links": page.links, "next_cursor": page.next_cursor, "version": state.version}
+
+
+def _field_named_in(message: str) -> str:
+    # queries' ValueErrors open with the parameter they are about.
+    return message.split(" ", 1)[0]
+
+
+def get_link(cache: ReadCache, store: ObjectStore, org: str, link_id: str) -> dict:
+    """``GET /v1/links/{id}``: one link with text, summary, tags, suggestions."""
+    with cache.state(store, org) as state:
+        link = queries.get_link(state.db, link_id)
+    if link is None:
+        raise ApiError(404, f"no link {link_id!r}")
+    return link
+
+
+def search(cache: ReadCache, store: ObjectStore, org: str, params: dict) -> dict:
+    """``GET /v1/search?q=``: full-text search, best first, with snippets."""
+    q = params.get("q")
+    if q is None or not q.strip():
+        raise _invalid("q", "a search text is required")
+    limit = _int_param(params, "limit", 20)
+    with cache.state(store, org) as state:
+        try:
+            results = queries.search(state.db, q, limit)
+        except ValueError as error:
+            raise _invalid(_field_named_in(str(error)), str(error)) from None
+        return {"results": results, "version": state.version}
+
+
+def run_query(cache: ReadCache, store: ObjectStore, org: str, body: bytes) -> dict:
+    """``POST /v1/query`` with ``{"sql": "SELECT ..."}``: read-only SQL."""
+    if len(body) > MAX_QUERY_BODY:
+        raise ApiError(413, f"the body is larger than {MAX_QUERY_BODY} bytes")
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "the body is not JSON") from None
+    if not isinstance(document, dict) or set(document) != {"sql"}:
+        raise _invalid("sql", 'the body must be {"sql": "SELECT ..."}')
+    with cache.state(store, org) as state:
+        try:
+            result = queries.run_readonly_sql(
+                state.db,
+                document["sql"],
+                max_rows=QUERY_MAX_ROWS,
+                time_limit_ms=QUERY_TIME_LIMIT_MS,
+            )
+        except queries.QueryRejected as error:
+            raise ApiError(
+                _QUERY_STATUS.get(error.code, 422),
+                error.message,
+                code=f"query_{error.code}",
+                details=[{"path": "sql", "message": error.message}],
+            ) from None
+        return {
+            "columns": result.columns,
+            "rows": [list(row) for row in result.rows],
+            "truncated": result.truncated,
+            "version": state.version,
+        }
+
+
+def stats(
+    cache: ReadCache,
+    store: ObjectStore,
+    org: str,
+    *,
+    last_cycle: dict | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> dict:
+    """``GET /v1/stats``: version, snapshot size and age, the last cycle seen here.
+
+    The snapshot's age is the time since its newest commit was written:
+    how far behind the log a cold start begins. ``last_cycle`` is the last
+    processor cycle this process ran for the org (None on an API-only
+    container, where cycles run elsewhere).
+    """
+    with cache.state(store, org) as state:
+        meta = state.db.execute(
+            "SELECT processor_epoch, duplicate_events, unknown_events, skipped_events, "
+            "fenced_commits FROM meta"
+        ).fetchone()
+        links = state.db.execute("SELECT count(*) FROM links WHERE deleted_at IS NULL").get
+        snapshot = {
+            "key": state.snapshot_key,
+            "version": state.snapshot_version,
+            "size": state.snapshot_size,
+            "age_seconds": _age_of_version(store, org, state.snapshot_version, now()),
+        }
+        figures = {
+            "version": state.version,
+            "links": links,
+            "snapshot": snapshot,
+            "restore_ms": {name: round(seconds * 1000, 3) for name, seconds in state.timings.items()},
+            "processor_epoch": meta[0],
+            "events": {
+                "duplicate": meta[1],
+                "unknown": meta[2],
+                "skipped": meta[3],
+                "fenced_commits": meta[4],
+            },
+            "last_cycle": last_cycle,
+        }
+    return figures
+
+
+def _age_of_version(store: ObjectStore, org: str, at_version: int, now: datetime) -> float | None:
+    if at_version < 1:
+        return None
+    try:
+        commit = commit_log.read_commits(store, org, after=at_version - 1, limit=1)
+    except (NotFound, Transient, commit_log.CorruptLog):
+        return None
+    if not commit:
+        return None
+    written = datetime.fromisoformat(commit[0]["committed_at"].replace("Z", "+00:00"))
+    return round((now - written).total_seconds(), 3)
