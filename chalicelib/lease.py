@@ -95,13 +95,25 @@ def _body(holder: str, epoch: int, duration: float, nonce: str, released: bool) 
 
 
 def _parse(body: bytes) -> dict | None:
+    """The lease document, or None when it is not one (then it is treated as
+    held, for our own duration, by someone unknown at epoch 0)."""
     try:
         doc = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(doc, dict) or not isinstance(doc.get("epoch"), int):
+    if not isinstance(doc, dict):
+        return None
+    epoch = doc.get("epoch")
+    if type(epoch) is not int or epoch < 0:
         return None
     return doc
+
+
+def _duration_of(doc: dict | None, default: float) -> float:
+    value = doc.get("duration_seconds") if doc else None
+    if type(value) not in (int, float) or not 0 < value < float("inf"):
+        return default
+    return float(value)
 
 
 def _elapsed_since_first_seen(org: str, etag: str, clock: Clock) -> float:
@@ -179,10 +191,7 @@ def acquire(
         doc = _parse(current.body)
         if doc is None or not doc.get("released"):
             held_for = _elapsed_since_first_seen(org, current.etag, clock)
-            lease_duration = (
-                float(doc.get("duration_seconds", duration)) if doc else duration
-            )
-            if held_for < lease_duration:
+            if held_for < _duration_of(doc, duration):
                 return None
         epoch = (doc["epoch"] if doc else 0) + 1
         condition = {"if_match": current.etag}

@@ -224,13 +224,27 @@ def test_a_release_whose_response_was_lost_still_frees_the_lease(local_store):
     assert lease.acquire(local_store, "acme", "proc-b", duration=30, clock=clock).epoch == 2
 
 
-def test_a_corrupt_lease_is_held_until_its_time_is_up_then_replaced(local_store):
+@pytest.mark.parametrize(
+    "body, epoch",
+    [
+        (b"{not json", 1),
+        (b"[1, 2]", 1),
+        (b'{"holder": "x", "epoch": "7", "duration_seconds": 30}', 1),
+        (b'{"holder": "x", "epoch": true, "duration_seconds": 30}', 1),
+        (b'{"holder": "x", "epoch": -3, "duration_seconds": 30}', 1),
+        (b'{"holder": "x", "epoch": 4, "duration_seconds": "soon"}', 5),
+        (b'{"holder": "x", "epoch": 4, "duration_seconds": -1}', 5),
+        (b'{"holder": "x", "epoch": 4, "duration_seconds": 1e999}', 5),
+    ],
+)
+def test_a_malformed_lease_is_held_for_our_duration_then_replaced(local_store, body, epoch):
     clock = FakeClock()
-    local_store.put("orgs/acme/lease.json", b"{not json", if_absent=True)
+    local_store.put("orgs/acme/lease.json", body, if_absent=True)
     assert lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock) is None
-    clock.advance(30)
-    got = lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock)
-    assert got.epoch == 1
+    clock.advance(29)
+    assert lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock) is None
+    clock.advance(1)
+    assert lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock).epoch == epoch
     assert lease_doc(local_store)["holder"] == "proc-a"
 
 
