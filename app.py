@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -114,6 +115,19 @@ def answers_errors(route: Callable[..., dict]) -> Callable[..., Response]:
 
 def _caller() -> Principal:
     return services().verify(app.current_request.headers.get("authorization"))
+
+
+WEB_PAGE = Path(__file__).parent / "chalicelib" / "web" / "index.html"
+
+
+@app.route("/", methods=["GET"])
+def web_page() -> Response:
+    """The small page of DESIGN §9: save links and watch them being processed."""
+    return Response(
+        body=WEB_PAGE.read_text(encoding="utf-8"),
+        status_code=200,
+        headers={"Content-Type": "text/html; charset=utf-8"},
+    )
 
 
 @app.route("/health", methods=["GET"])

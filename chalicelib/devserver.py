@@ -94,6 +94,7 @@ def main() -> None:
         token = issue_token(
             settings.jwt_secret, sub="dev", org=DEV_ORG, lifetime_seconds=DEV_TOKEN_SECONDS, now=now
         )
+        print(f"open {base_url}/#token={token}")
         print(f"development token (org {DEV_ORG!r}, valid 30 days):")
         print(token)
         print("save a link:")

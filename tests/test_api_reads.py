@@ -201,3 +201,11 @@ def test_stats_report_version_and_snapshot(api):
     assert figures["snapshot"]["version"] == 3
     assert figures["snapshot"]["size"] > 0
     assert figures["snapshot"]["age_seconds"] is not None
+
+
+def test_the_web_page_is_served_without_a_token(api):
+    answer = api.http.get(f"{api.url}/", timeout=30)
+
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert "/v1/sync/push" in answer.text and "/v1/links" in answer.text
