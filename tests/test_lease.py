@@ -117,13 +117,7 @@ def test_renew_can_raise_the_epoch(any_store):
     assert lease.renew(any_store, a, clock, epoch=3).epoch == 5
 
 
-# Not over moto in-process: moto's conditional put checks, then writes, with
-# no lock in between, and threads calling its backend directly were seen to
-# both "win" there. Over moto's server (requests through sockets) 200 rounds
-# of 8 racing puts gave one winner each time; real S3 is atomic.
-@pytest.mark.parametrize("store_fixture", ["local_store", "server_store"])
-def test_threads_racing_for_a_free_lease_leave_one_winner(request, store_fixture):
-    any_store = request.getfixturevalue(store_fixture)
+def test_threads_racing_for_a_free_lease_leave_one_winner(any_store):
     clock = FakeClock()
     barrier = threading.Barrier(8)
     won = []
