@@ -19,7 +19,7 @@ from typing import Callable
 
 from chalice import Chalice, Response
 
-from chalicelib import config, reads, sync, triggers
+from chalicelib import config, cyclelog, reads, sync, triggers
 from chalicelib.api_errors import ApiError
 from chalicelib.auth import Principal, Verify, make_verifier
 from chalicelib.queue import Queue, open_queue
@@ -205,7 +205,12 @@ def query() -> dict:
 def stats() -> dict:
     caller = _caller()
     current = services()
-    return reads.stats(current.read_cache, current.store, caller.org)
+    return reads.stats(
+        current.read_cache,
+        current.store,
+        caller.org,
+        last_cycle=cyclelog.process_cycles.last(caller.org),
+    )
 
 
 def _query() -> dict:

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from chalicelib import lease as leases
 from chalicelib import log, orgstate, snapshots, state
-from chalicelib.cyclelog import CycleRecord, MeteredStore, log_line
+from chalicelib.cyclelog import CycleRecord, MeteredStore, log_line, process_cycles
 from chalicelib.events import validate_processor_event
 from chalicelib.keys import check_org, snapshot_prefix, version_of_snapshot_key
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, ProcessLink
@@ -568,6 +568,7 @@ def _finish(cycle: _Cycle, emit: Callable[[str], None], enqueue) -> CycleReport:
     record.bytes_written = cycle.metered.bytes_written
     record.add_time("total", cycle.clock() - cycle.started_at)
     report.record = record
+    process_cycles.remember(record)
     emit(log_line(record))
     if report.work_left and enqueue is not None:
         enqueue(cycle.org)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -174,6 +174,34 @@ class SlowCycleWatch:
 # One watch per process: a warm Lambda container sees its cycles in a row.
 process_watch = SlowCycleWatch()
 
+
+class RecentCycles:
+    """The last cycle of each org run in this process, for ``GET /v1/stats``.
+
+    Only a process that runs cycles knows them: the dev server, where the
+    worker shares the API's process. On Lambda the processor is another
+    function, so the API's stats show none.
+    """
+
+    def __init__(self, max_orgs: int = 1000):
+        self._records: OrderedDict[str, dict] = OrderedDict()
+        self._max_orgs = max_orgs
+        self._lock = threading.Lock()
+
+    def remember(self, record: CycleRecord) -> None:
+        with self._lock:
+            self._records.pop(record.org, None)
+            self._records[record.org] = asdict(record)
+            while len(self._records) > self._max_orgs:
+                self._records.popitem(last=False)
+
+    def last(self, org: str) -> dict | None:
+        """The figures of the org's last cycle here, or None."""
+        with self._lock:
+            return self._records.get(org)
+
+
+process_cycles = RecentCycles()
 
 def log_line(
     record: CycleRecord,

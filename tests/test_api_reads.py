@@ -201,6 +201,9 @@ def test_stats_report_version_and_snapshot(api):
     assert figures["snapshot"]["version"] == 3
     assert figures["snapshot"]["size"] > 0
     assert figures["snapshot"]["age_seconds"] is not None
+    assert figures["last_cycle"]["outcome"] == "done"
+    assert figures["last_cycle"]["links_done"] == 2
+    assert set(figures["last_cycle"]["timings_ms"]) >= {"lease", "process", "total"}
 
 
 def test_the_web_page_is_served_without_a_token(api):

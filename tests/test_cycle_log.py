@@ -8,6 +8,7 @@ import pytest
 from chalicelib.cyclelog import (
     CycleRecord,
     MeteredStore,
+    RecentCycles,
     SlowCycleWatch,
     classify,
     log_line,
@@ -89,3 +90,13 @@ def test_the_metered_store_counts_times_and_weighs_requests(local_store):
     assert (metered.seconds("put"), metered.seconds("get"), metered.seconds("list")) == (
         1, 2, 1)
     assert local_store.counts()["get"] == 2, "the outer counter sees the same requests"
+
+
+def test_recent_cycles_keep_the_last_record_of_each_org():
+    recent = RecentCycles(max_orgs=2)
+    for org, links_done in [("a", 1), ("b", 2), ("a", 3), ("c", 4)]:
+        recent.remember(CycleRecord(org=org, holder="h", links_done=links_done))
+
+    assert recent.last("a")["links_done"] == 3
+    assert recent.last("b") is None  # the least recently run org was let go
+    assert recent.last("c")["links_done"] == 4
