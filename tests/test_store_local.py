@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from chalicelib.store import LocalStore, NotFound, PreconditionFailed, StoreError
 from chalicelib.store.keyrules import InvalidKey, check_prefix
+from chalicelib.store.local import etag_of
 
 # Fork starts a child in milliseconds; the children only touch the store.
 FORK = multiprocessing.get_context("fork")
@@ -162,7 +163,7 @@ def test_readers_never_see_a_half_replaced_object(tmp_path):
     assert torn == []
 
 
-def test_objects_are_plain_files_under_the_root_and_temp_and_lock_files_stay_out_of_list(tmp_path):
+def test_objects_are_files_with_an_etag_header_and_temp_and_lock_files_stay_out_of_list(tmp_path):
     root = tmp_path / "store"
     store = LocalStore(str(root))
     store.put("orgs/acme/log/00000000000000000001.json", b'{"version": 1}')
@@ -170,8 +171,9 @@ def test_objects_are_plain_files_under_the_root_and_temp_and_lock_files_stay_out
     (root / "dorgs" / "dacme" / ".tmp-left-by-a-crash").write_bytes(b"half")
     (root / "dorgs" / "stray file").write_bytes(b"not tagged as an object")
 
-    assert (root / "dorgs" / "dacme" / "dlog" / "f00000000000000000001.json").read_bytes() == b'{"version": 1}'
-    assert (root / "dorgs" / "facme").read_bytes() == b"an object beside a folder of the same name"
+    log_file = root / "dorgs" / "dacme" / "dlog" / "f00000000000000000001.json"
+    assert log_file.read_bytes() == b'LLOBJ1 fce8ed52ad0bc010cd9a8dd97f615e98\n{"version": 1}'
+    assert (root / "dorgs" / "facme").read_bytes().endswith(b"\nan object beside a folder of the same name")
     assert (root / ".locks").is_dir()
     assert [o.key for o in store.list("")] == ["orgs/acme", "orgs/acme/log/00000000000000000001.json"]
 
@@ -246,3 +248,16 @@ def test_list_agrees_with_sorting_the_keys(keys, prefix, limit, data):
 
     expected = sorted(k for k in keys if k.startswith(prefix) and k > start_after)[:limit]
     assert listed == expected
+
+
+def test_a_file_without_the_object_header_is_a_store_error_not_a_crash(tmp_path):
+    store = LocalStore(str(tmp_path / "store"))
+    store.put("k", b"fine")
+    (tmp_path / "store" / "fk").write_bytes(b"written by something else")
+
+    with pytest.raises(StoreError):
+        store.get("k")
+    with pytest.raises(StoreError):
+        store.head("k")
+    with pytest.raises(StoreError):
+        store.put("k", b"new", if_match=etag_of(b"fine"))

@@ -4,8 +4,13 @@ Layout. A key's segments become directories, its last segment a file. So
 that ``a`` and ``a/b`` can both be keys, every entry carries a one-letter
 tag: ``d<segment>`` is a directory, ``f<segment>`` an object. Anything else
 in the tree (temp files, the ``.locks`` directory) is not an object and
-never shows up in ``list``. Object files hold the body as-is, so the data
-directory stays readable with ordinary tools.
+never shows up in ``list``.
+
+Object files. Each holds a 40-byte header line, ``LLOBJ1 <md5 hex>\n``,
+then the body as-is (``tail -c +41`` shows it). The etag is computed once,
+at put time: a get, a head, a list or an etag check reads it from the
+header instead of hashing the body, which for a 90 MB snapshot is most of
+a restore's time.
 
 Atomicity. A body is written to a temp file in the object's own directory,
 fsynced, then linked (create-if-absent: ``os.link`` fails if the name
@@ -43,6 +48,8 @@ LOCK_DIRECTORY = ".locks"
 LOCK_STRIPES = 256
 MAX_LIST = 1000
 READ_CHUNK = 1 << 20
+HEADER_MAGIC = b"LLOBJ1 "
+HEADER_SIZE = len(HEADER_MAGIC) + 32 + 1
 
 
 def etag_of(body: bytes) -> str:
@@ -85,23 +92,23 @@ class LocalStore:
 
     def get(self, key: str) -> StoredObject:
         """The object's body and etag; raises NotFound."""
-        body = self._read(key)
-        return StoredObject(key=key, etag=etag_of(body), body=body)
-
-    def head(self, key: str) -> ObjectInfo:
-        """The object's etag and size; raises NotFound."""
-        body = self._read(key)
-        return ObjectInfo(key=key, etag=etag_of(body), size=len(body))
-
-    def _read(self, key: str) -> bytes:
         path = self._path(key)
         try:
             with open(path, "rb") as f:
-                return f.read()
+                etag = _read_header(key, f)
+                body = f.read()
         except FileNotFoundError:
             raise NotFound(key) from None
         except OSError as e:
             raise StoreError(key, f"read failed: {e}") from e
+        return StoredObject(key=key, etag=etag, body=body)
+
+    def head(self, key: str) -> ObjectInfo:
+        """The object's etag and size; raises NotFound."""
+        info = _info(key, self._path(key))
+        if info is None:
+            raise NotFound(key)
+        return info
 
     def put(
         self,
@@ -120,7 +127,7 @@ class LocalStore:
         path = self._path(key)
         etag = etag_of(body)
         try:
-            temp = self._write_temp(path, body)
+            temp = self._write_temp(path, _header(etag) + body)
             try:
                 with self._locked(key):
                     if if_absent:
@@ -166,11 +173,10 @@ class LocalStore:
             raise PreconditionFailed(key, "object already exists") from None
 
     def _check_etag(self, key: str, path: str, expected: str) -> None:
-        try:
-            with open(path, "rb") as f:
-                current = etag_of(f.read())
-        except FileNotFoundError:
-            raise NotFound(key, "no object to match the etag against") from None
+        info = _info(key, path)
+        if info is None:
+            raise NotFound(key, "no object to match the etag against")
+        current = info.etag
         if not _same_etag(current, expected):
             raise PreconditionFailed(key, f"etag is {current}, not {expected}")
 
@@ -209,7 +215,7 @@ class LocalStore:
         found: list[ObjectInfo] = []
         try:
             for key, path in self._walk(directory, base, partial, start_after or ""):
-                info = self._info(key, path)
+                info = _info(key, path)
                 if info is not None:
                     found.append(info)
                     if len(found) == limit:
@@ -251,14 +257,29 @@ class LocalStore:
             elif sort_key > start_after:
                 yield sort_key, path
 
-    @staticmethod
-    def _info(key: str, path: str) -> ObjectInfo | None:
-        try:
-            with open(path, "rb") as f:
-                body = f.read()
-        except FileNotFoundError:
-            return None  # deleted since the directory was read
-        return ObjectInfo(key=key, etag=etag_of(body), size=len(body))
+
+def _header(etag: str) -> bytes:
+    return HEADER_MAGIC + etag.strip('"').encode("ascii") + b"\n"
+
+
+def _read_header(key: str, f) -> str:
+    header = f.read(HEADER_SIZE)
+    if len(header) != HEADER_SIZE or not header.startswith(HEADER_MAGIC) or header[-1:] != b"\n":
+        raise StoreError(key, "not a linklog object file (bad header)")
+    return '"' + header[len(HEADER_MAGIC):-1].decode("ascii") + '"'
+
+
+def _info(key: str, path: str) -> ObjectInfo | None:
+    """Etag and size from the header and the file's length; None if it is gone."""
+    try:
+        with open(path, "rb") as f:
+            etag = _read_header(key, f)
+            size = os.fstat(f.fileno()).st_size - HEADER_SIZE
+    except FileNotFoundError:
+        return None  # deleted since the directory was read
+    except OSError as e:
+        raise StoreError(key, f"read failed: {e}") from e
+    return ObjectInfo(key=key, etag=etag, size=size)
 
 
 def _fsync_directory(directory: str) -> None:
