@@ -19,7 +19,7 @@ from typing import Callable
 
 from chalice import Chalice, Response
 
-from chalicelib import config, cyclelog, reads, sync, triggers
+from chalicelib import config, cyclelog, params, reads, sync, triggers
 from chalicelib.api_errors import ApiError
 from chalicelib.auth import Principal, Verify, make_verifier
 from chalicelib.queue import Queue, open_queue
@@ -160,8 +160,8 @@ def pull() -> dict:
     return sync.pull(
         current.store,
         caller.org,
-        _integer(query, "since", 0),
-        _integer(query, "limit", sync.MAX_PULL_EVENTS),
+        params.integer(query, "since", 0),
+        params.integer(query, "limit", sync.MAX_PULL_EVENTS),
         index=current.index,
     )
 
@@ -215,20 +215,6 @@ def stats() -> dict:
 
 def _query() -> dict:
     return app.current_request.query_params or {}
-
-
-def _integer(query: dict, name: str, default: int) -> int:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw, 10)
-    except ValueError:
-        raise ApiError(
-            422,
-            f"invalid fields: {name}",
-            details=[{"path": name, "message": "must be an integer", "type": "int_parsing"}],
-        ) from None
 
 
 # Event handlers (SQS, S3 notifications, schedule) follow below; they are

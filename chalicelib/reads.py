@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 
 from chalicelib import log as commit_log
 from chalicelib.api_errors import ApiError
+from chalicelib.params import integer, invalid_field
 from chalicelib.keys import check_org
 from chalicelib.orgstate import OrgState, catch_up, open_state
 from chalicelib.state import queries
@@ -85,25 +86,9 @@ class ReadCache:
             yield entry.state
 
 
-def _invalid(name: str, message: str) -> ApiError:
-    return ApiError(
-        422, f"invalid fields: {name}", details=[{"path": name, "message": message}]
-    )
-
-
-def _int_param(params: dict, name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw, 10)
-    except ValueError:
-        raise _invalid(name, "must be an integer") from None
-
-
 def list_links(cache: ReadCache, store: ObjectStore, org: str, params: dict) -> dict:
     """``GET /v1/links``: ``status``, ``tag``, ``cursor`` and ``limit`` filters."""
-    limit = _int_param(params, "limit", queries.DEFAULT_PAGE)
+    limit = integer(params, "limit", queries.DEFAULT_PAGE)
     with cache.state(store, org) as state:
         try:
             page = queries.list_links(
@@ -114,7 +99,7 @@ def list_links(cache: ReadCache, store: ObjectStore, org: str, params: dict) -> 
                 limit=limit,
             )
         except ValueError as error:
-            raise _invalid(_field_named_in(str(error)), str(error)) from None
+            raise invalid_field(_field_named_in(str(error)), str(error)) from None
         return {"links": page.links, "next_cursor": page.next_cursor, "version": state.version}
 
 
@@ -136,13 +121,13 @@ def search(cache: ReadCache, store: ObjectStore, org: str, params: dict) -> dict
     """``GET /v1/search?q=``: full-text search, best first, with snippets."""
     q = params.get("q")
     if q is None or not q.strip():
-        raise _invalid("q", "a search text is required")
-    limit = _int_param(params, "limit", 20)
+        raise invalid_field("q", "a search text is required")
+    limit = integer(params, "limit", 20)
     with cache.state(store, org) as state:
         try:
             results = queries.search(state.db, q, limit)
         except ValueError as error:
-            raise _invalid(_field_named_in(str(error)), str(error)) from None
+            raise invalid_field(_field_named_in(str(error)), str(error)) from None
         return {"results": results, "version": state.version}
 
 
@@ -155,7 +140,7 @@ def run_query(cache: ReadCache, store: ObjectStore, org: str, body: bytes) -> di
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "the body is not JSON") from None
     if not isinstance(document, dict) or set(document) != {"sql"}:
-        raise _invalid("sql", 'the body must be {"sql": "SELECT ..."}')
+        raise invalid_field("sql", 'the body must be {"sql": "SELECT ..."}')
     with cache.state(store, org) as state:
         try:
             result = queries.run_readonly_sql(

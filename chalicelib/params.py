@@ -1,0 +1,25 @@
+"""Query parameters as clients send them (strings), parsed or refused with a 422."""
+
+from __future__ import annotations
+
+from chalicelib.api_errors import ApiError
+
+
+def invalid_field(name: str, message: str, kind: str = "value_error") -> ApiError:
+    """The 422 for one bad field, in the shape validation errors have."""
+    return ApiError(
+        422,
+        f"invalid fields: {name}",
+        details=[{"path": name, "message": message, "type": kind}],
+    )
+
+
+def integer(params: dict, name: str, default: int) -> int:
+    """The base-10 integer ``params[name]``, ``default`` when absent."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw, 10)
+    except ValueError:
+        raise invalid_field(name, "must be an integer", "int_parsing") from None
