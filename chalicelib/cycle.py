@@ -12,7 +12,6 @@ triggers are harmless.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -227,35 +226,6 @@ def _safe_process(process: ProcessLink, job: LinkJob) -> LinkOutcome:
     return outcome
 
 
-# The cycle reads three facts of the state beyond the agreed work queries;
-# they are kept here, next to the one place that needs them.
-
-
-def _highest_epoch(db: apsw.Connection) -> int:
-    return db.execute("SELECT processor_epoch FROM meta").get
-
-
-def _attempts_so_far(db: apsw.Connection, link_ids: list[str]) -> dict[str, int]:
-    return {
-        link_id: attempts
-        for link_id, attempts in db.execute(
-            "SELECT link_id, attempts FROM link_status WHERE link_id IN "
-            "(SELECT value FROM json_each(?))",
-            (json.dumps(link_ids),),
-        )
-    }
-
-
-def _statuses(db: apsw.Connection, link_ids: Iterable[str]) -> dict[str, str]:
-    return dict(
-        db.execute(
-            "SELECT link_id, status FROM link_status WHERE link_id IN "
-            "(SELECT value FROM json_each(?))",
-            (json.dumps(list(link_ids)),),
-        )
-    )
-
-
 class _Cycle:
     """The state of one running cycle; run_cycle is its only user."""
 
@@ -310,8 +280,9 @@ class _Cycle:
         # The log may carry our epoch already if the lease object was ever
         # lost; commits at or below the highest applied epoch would be
         # skipped as stale, so the lease moves above it first.
-        if _highest_epoch(self.db) >= self.lease.epoch:
-            self.keep_lease(epoch=_highest_epoch(self.db) + 1)
+        highest = state.processor_epoch(self.db)
+        if highest >= self.lease.epoch:
+            self.keep_lease(epoch=highest + 1)
 
     def read_after(self, after: int, upto: int | None = None) -> list[dict]:
         """Commits after ``after`` (up to ``upto``), paging through the log."""
@@ -334,7 +305,7 @@ class _Cycle:
 
     def fence(self) -> None:
         """Stop if the state has applied a processor commit of a higher epoch."""
-        if _highest_epoch(self.db) > self.lease.epoch:
+        if state.processor_epoch(self.db) > self.lease.epoch:
             raise Fenced(f"{self.org}: a processor of a higher epoch committed")
 
     def commit(self, events: list[dict]) -> None:
@@ -442,7 +413,7 @@ class _Cycle:
             self.report.outcome = "nothing_to_do"
             return
 
-        so_far = _attempts_so_far(self.db, [job.link_id for job in jobs])
+        so_far = state.attempts_of(self.db, [job.link_id for job in jobs])
         attempt = {job.link_id: so_far.get(job.link_id, 0) + 1 for job in jobs}
         to_start = [job for job in jobs if attempt[job.link_id] <= MAX_ATTEMPTS]
         # A link still pending after its last attempt killed every cycle that
@@ -477,7 +448,7 @@ class _Cycle:
             results.update(processed)
         # The state ignores an outcome for a link that is no longer pending
         # (a reprocess request overtook us): such a link needs work again.
-        status = _statuses(self.db, results)
+        status = state.statuses_of(self.db, results)
         self.report.links_done = tuple(
             link for link in results if status.get(link) == "completed"
         )

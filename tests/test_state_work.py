@@ -3,7 +3,15 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from chalicelib.links.outcome import LinkJob, TagChoice
-from chalicelib.state import apply_commits, links_needing_work, new_database, next_retry_due
+from chalicelib.state import (
+    apply_commits,
+    attempts_of,
+    links_needing_work,
+    new_database,
+    next_retry_due,
+    processor_epoch,
+    statuses_of,
+)
 from statelog import Log, T0, completed, created, event, failed, started
 
 NOW = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
@@ -132,3 +140,24 @@ def test_nothing_waiting_means_no_retry_due():
     log = Log()
     log.client(created("l1", "https://example.com/a"))
     assert next_retry_due(state_of(log)) is None
+
+
+def test_attempts_and_statuses_of_chosen_links():
+    log = Log()
+    log.client(*[created(f"l{n}", f"https://example.com/{n}") for n in range(4)])
+    log.processor(started("l0", 2), completed("l0"), started("l1", 1),
+                  started("l2", 3), failed("l2", retryable=True, at=T0))
+    db = state_of(log)
+    chosen = ["l0", "l1", "l2", "l3", "nowhere"]
+    assert attempts_of(db, chosen) == {"l0": 2, "l1": 1, "l2": 3}
+    assert statuses_of(db, chosen) == {"l0": "completed", "l1": "pending", "l2": "failed"}
+    assert attempts_of(db, []) == {} and statuses_of(db, iter(["l1"])) == {"l1": "pending"}
+
+
+def test_processor_epoch_is_the_highest_applied():
+    log = Log()
+    log.client(created("l1", "https://example.com/a"))
+    assert processor_epoch(state_of(log)) == 0
+    log.processor(started("l1"), epoch=4)
+    log.processor(completed("l1"), epoch=2)
+    assert processor_epoch(state_of(log)) == 4

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import apsw
 
 from chalicelib.links.urls import normalize_url
-from chalicelib.state.schema import version
+from chalicelib.state.schema import processor_epoch, version
 from chalicelib.state.times import format_time
 
 MAX_ATTEMPTS = 3
@@ -99,7 +99,7 @@ def apply_commits(db: apsw.Connection, commits: Iterable[dict]) -> ApplyStats:
 
 def _apply_all(db: apsw.Connection, commits: Iterable[dict]) -> ApplyStats:
     current = version(db)
-    epoch = db.execute("SELECT processor_epoch FROM meta").get
+    epoch = processor_epoch(db)
     stats = ApplyStats(version_before=current, version_after=current)
     reindex: dict[int, tuple | None] = {}
     for commit in commits:

@@ -160,6 +160,11 @@ def version(db: apsw.Connection) -> int:
     return db.execute("SELECT version FROM meta").get
 
 
+def processor_epoch(db: apsw.Connection) -> int:
+    """The highest epoch of the processor commits the database has applied (0 if none)."""
+    return db.execute("SELECT processor_epoch FROM meta").get
+
+
 def schema_hash_of(db: apsw.Connection) -> str | None:
     """The schema hash recorded in the database, or None if it has no meta row."""
     try:

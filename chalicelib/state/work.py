@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from typing import Iterable
 
 import apsw
 
@@ -91,3 +93,22 @@ def next_retry_due(
     if oldest_start is not None:
         candidates.append(parse_time(oldest_start) + stuck_after)
     return min(candidates, default=None)
+
+
+def attempts_of(db: apsw.Connection, link_ids: Iterable[str]) -> dict[str, int]:
+    """Attempts started so far, by link id; links never started are left out."""
+    return dict(_status_column(db, "attempts", link_ids))
+
+
+def statuses_of(db: apsw.Connection, link_ids: Iterable[str]) -> dict[str, str]:
+    """Processing status (pending, completed, failed, cancelled) by link id;
+    links with no status (new, or reprocess requested) are left out."""
+    return dict(_status_column(db, "status", link_ids))
+
+
+def _status_column(db: apsw.Connection, column: str, link_ids: Iterable[str]):
+    return db.execute(
+        f"SELECT link_id, {column} FROM link_status WHERE link_id IN "
+        "(SELECT value FROM json_each(?))",
+        (json.dumps(list(link_ids)),),
+    )
