@@ -27,7 +27,7 @@ from chalicelib import lease as leases
 from chalicelib import log, orgstate, snapshots, state
 from chalicelib.cyclelog import CycleRecord, MeteredStore, log_line, process_cycles
 from chalicelib.events import validate_processor_event
-from chalicelib.keys import check_org, snapshot_prefix, version_of_snapshot_key
+from chalicelib.keys import check_org, version_of_snapshot_key
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, ProcessLink
 from chalicelib.state.apply import MAX_ATTEMPTS
 from chalicelib.store.base import ObjectStore, StoreError
@@ -368,10 +368,9 @@ class _Cycle:
         self.keep_lease()
         version = state.version(self.db)
         try:
-            existing = self.store.list(snapshot_prefix(self.org, state.SCHEMA_HASH))
-            newest = max((version_of_snapshot_key(o.key) for o in existing), default=0)
+            existing = snapshots.list_snapshots(self.store, self.org)
             # A stale processor must not make restores go back in time.
-            if version <= newest:
+            if existing and version <= version_of_snapshot_key(existing[-1].key):
                 return
             self.checkpoint("snapshot")
             put_before = self.metered.seconds("put")
@@ -386,8 +385,8 @@ class _Cycle:
             self.record.add_time("serialize", max(0.0, spent - snapshot_put))
             self.record.snapshot_written = version
             self.report.snapshot_key = key
-            if len(existing) + 1 > SNAPSHOTS_KEPT:
-                snapshots.prune(self.store, self.org, keep=SNAPSHOTS_KEPT)
+            # Ours is the newest: the listing already names what to prune.
+            snapshots.delete_snapshots(self.store, existing[: len(existing) + 1 - SNAPSHOTS_KEPT])
         except StoreError as error:
             self.record.error = f"snapshot: {type(error).__name__}: {error}"
 

@@ -193,12 +193,17 @@ def restore_latest(store: ObjectStore, org: str) -> Restored:
     return Restored(db=new_database(), version=0, key=None, skipped=skipped)
 
 
+def newest_version(store: ObjectStore, org: str) -> int:
+    """The version of the org's newest snapshot of this schema, 0 if none."""
+    found = list_snapshots(store, org)
+    return version_of_snapshot_key(found[-1].key) if found else 0
+
+
 def prune(store: ObjectStore, org: str, keep: int = 3) -> list[str]:
     """Delete all but the newest ``keep`` snapshots of this schema; return the deleted keys.
 
-    Deletes are conditional on the listed etag. Snapshots of other schema
-    hashes are left alone: an older deployment may still be reading them.
-    Failures are logged, not raised.
+    Snapshots of other schema hashes are left alone: an older deployment
+    may still be reading them. Failures are logged, not raised.
     """
     if keep < 1:
         raise ValueError(f"keep at least one snapshot, not {keep}")
@@ -207,8 +212,14 @@ def prune(store: ObjectStore, org: str, keep: int = 3) -> list[str]:
     except StoreError as error:
         log.warning("snapshots of %s not pruned: %s", org, error)
         return []
+    return delete_snapshots(store, existing[:-keep])
+
+
+def delete_snapshots(store: ObjectStore, listed: list[ObjectInfo]) -> list[str]:
+    """Delete these listed snapshots, each only if its etag is still the
+    listed one; return the deleted keys. Failures are logged, not raised."""
     deleted = []
-    for info in existing[:-keep]:
+    for info in listed:
         try:
             store.delete(info.key, if_match=info.etag)
         except StoreError as error:

@@ -32,8 +32,6 @@ from chalicelib.keys import (
     log_key,
     log_prefix,
     org_of_key,
-    snapshot_prefix,
-    version_of_snapshot_key,
 )
 from chalicelib.links.outcome import ProcessLink
 from chalicelib.store.base import ObjectStore
@@ -238,7 +236,7 @@ def sweep(
 
 
 def _needs_cycle(store: ObjectStore, org: str, now: datetime) -> bool:
-    snapshot_version = _newest_snapshot_version(store, org)
+    snapshot_version = snapshots.newest_version(store, org)
     after = log_key(org, snapshot_version) if snapshot_version else None
     if store.list(log_prefix(org), start_after=after, limit=1):
         return True
@@ -246,21 +244,6 @@ def _needs_cycle(store: ObjectStore, org: str, now: datetime) -> bool:
         return False
     retry_due = state.next_retry_due(snapshots.restore_latest(store, org).db)
     return retry_due is not None and retry_due <= now
-
-
-def _newest_snapshot_version(store: ObjectStore, org: str) -> int:
-    """The version of the org's newest snapshot of this schema, 0 if none.
-
-    Pruning keeps a few, so this is one request; it pages on in case
-    pruning has fallen behind.
-    """
-    prefix = snapshot_prefix(org, state.SCHEMA_HASH)
-    newest, start_after = None, None
-    while page := store.list(prefix, start_after=start_after):
-        newest = start_after = page[-1].key
-        if len(page) < 1000:
-            break
-    return version_of_snapshot_key(newest) if newest else 0
 
 
 def cycle_runner(

@@ -502,3 +502,12 @@ def test_bad_settings_are_refused_before_any_request(local_store, setting):
 def run_org(store, org):
     return cycle.run_cycle(store, org, process=FakeProcessor(), holder="proc-a",
                            emit=lambda line: None)
+
+
+def test_a_stray_object_among_the_snapshots_does_not_stop_the_cycle(local_store):
+    save_links(local_store, "acme", range(2))
+    local_store.put(snapshot_prefix("acme", state.SCHEMA_HASH) + "notes.txt", b"hi",
+                    if_absent=True)
+    report = run(local_store)
+    assert report.outcome == "done"
+    assert report.snapshot_key.endswith("/00000000000000000003.sqlite")

@@ -257,3 +257,12 @@ def test_prune_failures_are_logged_not_raised(local_store):
         snapshot_at(local_store, commits, upto)
     assert snapshots.prune(FaultyStore(local_store, plan=failing("delete")), ORG, keep=1) == []
     assert len(snapshot_keys(local_store)) == 4
+
+
+def test_newest_version_skips_objects_that_are_not_snapshots(local_store):
+    assert snapshots.newest_version(local_store, ORG) == 0
+    commits = story().commits
+    snapshot_at(local_store, commits, 2)
+    snapshot_at(local_store, commits, 4)
+    local_store.put(snapshot_prefix(ORG, SCHEMA_HASH) + "notes.txt", b"hi")
+    assert snapshots.newest_version(local_store, ORG) == 4
