@@ -284,15 +284,15 @@ class _Cycle:
         if highest >= self.lease.epoch:
             self.keep_lease(epoch=highest + 1)
 
-    def read_after(self, after: int, upto: int | None = None) -> list[dict]:
-        """Commits after ``after`` (up to ``upto``), paging through the log."""
+    def read_between(self, after: int, upto: int) -> list[dict]:
+        """Commits after ``after`` up to ``upto``, paging through the log
+        (read_commits caps each page)."""
         commits: list[dict] = []
-        while upto is None or after < upto:
-            limit = 1000 if upto is None else min(1000, upto - after)
-            page = log.read_commits(self.store, self.org, after, limit=limit)
-            commits.extend(page)
+        while after < upto:
+            page = log.read_commits(self.store, self.org, after, limit=upto - after)
             if not page:
                 break
+            commits.extend(page)
             after = page[-1]["version"]
         return commits
 
@@ -328,7 +328,7 @@ class _Cycle:
         self.report.commits_written += 1
         self.timed("commit", started)
         started = self.clock()
-        between = self.read_after(before, landed["version"] - 1)
+        between = self.read_between(before, landed["version"] - 1)
         self.apply(between + [landed])
         self.timed("apply", started)
         self.fence()
