@@ -10,7 +10,6 @@ STEP is a checkpoint of run_cycle ("leased", "started", "processed",
 
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -18,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from chalicelib import cycle  # noqa: E402
 from chalicelib.store import LocalStore  # noqa: E402
+from clocks import T0  # noqa: E402
 from processing_org import FakeProcessor  # noqa: E402
 
-T0 = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
 
 
 def stop_here(step: str) -> None:

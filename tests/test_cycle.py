@@ -3,7 +3,7 @@
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
@@ -11,6 +11,7 @@ from chalicelib import cycle, lease, log, snapshots, state
 from chalicelib.keys import InvalidOrg, snapshot_prefix
 from chalicelib.links.outcome import LinkOutcome
 from chalicelib.store.base import CountingStore
+from clocks import T0, FakeClock, WallClock
 from processing_org import (
     FakeProcessor,
     all_commits,
@@ -22,28 +23,6 @@ from processing_org import (
     save_links,
     state_rows,
 )
-
-T0 = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
-
-
-class FakeClock:
-    def __init__(self, start: float = 5000.0):
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class WallClock:
-    def __init__(self, start: datetime = T0):
-        self.at = start
-
-    def __call__(self) -> datetime:
-        return self.at
-
 
 class PutRecorder:
     """Records the key of every put, in order, to see what a cycle wrote."""
@@ -74,6 +53,15 @@ def run(store, *, process=None, holder="proc-a", clock=None, now=None, **kwargs)
     )
     assert len(lines) == 1
     return report
+
+
+class Died(Exception):
+    """The cycle's process dying, as a test's checkpoint plays it."""
+
+
+def die_once_started(step):
+    if step == "started":
+        raise Died
 
 
 def test_twenty_links_cost_two_commits_and_one_snapshot(local_store):
@@ -208,17 +196,9 @@ def test_an_outcome_the_log_would_refuse_becomes_the_links_failure(local_store):
 
 def test_a_link_left_pending_by_a_dead_cycle_is_taken_again_after_five_minutes(local_store):
     save_links(local_store, "acme", [1])
-
-    class Died(Exception):
-        pass
-
-    def die(step):
-        if step == "started":
-            raise Died
-
     now = WallClock()
     with pytest.raises(Died):
-        run(local_store, now=now, checkpoint=die)
+        run(local_store, now=now, checkpoint=die_once_started)
     assert run(local_store, now=now).outcome == "nothing_to_do"
     now.at = T0 + timedelta(minutes=4, seconds=59)
     assert run(local_store, now=now).outcome == "nothing_to_do"
@@ -231,18 +211,10 @@ def test_a_link_left_pending_by_a_dead_cycle_is_taken_again_after_five_minutes(l
 
 def test_a_link_that_kills_every_cycle_fails_for_good_after_three_attempts(local_store):
     save_links(local_store, "acme", [1])
-
-    class Died(Exception):
-        pass
-
-    def die(step):
-        if step == "started":
-            raise Died
-
     now = WallClock()
     for _ in range(3):
         with pytest.raises(Died):
-            run(local_store, now=now, checkpoint=die)
+            run(local_store, now=now, checkpoint=die_once_started)
         now.at += timedelta(minutes=6)
     processor = FakeProcessor()
     report = run(local_store, now=now, process=processor)

@@ -14,7 +14,7 @@ import pytest
 from chalicelib import cycle, orgstate, snapshots, state
 from chalicelib.store import CountingStore, LocalStore
 from chalicelib.store.faulty import FaultyStore
-from cycle_child import T0
+from clocks import T0, FakeClock
 from processing_org import (
     FakeProcessor,
     all_commits,
@@ -27,14 +27,6 @@ from processing_org import (
 
 CHILD = Path(__file__).resolve().parent / "cycle_child.py"
 LINKS = 6
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
 
 
 def kill_at(store_dir: str, step: str) -> None:
@@ -79,7 +71,7 @@ def run_until_idle(store, clean_store, clock, now) -> list[str]:
         outcomes.append(report.outcome)
         if report.outcome == "lease_held":
             # The dead process's lease: wait it out on our own clock.
-            clock.now += 30
+            clock.advance(30)
         elif report.outcome == "nothing_to_do":
             if settled(clean_store):
                 return outcomes

@@ -2,11 +2,12 @@
 server, with and without 10% of store requests failing."""
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from chalicelib import cycle, orgstate
 from chalicelib.keys import version_of_snapshot_key
 from chalicelib.store.faulty import FaultyStore
+from clocks import WallClock
 from processing_org import (
     FakeProcessor,
     all_commits,
@@ -39,14 +40,6 @@ class SnapshotPuts:
             with self.lock:
                 self.versions.append(version_of_snapshot_key(key))
         return etag
-
-
-class SharedWallClock:
-    def __init__(self):
-        self.at = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
-
-    def __call__(self):
-        return self.at
 
 
 def race(store_for, now) -> list[str]:
@@ -103,7 +96,7 @@ def save_org(store) -> None:
 def test_eight_processors_at_once_process_every_link_exactly_once(server_store):
     save_org(server_store)
     recorder = SnapshotPuts(server_store)
-    now = SharedWallClock()
+    now = WallClock()
     outcomes = race(lambda n: recorder, now)
     assert "lease_held" in outcomes
     assert "stopped" not in outcomes
@@ -116,7 +109,7 @@ def test_eight_processors_at_once_process_every_link_exactly_once(server_store):
 def test_with_ten_percent_of_requests_failing_the_same_holds(server_store):
     save_org(server_store)
     recorder = SnapshotPuts(server_store)
-    now = SharedWallClock()
+    now = WallClock()
     faulty = [FaultyStore(recorder, fail_rate=0.1, seed=n) for n in range(PROCESSORS)]
     outcomes = race(lambda n: faulty[n], now)
     # Links a stopped cycle had started stay pending until the stuck timeout.

@@ -9,17 +9,7 @@ import pytest
 from chalicelib import lease
 from chalicelib.keys import InvalidOrg
 from chalicelib.store.faulty import Fault, FaultyStore
-
-
-class FakeClock:
-    def __init__(self, start: float = 1000.0):
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from clocks import FakeClock
 
 
 def failing_puts(fault, count=1):

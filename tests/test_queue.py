@@ -15,21 +15,14 @@ from chalicelib.queue import (
     open_queue,
     org_of_message,
 )
-
-
-class ManualClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from clocks import FakeClock
 
 
 def test_local_queue_hands_out_orgs_in_the_order_they_came_due():
-    clock = ManualClock()
+    clock = FakeClock()
     queue = LocalQueue(clock=clock)
     queue.send("acme")
-    clock.now += 1
+    clock.advance(1)
     queue.send("globex")
     assert queue.receive(timeout=0) == "acme"
     assert queue.receive(timeout=0) == "globex"
@@ -58,18 +51,18 @@ def test_an_org_sent_again_while_in_flight_is_queued_again():
 
 
 def test_a_delayed_org_waits_until_it_is_due():
-    clock = ManualClock()
+    clock = FakeClock()
     queue = LocalQueue(clock=clock)
     queue.send("acme", delay_seconds=30)
     assert queue.receive(timeout=0) is None
-    clock.now += 29
+    clock.advance(29)
     assert queue.receive(timeout=0) is None
-    clock.now += 1
+    clock.advance(1)
     assert queue.receive(timeout=0) == "acme"
 
 
 def test_a_send_without_delay_brings_a_delayed_org_forward():
-    clock = ManualClock()
+    clock = FakeClock()
     queue = LocalQueue(clock=clock)
     queue.send("acme", delay_seconds=30)
     queue.send("acme")
@@ -77,7 +70,7 @@ def test_a_send_without_delay_brings_a_delayed_org_forward():
 
 
 def test_a_delayed_send_does_not_postpone_an_org_already_due():
-    clock = ManualClock()
+    clock = FakeClock()
     queue = LocalQueue(clock=clock)
     queue.send("acme")
     queue.send("acme", delay_seconds=30)
