@@ -15,7 +15,8 @@ def test_file_url_opens_a_local_store_creating_the_directory(tmp_path):
     assert isinstance(store, CountingStore)
     assert isinstance(store.inner, LocalStore)
     assert store.inner.root == f"{tmp_path}/data"
-    assert (tmp_path / "data" / "fk").read_bytes() == b"v"
+    assert (tmp_path / "data" / "fk").read_bytes().endswith(b"\nv")
+    assert open_store(f"file://{tmp_path}/data").get("k").body == b"v"
     assert store.counts()["put"] == 1
 
 
