@@ -8,7 +8,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from chalicelib import log, state
+from chalicelib import log, orgstate
 from chalicelib.links.outcome import (
     LinkFailure,
     LinkJob,
@@ -16,6 +16,7 @@ from chalicelib.links.outcome import (
     PageMetadata,
     TagSuggestion,
 )
+from statelog import all_commits, dump, replay
 
 CLIENT = {"kind": "client", "id": "device-1"}
 AT = "2026-11-23T20:00:00Z"
@@ -78,40 +79,6 @@ class FakeProcessor:
         )
 
 
-def all_commits(store, org: str) -> list[dict]:
-    commits: list[dict] = []
-    while page := log.read_commits(store, org, len(commits)):
-        commits.extend(page)
-    return commits
-
-
-def replay(store, org: str):
-    """The org's state built from the whole log, no snapshot."""
-    db = state.new_database()
-    commits = all_commits(store, org)
-    if commits:
-        state.apply_commits(db, commits)
-    return db
-
-
-def state_rows(db) -> dict[str, list[tuple]]:
-    """Every row of every ordinary table, sorted: what "equal state" means.
-
-    FTS5's shadow tables are left out: their internal segments depend on
-    how inserts were batched, while their content is covered by the
-    tables they index.
-    """
-    tables = [
-        row[1]
-        for row in db.execute("PRAGMA table_list")
-        if row[2] == "table" and not row[1].startswith("sqlite_")
-    ]
-    return {
-        table: sorted(db.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr)
-        for table in sorted(tables)
-    }
-
-
 @dataclass
 class LinkHistory:
     attempts_started: list[int] = field(default_factory=list)
@@ -137,6 +104,20 @@ def processor_history(commits: list[dict]) -> dict[str, LinkHistory]:
             elif event["name"] in ("v1.LinkProcessingCompleted", "v1.LinkProcessingFailed"):
                 history[args["linkId"]].terminal.append(event["name"])
     return history
+
+
+def check_every_link_ended_once(store, org: str, links: int):
+    """Links 0 to ``links - 1`` each have exactly one terminal event and no
+    attempt started twice, and the state at the head of the log equals a
+    full replay; returns that state."""
+    history = processor_history(all_commits(store, org))
+    assert sorted(history) == [link_id(n) for n in range(links)]
+    for link, h in history.items():
+        assert len(h.terminal) == 1, (link, h)
+        assert len(set(h.attempts_started)) == len(h.attempts_started), (link, h)
+    db = orgstate.load(store, org)
+    assert dump(db) == dump(replay(store, org))
+    return db
 
 
 def processor_commits(commits: list[dict]) -> list[dict]:

@@ -122,11 +122,21 @@ def push(store, commits) -> None:
                           author=commit["author"])
 
 
-def state_at(commits):
+def state_at(commits) -> apsw.Connection:
     db = new_database()
-    apply_commits(db, commits)
+    if commits:
+        apply_commits(db, commits)
     return db
 
 
-def replay(store):
-    return state_at(commit_log.read_commits(store, ORG, after=0))
+def all_commits(store, org: str = ORG) -> list[dict]:
+    """Every commit of the org's log, paging through it."""
+    commits: list[dict] = []
+    while page := commit_log.read_commits(store, org, len(commits)):
+        commits.extend(page)
+    return commits
+
+
+def replay(store, org: str = ORG) -> apsw.Connection:
+    """The org's state built from its whole log, no snapshot."""
+    return state_at(all_commits(store, org))

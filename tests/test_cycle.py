@@ -14,15 +14,13 @@ from chalicelib.store.base import CountingStore
 from clocks import T0, FakeClock, WallClock
 from processing_org import (
     FakeProcessor,
-    all_commits,
     client_commit,
     link_id,
     processor_commits,
     processor_history,
-    replay,
     save_links,
-    state_rows,
 )
+from statelog import all_commits, dump, replay
 
 class PutRecorder:
     """Records the key of every put, in order, to see what a cycle wrote."""
@@ -110,7 +108,7 @@ def test_the_snapshot_written_equals_a_full_replay(local_store):
     restored = snapshots.restore_latest(local_store, "acme")
     assert restored.key == report.snapshot_key
     assert restored.version == 3
-    assert state_rows(restored.db) == state_rows(replay(local_store, "acme"))
+    assert dump(restored.db) == dump(replay(local_store, "acme"))
 
 
 def test_a_second_cycle_has_nothing_to_do_and_writes_nothing(local_store):
@@ -387,7 +385,7 @@ def test_a_link_deleted_mid_cycle_ends_consistent(local_store):
     assert report.outcome == "done"
     restored = snapshots.restore_latest(local_store, "acme")
     assert restored.version == 4
-    assert state_rows(restored.db) == state_rows(replay(local_store, "acme"))
+    assert dump(restored.db) == dump(replay(local_store, "acme"))
     assert state.links_needing_work(restored.db, T0 + timedelta(days=1)) == []
 
 
@@ -406,7 +404,7 @@ def test_a_reprocess_request_mid_cycle_is_not_lost(local_store):
     assert again.links_done == (link_id(0),)
     assert processor.calls == {link_id(0): 2, link_id(1): 1}
     db = snapshots.restore_latest(local_store, "acme").db
-    assert state_rows(db) == state_rows(replay(local_store, "acme"))
+    assert dump(db) == dump(replay(local_store, "acme"))
 
 
 def test_a_snapshot_is_never_written_below_the_newest_one(local_store):

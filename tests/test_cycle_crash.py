@@ -15,15 +15,8 @@ from chalicelib import cycle, orgstate, snapshots, state
 from chalicelib.store import CountingStore, LocalStore
 from chalicelib.store.faulty import FaultyStore
 from clocks import T0, FakeClock
-from processing_org import (
-    FakeProcessor,
-    all_commits,
-    link_id,
-    processor_history,
-    replay,
-    save_links,
-    state_rows,
-)
+from processing_org import FakeProcessor, check_every_link_ended_once, save_links
+from statelog import all_commits
 
 CHILD = Path(__file__).resolve().parent / "cycle_child.py"
 LINKS = 6
@@ -107,14 +100,7 @@ def test_a_processor_killed_at_each_step_loses_nothing_and_doubles_nothing(
     ids = Counter(e["id"] for c in commits for e in c["events"])
     assert [i for i, n in ids.items() if n > 1] == []
 
-    history = processor_history(commits)
-    assert sorted(history) == [link_id(n) for n in range(LINKS)]
-    for link in history.values():
-        assert len(link.terminal) == 1
-        assert len(set(link.attempts_started)) == len(link.attempts_started)
-
-    db = orgstate.load(store, "acme")
-    assert state_rows(db) == state_rows(replay(store, "acme"))
+    db = check_every_link_ended_once(store, "acme", LINKS)
     statuses = db.execute("SELECT status, count(*) FROM link_status GROUP BY status").fetchall()
     assert statuses == [("completed", LINKS)]
     assert snapshots.restore_latest(store, "acme").version == state.version(db)

@@ -10,13 +10,11 @@ from chalicelib.store.faulty import FaultyStore
 from clocks import WallClock
 from processing_org import (
     FakeProcessor,
-    all_commits,
-    link_id,
+    check_every_link_ended_once,
     processor_history,
-    replay,
     save_links,
-    state_rows,
 )
+from statelog import all_commits
 
 LINKS = 200
 PROCESSORS = 8
@@ -74,15 +72,7 @@ def race(store_for, now) -> list[str]:
 
 
 def check_every_link_terminal_once(store) -> None:
-    commits = all_commits(store, "acme")
-    history = processor_history(commits)
-    assert sorted(history) == [link_id(n) for n in range(LINKS)]
-    for link, h in history.items():
-        assert len(h.terminal) == 1, (link, h)
-        assert len(set(h.attempts_started)) == len(h.attempts_started), (link, h)
-
-    db = orgstate.load(store, "acme")
-    assert state_rows(db) == state_rows(replay(store, "acme"))
+    db = check_every_link_ended_once(store, "acme", LINKS)
     statuses = dict(db.execute("SELECT status, count(*) FROM link_status GROUP BY status"))
     assert statuses == {"completed": LINKS - len(HARD_FAILURES), "failed": len(HARD_FAILURES)}
 
