@@ -107,22 +107,28 @@ def test_renew_can_raise_the_epoch(any_store):
     assert lease.renew(any_store, a, clock, epoch=3).epoch == 5
 
 
-def test_threads_racing_for_a_free_lease_leave_one_winner(any_store):
-    clock = FakeClock()
-    barrier = threading.Barrier(8)
+def race_to_acquire(store, clock, racers=8) -> list[lease.Lease]:
+    """``racers`` threads, released together, each trying to take the
+    lease once; returns the leases they got."""
+    barrier = threading.Barrier(racers)
     won = []
 
     def race(n):
         barrier.wait()
-        got = lease.acquire(any_store, "acme", f"proc-{n}", duration=30, clock=clock)
+        got = lease.acquire(store, "acme", f"proc-{n}", duration=30, clock=clock)
         if got is not None:
             won.append(got)
 
-    threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(racers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return won
+
+
+def test_threads_racing_for_a_free_lease_leave_one_winner(any_store):
+    won = race_to_acquire(any_store, FakeClock())
     assert len(won) == 1
     assert lease_doc(any_store)["holder"] == won[0].holder
 
@@ -132,21 +138,7 @@ def test_threads_racing_to_take_over_an_expired_lease_leave_one_winner(local_sto
     lease.acquire(local_store, "acme", "dead", duration=30, clock=clock)
     assert lease.acquire(local_store, "acme", "watcher", duration=30, clock=clock) is None
     clock.advance(30)
-    barrier = threading.Barrier(8)
-    won = []
-
-    def race(n):
-        barrier.wait()
-        got = lease.acquire(local_store, "acme", f"proc-{n}", duration=30, clock=clock)
-        if got is not None:
-            won.append(got)
-
-    threads = [threading.Thread(target=race, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert [w.epoch for w in won] == [2]
+    assert [w.epoch for w in race_to_acquire(local_store, clock)] == [2]
 
 
 @pytest.mark.parametrize("fault", [Fault.LOST_RESPONSE, Fault.RETRIED_412, Fault.CONFLICT])
