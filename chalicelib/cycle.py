@@ -231,8 +231,7 @@ class _Cycle:
 
     def __init__(self, store, org, process, holder, clock, now, budget, concurrency,
                  lease_seconds, link_seconds, checkpoint):
-        self.metered = MeteredStore(store)
-        self.store = self.metered
+        self.store = MeteredStore(store)
         self.org = org
         self.process = process
         self.holder = holder
@@ -264,7 +263,7 @@ class _Cycle:
             started = self.clock()
             self.lease = leases.renew(self.store, self.lease, self.clock, epoch=epoch)
             self.timed("lease", started)
-            self.record.epoch = self.report.epoch = self.lease.epoch
+            self.record.epoch = self.lease.epoch
 
     def restore(self) -> None:
         opened = orgstate.open_state(self.store, self.org)
@@ -325,7 +324,6 @@ class _Cycle:
             known_head=before,
         )
         self.record.commits_written += 1
-        self.report.commits_written += 1
         self.timed("commit", started)
         started = self.clock()
         between = self.read_between(before, landed["version"] - 1)
@@ -373,14 +371,14 @@ class _Cycle:
             if existing and version <= version_of_snapshot_key(existing[-1].key):
                 return
             self.checkpoint("snapshot")
-            put_before = self.metered.seconds("put")
+            put_before = self.store.seconds("put")
             started = self.clock()
             key = snapshots.write_snapshot(self.store, self.org, self.db)
             if key is None:
                 self.record.error = "snapshot not written (see the warning before)"
                 return
             spent = self.clock() - started
-            snapshot_put = self.metered.seconds("put") - put_before
+            snapshot_put = self.store.seconds("put") - put_before
             self.record.add_time("snapshot_put", snapshot_put)
             self.record.add_time("serialize", max(0.0, spent - snapshot_put))
             self.record.snapshot_written = version
@@ -399,7 +397,7 @@ class _Cycle:
         if self.lease is None:
             self.report.outcome = "lease_held"
             return
-        self.record.epoch = self.report.epoch = self.lease.epoch
+        self.record.epoch = self.lease.epoch
         self.checkpoint("leased")
         self.restore()
 
@@ -424,13 +422,12 @@ class _Cycle:
             for job in jobs
             if attempt[job.link_id] > MAX_ATTEMPTS
         }
-        started = {job.link_id: attempt[job.link_id] for job in to_start}
         self.commit(
-            started_events(((job, started[job.link_id]) for job in to_start), at)
+            started_events(((job, attempt[job.link_id]) for job in to_start), at)
             + [event for events in gave_up.values() for event in events]
         )
-        self.report.links_started = tuple(started)
-        self.record.links_started = len(started)
+        self.report.links_started = tuple(job.link_id for job in to_start)
+        self.record.links_started = len(to_start)
         self.checkpoint("started")
 
         results = dict(gave_up)
@@ -440,7 +437,9 @@ class _Cycle:
             self.checkpoint("processed")
             at = self.now()
             processed = {
-                link: link_events(outcomes[link], at) for link in started if link in outcomes
+                link: link_events(outcomes[link], at)
+                for link in self.report.links_started
+                if link in outcomes
             }
             if processed:
                 self.commit([event for events in processed.values() for event in events])
@@ -528,14 +527,19 @@ def _finish(cycle: _Cycle, emit: Callable[[str], None], enqueue) -> CycleReport:
     report = cycle.report
     record = cycle.record
     if cycle.db is not None:
-        report.version_after = record.version_after = state.version(cycle.db)
+        record.version_after = state.version(cycle.db)
         report.next_retry_due = state.next_retry_due(cycle.db)
-    report.version_before = record.version_before
     record.outcome = report.outcome
     record.work_left = report.work_left
-    record.requests = report.requests = cycle.metered.counts()
-    record.bytes_read = cycle.metered.bytes_read
-    record.bytes_written = cycle.metered.bytes_written
+    record.requests = cycle.store.counts()
+    record.bytes_read = cycle.store.bytes_read
+    record.bytes_written = cycle.store.bytes_written
+    # The report repeats the record's figures that callers read.
+    report.epoch = record.epoch
+    report.version_before = record.version_before
+    report.version_after = record.version_after
+    report.commits_written = record.commits_written
+    report.requests = record.requests
     record.add_time("total", cycle.clock() - cycle.started_at)
     report.record = record
     process_cycles.remember(record)

@@ -203,6 +203,7 @@ class RecentCycles:
 
 process_cycles = RecentCycles()
 
+
 def log_line(
     record: CycleRecord,
     *,
