@@ -38,23 +38,24 @@ class OrgState:
 def open_state(store: ObjectStore, org: str) -> OrgState:
     """Restore the newest usable snapshot and apply every commit after it."""
     restored = restore_latest(store, org)
-    state = OrgState(
+    timings = {
+        "snapshot_get": restored.get_seconds,
+        "deserialize": restored.deserialize_seconds,
+        "read_log": 0.0,
+        "apply": 0.0,
+    }
+    stats = _apply_rest_of_log(store, org, restored.db, timings)
+    return OrgState(
         db=restored.db,
-        version=restored.version,
+        version=version(restored.db),
         snapshot_key=restored.key,
         snapshot_version=restored.version,
         snapshot_size=restored.size,
         skipped_snapshots=restored.skipped,
-        commits_applied=0,
-        timings={
-            "snapshot_get": restored.get_seconds,
-            "deserialize": restored.deserialize_seconds,
-            "read_log": 0.0,
-            "apply": 0.0,
-        },
+        commits_applied=sum(page.commits for page in stats),
+        stats=stats,
+        timings=timings,
     )
-    _catch_up(store, org, state)
-    return state
 
 
 def load(store: ObjectStore, org: str) -> apsw.Connection:
@@ -64,34 +65,31 @@ def load(store: ObjectStore, org: str) -> apsw.Connection:
 
 def catch_up(store: ObjectStore, org: str, db: apsw.Connection) -> int:
     """Apply the commits after ``db``'s version; return how many were applied."""
-    state = OrgState(
-        db=db,
-        version=version(db),
-        snapshot_key=None,
-        snapshot_version=0,
-        snapshot_size=0,
-        skipped_snapshots=[],
-        commits_applied=0,
-        timings={"read_log": 0.0, "apply": 0.0},
-    )
-    _catch_up(store, org, state)
-    return state.commits_applied
+    stats = _apply_rest_of_log(store, org, db, {"read_log": 0.0, "apply": 0.0})
+    return sum(page.commits for page in stats)
 
 
-def _catch_up(store: ObjectStore, org: str, state: OrgState) -> None:
-    # One transaction per page of commits: a long log never holds more than
-    # a page in memory, and what was applied stays applied if a read fails.
+def _apply_rest_of_log(
+    store: ObjectStore, org: str, db: apsw.Connection, timings: dict[str, float]
+) -> list[ApplyStats]:
+    """Apply the commits after ``db``'s version, adding the seconds spent to
+    ``timings`` ("read_log", "apply"); the stats of each page applied.
+
+    One transaction per page of commits: a long log never holds more than
+    a page in memory, and what was applied stays applied if a read fails.
+    """
+    stats: list[ApplyStats] = []
+    after = version(db)
     while True:
         started = time.perf_counter()
-        commits = commit_log.read_commits(store, org, after=state.version, limit=PAGE)
+        commits = commit_log.read_commits(store, org, after=after, limit=PAGE)
         read = time.perf_counter()
-        state.timings["read_log"] += read - started
+        timings["read_log"] += read - started
         if not commits:
-            return
-        stats = apply_commits(state.db, commits)
-        state.timings["apply"] += time.perf_counter() - read
-        state.stats.append(stats)
-        state.commits_applied += stats.commits
-        state.version = stats.version_after
+            return stats
+        page = apply_commits(db, commits)
+        timings["apply"] += time.perf_counter() - read
+        stats.append(page)
+        after = page.version_after
         if len(commits) < PAGE:
-            return
+            return stats
