@@ -40,6 +40,17 @@ def save_links(store, org: str, numbers, *, host: str = "example.com") -> dict:
     return log.append(store, org, events, batch_id=uuid.uuid4().hex, author=CLIENT)
 
 
+def save_link(store, org: str, link_id: str) -> dict:
+    """One client commit saving ``http://pages.test/{link_id}``; returns the commit."""
+    event = {
+        "id": f"created-{link_id}",
+        "name": "v1.LinkCreated",
+        "args": {"id": link_id, "url": f"http://pages.test/{link_id}", "createdAt": AT},
+        "at": AT,
+    }
+    return log.append(store, org, [event], batch_id=f"batch-{link_id}", author=CLIENT)
+
+
 def client_commit(store, org: str, name: str, args: dict) -> dict:
     event = {"id": uuid.uuid4().hex, "name": name, "args": args, "at": AT}
     return log.append(store, org, [event], batch_id=uuid.uuid4().hex, author=CLIENT)

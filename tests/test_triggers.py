@@ -17,6 +17,7 @@ from chalicelib.links.outcome import LinkFailure, LinkOutcome, PageMetadata
 from chalicelib.queue import LocalQueue
 from chalicelib.store.base import CountingStore, Transient
 from chalicelib.triggers import handle_sqs_records, list_orgs, orgs_from_s3_event, sweep
+from processing_org import CLIENT, save_link
 
 LOG_KEY = "orgs/acme/log/00000000000000000001.json"
 
@@ -292,18 +293,6 @@ def test_keys_under_a_store_prefix_name_their_org():
 # The sweep, against real stores, real cycles and real state.
 
 NOW = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
-CLIENT = {"kind": "client", "id": "device-1"}
-
-
-def save_link(store, org, link_id):
-    event = {
-        "id": f"created-{link_id}",
-        "name": "v1.LinkCreated",
-        "args": {"id": link_id, "url": f"http://pages.test/{link_id}",
-                 "createdAt": "2026-11-23T19:00:00Z"},
-        "at": "2026-11-23T19:00:00Z",
-    }
-    log.append(store, org, [event], batch_id=f"batch-{link_id}", author=CLIENT)
 
 
 def processed(job):

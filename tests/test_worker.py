@@ -14,8 +14,8 @@ from chalicelib.queue import LocalQueue, open_queue
 from chalicelib.store import open_store
 from chalicelib.triggers import cycle_runner
 from chalicelib.worker import start_worker
+from processing_org import save_link
 
-CLIENT = {"kind": "client", "id": "device-1"}
 TERMINAL = {"v1.LinkProcessingCompleted", "v1.LinkProcessingFailed"}
 
 
@@ -65,16 +65,6 @@ class Scripted:
         if isinstance(answer, Exception):
             raise answer
         return answer
-
-
-def save_link(store, org, link_id, url="http://pages.test/a"):
-    event = {
-        "id": f"created-{link_id}",
-        "name": "v1.LinkCreated",
-        "args": {"id": link_id, "url": url, "createdAt": "2026-11-23T20:00:00Z"},
-        "at": "2026-11-23T20:00:00Z",
-    }
-    return log.append(store, org, [event], batch_id=f"batch-{link_id}", author=CLIENT)
 
 
 def terminal_events(store, org):
