@@ -124,8 +124,7 @@ def push(store, commits) -> None:
 
 def state_at(commits) -> apsw.Connection:
     db = new_database()
-    if commits:
-        apply_commits(db, commits)
+    apply_commits(db, commits)
     return db
 
 

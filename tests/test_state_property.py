@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from chalicelib import snapshots
 from chalicelib.state import apply_commits, new_database
-from statelog import dump
+from statelog import dump, state_at
 
 LINK_IDS = ["l0", "l1", "l2", "l3"]
 URLS = [
@@ -103,19 +103,13 @@ def org_logs(draw):
     return commits
 
 
-def replayed(commits):
-    db = new_database()
-    apply_commits(db, commits)
-    return db
-
-
 @settings(max_examples=50, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(org_logs())
 def test_any_snapshot_plus_the_rest_equals_a_full_replay(commits):
-    expected = dump(replayed(commits))
+    expected = dump(state_at(commits))
     for k in range(len(commits) + 1):
-        body = snapshots.encode(replayed(commits[:k]))
+        body = snapshots.encode(state_at(commits[:k]))
         db = snapshots.decode(body, k)
         apply_commits(db, commits[k:])
         assert dump(db) == expected, f"snapshot after commit {k}"
@@ -128,4 +122,4 @@ def test_applying_commit_by_commit_equals_applying_them_at_once(commits):
     one_by_one = new_database()
     for commit in commits:
         apply_commits(one_by_one, [commit])
-    assert dump(one_by_one) == dump(replayed(commits))
+    assert dump(one_by_one) == dump(state_at(commits))

@@ -4,7 +4,6 @@ import pytest
 
 from chalicelib.links.outcome import LinkJob, TagChoice
 from chalicelib.state import (
-    apply_commits,
     attempts_of,
     links_needing_work,
     new_database,
@@ -12,7 +11,7 @@ from chalicelib.state import (
     processor_epoch,
     statuses_of,
 )
-from statelog import Log, T0, completed, created, event, failed, started
+from statelog import Log, T0, completed, created, event, failed, started, state_at
 
 NOW = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
 
@@ -22,9 +21,7 @@ def at(minutes: float) -> str:
 
 
 def state_of(log: Log):
-    db = new_database()
-    apply_commits(db, log.commits)
-    return db
+    return state_at(log.commits)
 
 
 def ids(jobs):
