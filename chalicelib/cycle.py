@@ -262,7 +262,8 @@ class _Cycle:
             self.record.snapshot_written = version
             self.report.snapshot_key = key
             # Ours is the newest: the listing already names what to prune.
-            snapshots.delete_snapshots(self.store, existing[: len(existing) + 1 - SNAPSHOTS_KEPT])
+            older = max(0, len(existing) + 1 - SNAPSHOTS_KEPT)
+            snapshots.delete_snapshots(self.store, existing[:older])
         except StoreError as error:
             self.record.error = f"snapshot: {type(error).__name__}: {error}"
 
