@@ -1,12 +1,16 @@
-"""Which object keys a store accepts, the same for every backend.
+"""Which requests a store accepts, the same for every backend.
 
-S3 would take almost any string, but the local store maps keys onto paths,
+Keys: S3 would take almost any string, but the local store maps keys onto paths,
 so a key that could climb out of its root ('..', a leading '/', an empty
 segment) is refused. Every backend applies the same rules, so code that
-works on the local store works on S3 and the other way round.
+works on the local store works on S3 and the other way round. The put and list arguments are
+checked here too, so both backends refuse the same mistakes with the same
+message before sending or writing anything.
 """
 
 MAX_KEY_BYTES = 1024
+# S3's ListObjectsV2 returns at most 1,000 keys per request.
+MAX_LIST = 1000
 # One byte of every file name is the local store's entry tag, and most file
 # systems stop at 255 bytes per name.
 MAX_SEGMENT_BYTES = 254
@@ -51,3 +55,19 @@ def check_prefix(prefix: str) -> str:
     # keys that exist, while "a//" or "/a" stay invalid.
     check_key(prefix + "x")
     return prefix
+
+
+def check_list_arguments(prefix: str, limit: int) -> None:
+    """Raise InvalidKey for a bad prefix, ValueError for a limit outside 1..MAX_LIST."""
+    check_prefix(prefix)
+    if not 1 <= limit <= MAX_LIST:
+        raise ValueError(f"list limit must be between 1 and {MAX_LIST}, not {limit}")
+
+
+def check_put_arguments(body, if_absent: bool, if_match: str | None) -> bytes:
+    """``body`` as bytes; ValueError for both preconditions at once, TypeError for a non-bytes body."""
+    if if_absent and if_match is not None:
+        raise ValueError("put takes if_absent or if_match, not both")
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise TypeError(f"object body must be bytes, not {type(body).__name__}")
+    return bytes(body)

@@ -39,15 +39,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from chalicelib.store.base import NotFound, ObjectInfo, PreconditionFailed, StoreError, StoredObject
-from chalicelib.store.keyrules import check_key, check_prefix
+from chalicelib.store.keyrules import check_key, check_list_arguments, check_put_arguments
 
 OBJECT_TAG = "f"
 DIRECTORY_TAG = "d"
 TEMP_PREFIX = ".tmp-"
 LOCK_DIRECTORY = ".locks"
 LOCK_STRIPES = 256
-MAX_LIST = 1000
-READ_CHUNK = 1 << 20
 HEADER_MAGIC = b"LLOBJ1 "
 HEADER_SIZE = len(HEADER_MAGIC) + 32 + 1
 
@@ -122,11 +120,7 @@ class LocalStore:
         if_match: str | None = None,
     ) -> str:
         """Write the object atomically and return its etag (see ObjectStore.put)."""
-        if if_absent and if_match is not None:
-            raise ValueError("put takes if_absent or if_match, not both")
-        if not isinstance(body, (bytes, bytearray, memoryview)):
-            raise TypeError(f"object body must be bytes, not {type(body).__name__}")
-        body = bytes(body)
+        body = check_put_arguments(body, if_absent, if_match)
         path = self._path(key)
         etag = etag_of(body)
         try:
@@ -209,9 +203,7 @@ class LocalStore:
         self, prefix: str, *, start_after: str | None = None, limit: int = 1000
     ) -> list[ObjectInfo]:
         """Objects under ``prefix`` in key order (UTF-8 byte order, as S3), after ``start_after``."""
-        check_prefix(prefix)
-        if not 1 <= limit <= MAX_LIST:
-            raise ValueError(f"list limit must be between 1 and {MAX_LIST}, not {limit}")
+        check_list_arguments(prefix, limit)
         *folders, partial = prefix.split("/")
         directory = os.path.join(self.root, *(DIRECTORY_TAG + s for s in folders))
         base = "".join(s + "/" for s in folders)

@@ -33,9 +33,7 @@ from chalicelib.store.base import (
     StoredObject,
     Transient,
 )
-from chalicelib.store.keyrules import check_key, check_prefix
-
-MAX_LIST = 1000
+from chalicelib.store.keyrules import check_key, check_list_arguments, check_put_arguments
 
 # Retries are configured here and nowhere else. botocore's "standard" mode
 # retries 5xx, throttling and connection errors a few times with jittered
@@ -147,10 +145,7 @@ class S3Store:
         if_match: str | None = None,
     ) -> str:
         """Write the object and return its etag (see ObjectStore.put)."""
-        if if_absent and if_match is not None:
-            raise ValueError("put takes if_absent or if_match, not both")
-        if not isinstance(body, (bytes, bytearray, memoryview)):
-            raise TypeError(f"object body must be bytes, not {type(body).__name__}")
+        body = check_put_arguments(body, if_absent, if_match)
         conditions = {}
         if if_absent:
             conditions["IfNoneMatch"] = "*"
@@ -158,7 +153,7 @@ class S3Store:
             conditions["IfMatch"] = _quoted(if_match)
         with _translated(key):
             response = self.client.put_object(
-                Bucket=self.bucket, Key=self._full(key), Body=bytes(body), **conditions
+                Bucket=self.bucket, Key=self._full(key), Body=body, **conditions
             )
         return response["ETag"]
 
@@ -172,9 +167,7 @@ class S3Store:
         self, prefix: str, *, start_after: str | None = None, limit: int = 1000
     ) -> list[ObjectInfo]:
         """Objects under ``prefix`` in key order, after ``start_after``; one request."""
-        check_prefix(prefix)
-        if not 1 <= limit <= MAX_LIST:
-            raise ValueError(f"list limit must be between 1 and {MAX_LIST}, not {limit}")
+        check_list_arguments(prefix, limit)
         request = {"Bucket": self.bucket, "Prefix": self.prefix + prefix, "MaxKeys": limit}
         if start_after:
             request["StartAfter"] = self.prefix + start_after
