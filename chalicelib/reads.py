@@ -27,6 +27,7 @@ from chalicelib.orgstate import OrgState, catch_up, open_state
 from chalicelib.state import queries
 from chalicelib.state.schema import version
 from chalicelib.store.base import NotFound, ObjectStore, Transient
+from chalicelib.sync import store_failures_as_api_errors
 
 # Orgs kept warm per container; past this the least recently read is dropped
 # (a 10,000-link org is tens of MB in memory).
@@ -71,18 +72,17 @@ class ReadCache:
         check_org(org)
         entry = self._entry(org)
         with entry.lock:
-            try:
-                if entry.state is None:
-                    entry.state = open_state(store, org)
-                else:
-                    entry.state.commits_applied += catch_up(store, org, entry.state.db)
-                    entry.state.version = version(entry.state.db)
-            except Transient as error:
-                entry.state = None
-                raise ApiError(503, "the store did not answer; try again", retry_after=1) from error
-            except commit_log.CorruptLog as error:
-                entry.state = None
-                raise ApiError(500, f"the log is damaged at {error.key}: {error.reason}") from error
+            with store_failures_as_api_errors():
+                try:
+                    if entry.state is None:
+                        entry.state = open_state(store, org)
+                    else:
+                        entry.state.commits_applied += catch_up(store, org, entry.state.db)
+                        entry.state.version = version(entry.state.db)
+                except (Transient, commit_log.CorruptLog):
+                    # A half-applied catch-up must not be served next time.
+                    entry.state = None
+                    raise
             yield entry.state
 
 

@@ -139,7 +139,7 @@ def push(
     batch = parse_push(body)
     author = {"kind": "client", "id": batch.client_id}
     entry = index._org(org)
-    with _translated_failures(), entry.lock:
+    with store_failures_as_api_errors(), entry.lock:
         index._catch_up(store, org, entry)
         version = entry.batches.get((f"client:{batch.client_id}", batch.batch_id))
         if version is None:
@@ -183,7 +183,7 @@ def pull(
     check_org(org)
     _check_pull_arguments(since, limit)
     entry = index._org(org)
-    with _translated_failures():
+    with store_failures_as_api_errors():
         with entry.lock:
             index._catch_up(store, org, entry)
             head = entry.head
@@ -267,8 +267,12 @@ def _check_pull_arguments(since, limit) -> None:
 
 
 @contextmanager
-def _translated_failures():
-    """Store and log failures become API errors (503 to retry, 500 for a damaged log)."""
+def store_failures_as_api_errors():
+    """Store and log failures become API errors (503 to retry, 500 for a damaged log).
+
+    The read routes use it too, so a client sees one code for one failure
+    whichever route met it.
+    """
     try:
         yield
     except LogBusy as error:

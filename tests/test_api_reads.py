@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib import reads
+from chalicelib.api_errors import ApiError
 from chalicelib.cycle import run_cycle
 from chalicelib.links.outcome import LinkOutcome, PageMetadata, TagSuggestion
+from chalicelib.store.faulty import Fault, FaultyStore
 from tests.api_server import serving
 
 AT = "2026-11-23T20:00:00Z"
@@ -212,3 +215,18 @@ def test_the_web_page_is_served_without_a_token(api):
     assert answer.status_code == 200
     assert answer.headers["Content-Type"].startswith("text/html")
     assert "/v1/sync/push" in answer.text and "/v1/links" in answer.text
+
+
+def test_a_store_that_does_not_answer_is_a_503_like_the_sync_routes_and_not_remembered(api):
+    # Every list fails while ``down`` holds: the first read cannot find the
+    # head of the log. The next read, with the store back, starts afresh.
+    down = True
+    store = FaultyStore(api.store, plan=lambda kind, key, n: Fault.TRANSIENT if down and kind == "list" else None)
+    cache = reads.ReadCache()
+
+    with pytest.raises(ApiError) as caught:
+        reads.list_links(cache, store, "acme", {})
+
+    assert (caught.value.status, caught.value.code, caught.value.retry_after) == (503, "store_unavailable", 1)
+    down = False
+    assert [link["id"] for link in reads.list_links(cache, store, "acme", {})["links"]] == ["l2", "l1"]
