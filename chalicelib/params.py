@@ -5,13 +5,20 @@ from __future__ import annotations
 from chalicelib.api_errors import ApiError
 
 
+def problem(name: str, message: str, kind: str = "value_error") -> dict:
+    """One bad field, in the shape validation errors have."""
+    return {"path": name, "message": message, "type": kind}
+
+
+def invalid_fields(problems: list[dict]) -> ApiError:
+    """The 422 naming every bad field at once."""
+    paths = ", ".join(found["path"] for found in problems)
+    return ApiError(422, f"invalid fields: {paths}", details=problems)
+
+
 def invalid_field(name: str, message: str, kind: str = "value_error") -> ApiError:
-    """The 422 for one bad field, in the shape validation errors have."""
-    return ApiError(
-        422,
-        f"invalid fields: {name}",
-        details=[{"path": name, "message": message, "type": kind}],
-    )
+    """The 422 for one bad field."""
+    return invalid_fields([problem(name, message, kind)])
 
 
 def integer(params: dict, name: str, default: int) -> int:

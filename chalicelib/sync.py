@@ -28,6 +28,7 @@ from chalicelib.api_errors import ApiError
 from chalicelib.events import parse_push
 from chalicelib.keys import check_org
 from chalicelib.log import LIST_PAGE, CorruptLog, LogBusy, append, find_head, read_commits
+from chalicelib.params import invalid_fields, problem
 from chalicelib.store.base import ObjectStore, Transient
 
 MAX_PULL_EVENTS = 1000
@@ -247,23 +248,16 @@ def _unseen_events(commit: dict, first_seen: dict[str, int], handed: set[str]) -
 
 def _check_pull_arguments(since, limit) -> None:
     problems = []
-    if not isinstance(since, int) or isinstance(since, bool) or since < 0:
-        problems.append({"path": "since", "message": "must be an integer >= 0", "type": "value_error"})
-    if (
-        not isinstance(limit, int)
-        or isinstance(limit, bool)
-        or not 1 <= limit <= MAX_PULL_EVENTS
-    ):
-        problems.append(
-            {
-                "path": "limit",
-                "message": f"must be an integer from 1 to {MAX_PULL_EVENTS}",
-                "type": "value_error",
-            }
-        )
+    if not _is_integer(since) or since < 0:
+        problems.append(problem("since", "must be an integer >= 0"))
+    if not _is_integer(limit) or not 1 <= limit <= MAX_PULL_EVENTS:
+        problems.append(problem("limit", f"must be an integer from 1 to {MAX_PULL_EVENTS}"))
     if problems:
-        paths = ", ".join(problem["path"] for problem in problems)
-        raise ApiError(422, f"invalid fields: {paths}", details=problems)
+        raise invalid_fields(problems)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @contextmanager
