@@ -56,7 +56,7 @@ class _OrgIndex:
 
     def record(self, commit: dict, max_events: int) -> None:
         version = commit["version"]
-        key = _batch_key(commit)
+        key = _batch_key(commit["author"], commit["batch_id"])
         ids = [event["id"] for event in commit["events"]]
         self.batches.setdefault(key, version)
         for event_id in ids:
@@ -78,11 +78,10 @@ class _OrgIndex:
         self.floor = version
 
 
-def _batch_key(commit: dict) -> tuple[str, str]:
+def _batch_key(author: dict, batch_id: str) -> tuple[str, str]:
     # Batch ids are made by clients; two clients may pick the same one, so
     # a batch is known by who sent it as well.
-    author = commit["author"]
-    return (f"{author['kind']}:{author['id']}", commit["batch_id"])
+    return (f"{author['kind']}:{author['id']}", batch_id)
 
 
 class LogIndex:
@@ -142,7 +141,7 @@ def push(
     entry = index._org(org)
     with store_failures_as_api_errors(), entry.lock:
         index._catch_up(store, org, entry)
-        version = entry.batches.get((f"client:{batch.client_id}", batch.batch_id))
+        version = entry.batches.get(_batch_key(author, batch.batch_id))
         if version is None:
             commit = append(
                 store,
