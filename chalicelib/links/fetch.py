@@ -168,6 +168,10 @@ def _invalid(url: str, why: str) -> FetchError:
     return FetchError("invalid_url", f"{url!r}: {why}", False)
 
 
+def _out_of_time(where: str, policy: FetchPolicy) -> FetchError:
+    return FetchError("timeout", f"{where}: the page took longer than {policy.total_timeout:g} s", True)
+
+
 def _ascii_host(url: str, host: str) -> str:
     try:
         ascii_host = host.encode("idna").decode("ascii") if not host.isascii() else host
@@ -420,7 +424,7 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
 def _transport_error(error: Exception, target: _Target, policy: FetchPolicy, deadline: _Deadline) -> FetchError:
     where = f"{target.host} port {target.port}"
     if deadline.expired:
-        return FetchError("timeout", f"{where}: the page took longer than {policy.total_timeout:g} s", True)
+        return _out_of_time(where, policy)
     causes = list(_causes(error))
     if isinstance(error, requests.exceptions.SSLError):
         return FetchError("tls_error", f"{where}: {error}", False)
@@ -484,7 +488,7 @@ def _read_body(response: requests.Response, target: _Target, policy: FetchPolicy
             break
     if deadline.expired:
         # The timer may have cut the stream into a clean-looking end.
-        raise FetchError("timeout", f"{target.url}: the page took longer than {policy.total_timeout:g} s", True)
+        raise _out_of_time(target.url, policy)
     return bytes(body)
 
 
@@ -508,7 +512,7 @@ def _follow(url: str, policy: FetchPolicy, session: requests.Session, adapter: _
         adapter.pin(target, _pinned_addresses(target, policy, deadline))
         remaining = deadline.remaining()
         if remaining <= 0:
-            raise FetchError("timeout", f"{target.url}: the page took longer than {policy.total_timeout:g} s", True)
+            raise _out_of_time(target.url, policy)
         try:
             response = session.get(
                 target.url, headers=headers, stream=True, allow_redirects=False,
