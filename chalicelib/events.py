@@ -96,11 +96,7 @@ def _bounded(max_chars: int, min_chars: int = 0):
     ]
 
 
-Id = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=MAX_ID_CHARS),
-    AfterValidator(_no_control_characters),
-]
+Id = _bounded(MAX_ID_CHARS, 1)
 Url = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_URL_CHARS), AfterValidator(_http_url)
 ]
