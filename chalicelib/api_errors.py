@@ -64,4 +64,5 @@ class ApiError(Exception):
         return headers
 
     def body_json(self) -> str:
+        """``body()`` serialized, as a response carries it."""
         return json.dumps(self.body())

@@ -36,6 +36,7 @@ Verify = Callable[[str | None], Principal]
 
 
 def unauthorized(message: str) -> ApiError:
+    """A 401 with the WWW-Authenticate challenge RFC 6750 asks of a bearer-token API."""
     return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer realm="linklog"'})
 
 
