@@ -106,6 +106,13 @@ def answers_errors(route: Callable[..., dict]) -> Callable[..., Response]:
             return _json_response(route(**uri_params))
         except ApiError as error:
             return _error_response(error)
+        except config.ConfigError as error:
+            # Said to the client too: every request fails until the
+            # deployment is fixed, and the message names the variable.
+            log.error("linklog is misconfigured: %s", error)
+            return _error_response(
+                ApiError(500, f"linklog is misconfigured: {error}", code="misconfigured")
+            )
         except Exception:
             log.exception("unexpected error in %s", route.__name__)
             return _error_response(ApiError(500, "internal error"))

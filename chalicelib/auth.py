@@ -15,6 +15,7 @@ from typing import Callable
 import jwt
 
 from chalicelib.api_errors import ApiError
+from chalicelib.config import ConfigError
 from chalicelib.keys import InvalidOrg, check_org
 
 # Generous for any real token, small enough that a hostile header costs nothing.
@@ -46,7 +47,7 @@ def make_verifier(*, secret: str | None = None, jwks_url: str | None = None) -> 
     Exactly one of ``secret`` (HS256) or ``jwks_url`` (RS256) is given.
     """
     if bool(secret) == bool(jwks_url):
-        raise ValueError("give exactly one of secret (HS256) or jwks_url (RS256)")
+        raise ConfigError("set exactly one of LINKLOG_JWT_SECRET (HS256) or LINKLOG_JWKS_URL (RS256)")
     if secret:
         return lambda header: _decode(_bearer(header), secret, "HS256")
     keys = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)

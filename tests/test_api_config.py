@@ -72,3 +72,19 @@ def test_services_are_built_once_from_the_environment(tmp_path, monkeypatch):
         assert built.queue.pending() == ["acme"]
     finally:
         api.use_services(None)
+
+
+def test_without_a_token_setting_every_route_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINKLOG_STORE", f"file://{tmp_path / 'data'}")
+    monkeypatch.delenv("LINKLOG_JWT_SECRET", raising=False)
+    monkeypatch.delenv("LINKLOG_JWKS_URL", raising=False)
+    api.use_services(None)
+    try:
+        with pytest.raises(ConfigError, match="LINKLOG_JWT_SECRET"):
+            api.services()
+        response = api.links()
+        assert response.status_code == 500
+        assert '"code": "misconfigured"' in response.body
+        assert "LINKLOG_JWKS_URL" in response.body
+    finally:
+        api.use_services(None)

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chalicelib.api_errors import ApiError
 from chalicelib.auth import Principal, issue_token, make_verifier
+from chalicelib.config import ConfigError
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 NOW = time.time()
@@ -170,7 +171,7 @@ def test_unreachable_keys_are_a_503_to_retry(rsa_key):
 
 
 def test_a_verifier_needs_exactly_one_key_source():
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         make_verifier()
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         make_verifier(secret=SECRET, jwks_url="http://127.0.0.1/jwks")
