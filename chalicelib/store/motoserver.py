@@ -64,6 +64,10 @@ def make_s3_requests_atomic() -> None:
     and linklog's log and lease stand on that, so moto (our stand-in for S3)
     is made to keep the promise. Safe to call more than once.
     """
+    # moto imports its S3 URL table lazily, on the first request; sixteen
+    # threads making that first request at once race in the import system
+    # ("module moto.s3.urls not in sys.modules"). Import it here, once.
+    import moto.s3.urls  # noqa: F401
     from moto.s3.responses import S3Response
 
     if getattr(S3Response, "_linklog_atomic", False):
