@@ -399,15 +399,15 @@ def run_cycle(
 
 def _finish(cycle: _Cycle, emit: Callable[[str], None], enqueue) -> CycleReport:
     """Release the lease, fill in the figures, emit the log line, enqueue."""
-    if cycle.lease is not None:
-        started = cycle.clock()
-        leases.release(cycle.store, cycle.lease)
-        cycle.timed("lease", started)
     report = cycle.report
     record = cycle.record
     if cycle.db is not None:
         record.version_after = state.version(cycle.db)
         report.next_retry_due = state.next_retry_due(cycle.db)
+    if cycle.lease is not None:
+        started = cycle.clock()
+        leases.release(cycle.store, cycle.lease, next_due=report.next_retry_due)
+        cycle.timed("lease", started)
     record.outcome = report.outcome
     record.work_left = report.work_left
     record.requests = cycle.store.counts()

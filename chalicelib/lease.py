@@ -80,18 +80,25 @@ _first_seen: dict[str, _Seen] = {}
 _first_seen_lock = threading.Lock()
 
 
-def _body(holder: str, epoch: int, duration: float, nonce: str, released: bool) -> bytes:
-    return json.dumps(
-        {
-            "holder": holder,
-            "epoch": epoch,
-            "duration_seconds": duration,
-            "released": released,
-            "nonce": nonce,
-            "written_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        },
-        sort_keys=True,
-    ).encode()
+def _body(
+    holder: str,
+    epoch: int,
+    duration: float,
+    nonce: str,
+    released: bool,
+    next_due: datetime | None = None,
+) -> bytes:
+    doc = {
+        "holder": holder,
+        "epoch": epoch,
+        "duration_seconds": duration,
+        "released": released,
+        "nonce": nonce,
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+    }
+    if released:
+        doc["next_due"] = next_due.isoformat() if next_due is not None else None
+    return json.dumps(doc, sort_keys=True).encode()
 
 
 def _parse(body: bytes) -> dict | None:
@@ -239,8 +246,14 @@ def renew(
     )
 
 
-def release(store: ObjectStore, lease: Lease) -> bool:
+def release(store: ObjectStore, lease: Lease, *, next_due: datetime | None = None) -> bool:
     """Give the lease up so the next processor need not wait for it to expire.
+
+    ``next_due`` is when the org's state next needs a cycle (a retry or a
+    stuck link coming due; None: nothing is waiting). The released marker
+    carries it, so the scheduled sweep can tell a quiet org from one with a
+    retry due by reading this small object instead of restoring the
+    snapshot. The write costs nothing extra: release writes the marker anyway.
 
     Returns False if it was no longer ours (or the release could not be
     confirmed; it then simply expires).
@@ -249,8 +262,41 @@ def release(store: ObjectStore, lease: Lease) -> bool:
     etag = _write(
         store,
         lease_key(lease.org),
-        _body(lease.holder, lease.epoch, lease.duration, nonce, True),
+        _body(lease.holder, lease.epoch, lease.duration, nonce, True, next_due),
         nonce,
         if_match=lease.etag,
     )
     return etag is not None
+
+
+@dataclass(frozen=True)
+class Released:
+    """A released lease and the time its last holder said the org is next due."""
+
+    next_due: datetime | None
+
+
+def released(store: ObjectStore, org: str) -> Released | None:
+    """The org's lease if it is released and carries a next-due time; else None.
+
+    None (no lease, one held or expired mid-cycle, one written before the
+    hint existed, or an unreadable one) means "no hint": ask the state.
+    Raises the store's errors.
+    """
+    try:
+        body = store.get(lease_key(org)).body
+    except NotFound:
+        return None
+    doc = _parse(body)
+    if doc is None or doc.get("released") is not True or "next_due" not in doc:
+        return None
+    raw = doc["next_due"]
+    if raw is None:
+        return Released(next_due=None)
+    try:
+        due = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        due = None
+    if due is None or due.tzinfo is None:
+        return None
+    return Released(next_due=due)

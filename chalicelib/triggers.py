@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, Callable, Iterator, Protocol
 from urllib.parse import unquote_plus
 
+from chalicelib import lease as leases
 from chalicelib import snapshots, state
 from chalicelib.cycle import run_cycle, utc_now
 from chalicelib.keys import (
@@ -217,8 +218,9 @@ def sweep(
     An org needs one when its log has commits after its newest snapshot of
     the current schema, or when its state (that snapshot) has a retry due at
     ``now``. Cost: one list per org to find it, two lists to compare log and
-    snapshot, and for an org whose log is not ahead the snapshot restore
-    (a list and a get). An org that cannot be checked (the store failed) is
+    snapshot, and for an org whose log is not ahead one get of its released
+    lease, which says when its state is next due (only without that hint,
+    e.g. after a crashed cycle, the snapshot is restored: a list and a get). An org that cannot be checked (the store failed) is
     enqueued anyway: the cycle decides, and a spare cycle is cheap.
     """
     due: list[str] = []
@@ -242,7 +244,13 @@ def _needs_cycle(store: ObjectStore, org: str, now: datetime) -> bool:
         return True
     if snapshot_version == 0:
         return False
-    retry_due = state.next_retry_due(snapshots.restore_latest(store, org).db)
+    # The log is not ahead, so the last cycle's state is the snapshot's; its
+    # released lease says when that state is next due (one small get).
+    hint = leases.released(store, org)
+    if hint is not None:
+        retry_due = hint.next_due
+    else:
+        retry_due = state.next_retry_due(snapshots.restore_latest(store, org).db)
     return retry_due is not None and retry_due <= now
 
 

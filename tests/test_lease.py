@@ -3,6 +3,7 @@ judged on our own clock."""
 
 import json
 import threading
+from datetime import datetime, timezone
 
 import pytest
 
@@ -229,3 +230,37 @@ def test_a_bad_org_is_refused_before_any_request(local_store, org):
     with pytest.raises(InvalidOrg):
         lease.acquire(local_store, org, "proc-a", duration=30, clock=FakeClock())
     assert local_store.total() == 0
+
+
+def test_a_released_lease_carries_when_the_org_is_next_due(local_store):
+    clock = FakeClock()
+    due = datetime(2026, 11, 23, 21, 0, tzinfo=timezone.utc)
+    held = lease.acquire(local_store, "acme", "p1", duration=60, clock=clock)
+    assert lease.released(local_store, "acme") is None  # held: no hint
+
+    lease.release(local_store, held, next_due=due)
+    assert lease.released(local_store, "acme") == lease.Released(next_due=due)
+
+    again = lease.acquire(local_store, "acme", "p2", duration=60, clock=clock)
+    lease.release(local_store, again)
+    assert lease.released(local_store, "acme") == lease.Released(next_due=None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b'{"epoch": 1, "released": true}',
+        b'{"epoch": 1, "released": true, "next_due": "tomorrow"}',
+        b'{"epoch": 1, "released": true, "next_due": "2026-11-23T21:00:00"}',
+        b'{"epoch": 1, "released": true, "next_due": 5}',
+        b'{"epoch": 1, "released": "yes", "next_due": null}',
+    ],
+)
+def test_a_lease_without_a_usable_hint_gives_none(local_store, body):
+    local_store.put("orgs/acme/lease.json", body)
+    assert lease.released(local_store, "acme") is None
+
+
+def test_no_lease_gives_no_hint(local_store):
+    assert lease.released(local_store, "acme") is None

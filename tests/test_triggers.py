@@ -341,9 +341,23 @@ def test_what_a_sweep_costs(orgs):
     counted = CountingStore(orgs)
     sweep(counted, now=NOW, enqueue=lambda org: None)
     # Finding 4 orgs: 5 lists. Each org: its snapshots, its log after them.
-    # globex and hooli are not ahead: their snapshot is restored (list + get).
+    # globex and hooli are not ahead: their released lease says when they
+    # are next due (one small get each); no snapshot is read.
     assert counted.counts() == {"get": 2, "head": 0, "put": 0, "delete": 0,
-                                "list": 5 + 4 * 2 + 2}
+                                "list": 5 + 4 * 2}
+
+
+def test_without_a_released_lease_the_sweep_asks_the_snapshot(orgs):
+    # A cycle that died leaves its lease held: no hint, so the state decides.
+    orgs.put("orgs/hooli/lease.json", b'{"holder": "gone", "epoch": 9, "released": false}')
+    orgs.delete("orgs/globex/lease.json")
+    counted = CountingStore(orgs)
+    later = NOW + timedelta(days=1)
+
+    assert sweep(counted, now=later, enqueue=lambda org: None) == ["acme", "hooli", "initech"]
+    # globex and hooli: the lease get, then the snapshot restore (list + get).
+    assert counted.counts()["get"] == 2 + 2
+    assert counted.counts()["list"] == 5 + 4 * 2 + 2
 
 
 def test_an_org_the_sweep_cannot_check_is_enqueued_anyway(orgs):
