@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import requests
+from processes import stop
 
 from chalicelib.auth import issue_token
 from chalicelib.store.motoserver import FAKE_AWS, moto_client
@@ -139,12 +140,7 @@ def run_against(store_url: str, log_path: Path, extra_env: dict) -> None:
     try:
         check_the_log(url)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def test_32_writers_over_moto_s3(moto_server, tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = {"v1.LinkProcessingCompleted", "v1.LinkProcessingFailed"}
@@ -86,12 +87,7 @@ def devserver(tmp_path, page_server):
     try:
         yield f"http://127.0.0.1:{port}", lines
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def printed_curl_line(lines, seen, timeout=30.0):
