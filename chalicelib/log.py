@@ -76,13 +76,26 @@ def find_head(store: ObjectStore, org: str, known: int = 0) -> int:
 
 
 def _list_versions(store: ObjectStore, org: str, after: int, limit: int = LIST_PAGE) -> list[int]:
+    """Up to ``limit`` commit versions after ``after``, in order.
+
+    Other names under log/ are passed over, but a listing they fill up is
+    followed by the next one: callers read "fewer than asked" as "this is
+    the head", so a stray object must not shorten the answer.
+    """
+    versions: list[int] = []
     start_after = log_key(org, after) if after > 0 else None
-    listed = store.list(log_prefix(org), start_after=start_after, limit=limit)
-    return [
-        version_of_log_key(info.key)
-        for info in listed
-        if _COMMIT_NAME.fullmatch(info.key.rsplit("/", 1)[-1])
-    ]
+    while len(versions) < limit:
+        asked = limit - len(versions)
+        listed = store.list(log_prefix(org), start_after=start_after, limit=asked)
+        versions.extend(
+            version_of_log_key(info.key)
+            for info in listed
+            if _COMMIT_NAME.fullmatch(info.key.rsplit("/", 1)[-1])
+        )
+        if len(listed) < asked:
+            break
+        start_after = listed[-1].key
+    return versions
 
 
 def _exists(store: ObjectStore, org: str, version: int) -> bool:

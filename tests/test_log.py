@@ -78,6 +78,17 @@ def test_read_commits_pages_by_after_and_limit(local_store):
     assert read_commits(local_store, "acme", 0, limit=0) == []
 
 
+
+def test_stray_objects_under_log_neither_shorten_a_read_nor_hide_the_head(local_store):
+    for n in range(1, 8):
+        append(local_store, "acme", [event(n)], batch_id=f"b{n}", author=CLIENT)
+    local_store.put(log_key("acme", 2) + ".bak", b"a copy someone left")
+    local_store.put(log_key("acme", 3) + ".tmp", b"half a copy")
+
+    assert [c["version"] for c in read_commits(local_store, "acme", 0, limit=3)] == [1, 2, 3]
+    assert [c["version"] for c in read_commits(local_store, "acme", 1, limit=2)] == [2, 3]
+    assert find_head(local_store, "acme") == 7
+
 def test_find_head_starts_from_the_known_version(local_store):
     for n in range(1, 6):
         append(local_store, "acme", [event(n)], batch_id=f"b{n}", author=CLIENT)
