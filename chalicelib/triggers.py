@@ -19,13 +19,14 @@ import logging
 import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterator, Protocol
 from urllib.parse import unquote_plus
 
 from chalicelib import lease as leases
 from chalicelib import snapshots, state
-from chalicelib.cycle import run_cycle, utc_now
+from chalicelib.cycle import CycleReport, run_cycle, utc_now
 from chalicelib.keys import (
     VERSION_DIGITS,
     InvalidOrg,
@@ -35,7 +36,7 @@ from chalicelib.keys import (
     org_of_key,
 )
 from chalicelib.links.outcome import ProcessLink
-from chalicelib.store.base import ObjectStore
+from chalicelib.store.base import ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -238,20 +239,52 @@ def sweep(
 
 
 def _needs_cycle(store: ObjectStore, org: str, now: datetime) -> bool:
+    found = readiness(store, org)
+    if found.log_ahead:
+        return True
+    if found.known:
+        due = found.next_due
+    else:
+        due = state.next_retry_due(snapshots.restore_latest(store, org).db)
+    return due is not None and due <= now
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What the store says, cheaply, about whether an org needs a cycle.
+
+    ``log_ahead``: its log has commits after its newest snapshot. If not,
+    the last cycle's state is the snapshot's, and ``known`` says whether
+    that cycle's released lease told when the state is next due
+    (``next_due``; None: nothing is waiting). Not ``known``: a cycle holds
+    the lease or died holding it, and only the state can tell.
+    """
+
+    log_ahead: bool
+    known: bool
+    next_due: datetime | None = None
+
+    def idle_at(self, now: datetime) -> bool:
+        """True when the org certainly has nothing to do at ``now``."""
+        return (
+            not self.log_ahead
+            and self.known
+            and (self.next_due is None or self.next_due > now)
+        )
+
+
+def readiness(store: ObjectStore, org: str) -> Readiness:
+    """Two lists and, when the log is not ahead, one small get of the lease."""
     snapshot_version = snapshots.newest_version(store, org)
     after = log_key(org, snapshot_version) if snapshot_version else None
     if store.list(log_prefix(org), start_after=after, limit=1):
-        return True
+        return Readiness(log_ahead=True, known=True)
     if snapshot_version == 0:
-        return False
-    # The log is not ahead, so the last cycle's state is the snapshot's; its
-    # released lease says when that state is next due (one small get).
+        return Readiness(log_ahead=False, known=True)
     hint = leases.released(store, org)
-    if hint is not None:
-        retry_due = hint.next_due
-    else:
-        retry_due = state.next_retry_due(snapshots.restore_latest(store, org).db)
-    return retry_due is not None and retry_due <= now
+    if hint is None:
+        return Readiness(log_ahead=False, known=False)
+    return Readiness(log_ahead=False, known=True, next_due=hint.next_due)
 
 
 def cycle_runner(
@@ -267,9 +300,21 @@ def cycle_runner(
 
     Each cycle gets a holder name of its own, so two cycles of one process
     never mistake each other's lease for their own.
+
+    Before taking the lease it asks the store, cheaply, whether the org is
+    idle (log not ahead of its snapshot, no retry due): every commit wakes
+    the processor, the processor's own commits included, and a wake-up for
+    nothing should cost two lists and a small get, not a lease write and a
+    snapshot restore. When the store cannot tell, the cycle decides.
     """
 
     def run(org: str):
+        try:
+            found = readiness(store, org)
+        except StoreError:
+            found = Readiness(log_ahead=True, known=False)
+        if found.idle_at(now()):
+            return CycleReport(org=org, outcome="nothing_to_do", next_retry_due=found.next_due)
         holder = f"{holder_prefix}-{uuid.uuid4().hex[:12]}"
         return run_cycle(
             store,

@@ -16,7 +16,13 @@ from chalicelib.keys import log_key
 from chalicelib.links.outcome import LinkFailure, LinkOutcome, PageMetadata
 from chalicelib.queue import LocalQueue
 from chalicelib.store.base import CountingStore, Transient
-from chalicelib.triggers import handle_sqs_records, list_orgs, orgs_from_s3_event, sweep
+from chalicelib.triggers import (
+    cycle_runner,
+    handle_sqs_records,
+    list_orgs,
+    orgs_from_s3_event,
+    sweep,
+)
 from processing_org import CLIENT, save_link
 
 LOG_KEY = "orgs/acme/log/00000000000000000001.json"
@@ -415,6 +421,7 @@ def test_the_sqs_handler_runs_the_cycle_and_answers_batch_item_failures(app_serv
              "args": {"id": "l1", "url": "http://127.0.0.1:9/",
                       "createdAt": "2026-11-23T19:00:00Z"}}
     log.append(store, "acme", [event], batch_id="b1", author=CLIENT)
+    save_link(store, "globex", "g1")
     held = lease.acquire(store, "globex", "someone-else", duration=3600, clock=time.monotonic)
     assert held is not None
 
@@ -438,3 +445,33 @@ def test_the_scheduled_sweep_enqueues_orgs_with_work(app_services):
                  "resources": ["arn:aws:events:eu-west-1:123456789012:rule/sweep"]}
     app.sweep_orgs(scheduled, None)
     assert queue.pending() == ["acme"]
+
+
+def test_a_wake_up_for_an_idle_org_costs_two_lists_and_a_small_get(orgs):
+    # globex was processed and its log is not ahead: its released lease says
+    # nothing is waiting, so no lease is taken and no snapshot is read.
+    counted = CountingStore(orgs)
+    run = cycle_runner(counted, process=pytest.fail, enqueue=None, now=lambda: NOW)
+
+    report = run("globex")
+
+    assert report.outcome == "nothing_to_do"
+    assert counted.counts() == {"get": 1, "head": 0, "put": 0, "delete": 0, "list": 2}
+
+
+def test_a_wake_up_with_a_retry_due_or_new_commits_runs_the_cycle(orgs):
+    later = NOW + timedelta(days=1)
+    outcomes = []
+    for org, at in [("hooli", later), ("initech", NOW)]:
+        run = cycle_runner(orgs, process=processed, enqueue=None, now=lambda at=at: at)
+        outcomes.append(run(org).outcome)
+
+    assert outcomes == ["done", "done"]
+
+
+def test_a_wake_up_without_a_hint_leaves_the_decision_to_the_cycle(orgs):
+    orgs.delete("orgs/globex/lease.json")
+    run = cycle_runner(orgs, process=pytest.fail, enqueue=None, now=lambda: NOW)
+
+    assert run("globex").outcome == "nothing_to_do"
+    assert lease.released(orgs, "globex") is not None  # a real cycle ran and released
