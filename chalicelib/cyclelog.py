@@ -73,6 +73,16 @@ class MeteredStore(CountingStore):
             self.bytes_read += len(stored.body)
         return stored
 
+    def download(self, key, into):
+        started = self._clock()
+        try:
+            info = super().download(key, into)
+        finally:
+            self._timed("get", started)
+        with self._lock:
+            self.bytes_read += info.size
+        return info
+
     def head(self, key):
         started = self._clock()
         try:

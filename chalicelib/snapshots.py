@@ -28,8 +28,15 @@ from dataclasses import dataclass, field
 
 import apsw
 
+from chalicelib import scratch
 from chalicelib.keys import snapshot_key, snapshot_prefix, version_of_snapshot_key
-from chalicelib.state.schema import SCHEMA_HASH, new_database, schema_hash_of, version
+from chalicelib.state.schema import (
+    SCHEMA_HASH,
+    new_database,
+    open_scratch_copy,
+    schema_hash_of,
+    version,
+)
 from chalicelib.store.base import ObjectInfo, ObjectStore, PreconditionFailed, StoreError
 
 log = logging.getLogger(__name__)
@@ -84,38 +91,110 @@ def encode(db: apsw.Connection) -> bytes:
 
 def decode(body: bytes, expected_version: int) -> apsw.Connection:
     """The database a snapshot body holds; raises UnusableSnapshot."""
-    view = memoryview(body)
-    end = body.find(b"\n", 0, MAX_HEADER)
-    if end < 0:
-        raise UnusableSnapshot("no snapshot header")
-    header = _HEADER.fullmatch(body[:end])
-    if header is None:
-        raise UnusableSnapshot("malformed snapshot header")
-    if int(header["format"]) != FORMAT_VERSION:
-        raise UnusableSnapshot(f"snapshot format {int(header['format'])} is not {FORMAT_VERSION}")
-    if header["schema"].decode() != SCHEMA_HASH:
-        raise UnusableSnapshot(f"header names schema {header['schema'].decode()}")
-    if int(header["version"]) != expected_version:
-        raise UnusableSnapshot(f"header names version {int(header['version'])}")
-    data = view[end + 1 :]
-    if len(data) != int(header["size"]):
-        raise UnusableSnapshot(f"{len(data)} bytes where the header says {int(header['size'])}")
-    if zlib.crc32(data) != int(header["crc32"], 16):
-        raise UnusableSnapshot("checksum mismatch")
-    db = apsw.Connection(":memory:")
-    try:
-        db.deserialize("main", data)
-        found_schema = schema_hash_of(db)
-        found_version = version(db) if found_schema else None
-    except apsw.Error as error:
-        db.close()
-        raise UnusableSnapshot(f"SQLite cannot open it: {error}") from None
-    if found_schema != SCHEMA_HASH or found_version != expected_version:
-        db.close()
-        raise UnusableSnapshot(
-            f"database holds schema {found_schema} at version {found_version}"
-        )
-    return db
+    with _ReceivedSnapshot(expected_version) as received:
+        received.write(body)
+        return received.open()
+
+
+def read_snapshot(store: ObjectStore, key: str) -> tuple[apsw.Connection, int, float]:
+    """The database the snapshot at ``key`` holds, its size in bytes, and
+    the seconds the download took; raises StoreError or UnusableSnapshot."""
+    started = time.perf_counter()
+    with _ReceivedSnapshot(version_of_snapshot_key(key)) as received:
+        info = store.download(key, received)
+        downloaded = time.perf_counter() - started
+        return received.open(), info.size, downloaded
+
+
+class _ReceivedSnapshot:
+    """A snapshot body arriving piece by piece (a download's ``into``).
+
+    The header is checked as soon as it has arrived; the database bytes go
+    straight to a scratch file, their size and checksum added up on the
+    way. Opening that file instead of deserializing a body held in memory
+    keeps one copy of the database instead of two (the body and SQLite's
+    copy of it), and filling fresh memory with those copies was most of a
+    restore's time. The file is unlinked once SQLite has it open, or when
+    the snapshot turns out unusable.
+    """
+
+    def __init__(self, expected_version: int):
+        self.expected_version = expected_version
+        self.expected_size: int | None = None
+        self.expected_crc32 = 0
+        self.size = 0
+        self.crc32 = 0
+        self._head = b""
+        self._file, self._path = scratch.new_scratch_file()
+
+    def __enter__(self) -> _ReceivedSnapshot:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._file.close()
+        scratch.remove(self._path)
+
+    def write(self, piece) -> None:
+        if self.expected_size is None:
+            piece = self._take_header(piece)
+            if piece is None:
+                return
+        self.size += len(piece)
+        if self.size > self.expected_size:
+            raise UnusableSnapshot(f"more than the {self.expected_size} bytes the header says")
+        self.crc32 = zlib.crc32(piece, self.crc32)
+        self._file.write(piece)
+
+    def _take_header(self, piece) -> memoryview | None:
+        """Check the header once its line is complete and return the bytes
+        after it; None while the line is still incomplete."""
+        head = self._head + bytes(piece)
+        end = head.find(b"\n", 0, MAX_HEADER)
+        if end < 0:
+            if len(head) >= MAX_HEADER:
+                raise UnusableSnapshot("no snapshot header")
+            self._head = head
+            return None
+        header = _HEADER.fullmatch(head[:end])
+        if header is None:
+            raise UnusableSnapshot("malformed snapshot header")
+        if int(header["format"]) != FORMAT_VERSION:
+            raise UnusableSnapshot(f"snapshot format {int(header['format'])} is not {FORMAT_VERSION}")
+        if header["schema"].decode() != SCHEMA_HASH:
+            raise UnusableSnapshot(f"header names schema {header['schema'].decode()}")
+        if int(header["version"]) != self.expected_version:
+            raise UnusableSnapshot(f"header names version {int(header['version'])}")
+        self.expected_size = int(header["size"])
+        self.expected_crc32 = int(header["crc32"], 16)
+        return memoryview(head)[end + 1 :]
+
+    def open(self) -> apsw.Connection:
+        """The database received, checked; raises UnusableSnapshot."""
+        if self.expected_size is None:
+            raise UnusableSnapshot("no snapshot header")
+        if self.size != self.expected_size:
+            raise UnusableSnapshot(f"{self.size} bytes where the header says {self.expected_size}")
+        if self.crc32 != self.expected_crc32:
+            raise UnusableSnapshot("checksum mismatch")
+        self._file.close()
+        try:
+            db = open_scratch_copy(self._path)
+        except apsw.Error as error:
+            raise UnusableSnapshot(f"SQLite cannot open it: {error}") from None
+        try:
+            # Reading the meta table also makes SQLite hold the file open
+            # before it is unlinked.
+            found_schema = schema_hash_of(db)
+            found_version = version(db) if found_schema else None
+        except apsw.Error as error:
+            db.close()
+            raise UnusableSnapshot(f"SQLite cannot open it: {error}") from None
+        if found_schema != SCHEMA_HASH or found_version != self.expected_version:
+            db.close()
+            raise UnusableSnapshot(
+                f"database holds schema {found_schema} at version {found_version}"
+            )
+        return db
 
 
 def write_snapshot(store: ObjectStore, org: str, db: apsw.Connection) -> str | None:
@@ -173,10 +252,10 @@ def restore_latest(store: ObjectStore, org: str) -> Restored:
     for info in reversed(candidates[-MAX_RESTORE_ATTEMPTS:]):
         started = time.perf_counter()
         try:
-            body = store.get(info.key).body
-            fetched = time.perf_counter()
-            db = decode(body, version_of_snapshot_key(info.key))
-        except (StoreError, UnusableSnapshot) as error:
+            db, size, downloaded = read_snapshot(store, info.key)
+        except (StoreError, UnusableSnapshot, OSError) as error:
+            # OSError: no room for the scratch copy; a replay, in memory,
+            # may still do.
             reason = f"{type(error).__name__}: {error}"
             log.warning("snapshot %s skipped: %s", info.key, reason)
             skipped.append((info.key, reason))
@@ -186,9 +265,9 @@ def restore_latest(store: ObjectStore, org: str) -> Restored:
             version=version(db),
             key=info.key,
             skipped=skipped,
-            size=len(body),
-            get_seconds=fetched - started,
-            deserialize_seconds=time.perf_counter() - fetched,
+            size=size,
+            get_seconds=downloaded,
+            deserialize_seconds=time.perf_counter() - started - downloaded,
         )
     return Restored(db=new_database(), version=0, key=None, skipped=skipped)
 

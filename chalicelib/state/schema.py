@@ -155,6 +155,24 @@ def new_database() -> apsw.Connection:
     return db
 
 
+def open_scratch_copy(path: str) -> apsw.Connection:
+    """The state database in the file at ``path``, opened as a scratch copy.
+
+    The file is a disposable copy of a snapshot (the log is the truth), so
+    nothing is gained by syncing it or journaling to disk: the journal lives
+    in memory (a rollback still works) and writes are never synced. Raises
+    apsw.Error for a file SQLite cannot read.
+    """
+    db = apsw.Connection(path)
+    try:
+        db.execute("PRAGMA journal_mode = MEMORY")
+        db.execute("PRAGMA synchronous = OFF")
+    except apsw.Error:
+        db.close()
+        raise
+    return db
+
+
 def version(db: apsw.Connection) -> int:
     """The log version the database has applied (0 when empty)."""
     return db.execute("SELECT version FROM meta").get

@@ -27,6 +27,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from chalicelib.store.base import (
     Conflict,
@@ -123,6 +124,14 @@ class FaultyStore:
         self._fail_before(self._fault_for("get", key), key)
         return self.inner.get(key)
 
+    def download(self, key: str, into: BinaryIO) -> ObjectInfo:
+        """A failed download is cut off after its first piece, as when a
+        connection drops mid-body; the caller holds a prefix."""
+        if self._fault_for("get", key) is None:
+            return self.inner.download(key, into)
+        self.inner.download(key, _FirstPieceOnly(into, key))
+        raise Transient(key, "injected fault: the connection dropped mid-body")
+
     def head(self, key: str) -> ObjectInfo:
         self._fail_before(self._fault_for("head", key), key)
         return self.inner.head(key)
@@ -154,3 +163,18 @@ class FaultyStore:
             if fault is None:
                 raise
         self._fail_after(fault, key)
+
+
+class _FirstPieceOnly:
+    """Passes on the first piece of a download, then fails as a dropped connection."""
+
+    def __init__(self, into: BinaryIO, key: str):
+        self.into = into
+        self.key = key
+        self.passed = False
+
+    def write(self, piece) -> None:
+        if self.passed:
+            raise Transient(self.key, "injected fault: the connection dropped mid-body")
+        self.into.write(piece)
+        self.passed = True

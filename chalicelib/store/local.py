@@ -36,9 +36,17 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
+from typing import BinaryIO
 from contextlib import contextmanager
 
-from chalicelib.store.base import NotFound, ObjectInfo, PreconditionFailed, StoreError, StoredObject
+from chalicelib.store.base import (
+    DOWNLOAD_PIECE,
+    NotFound,
+    ObjectInfo,
+    PreconditionFailed,
+    StoreError,
+    StoredObject,
+)
 from chalicelib.store.keyrules import check_key, check_list_arguments, check_put_arguments
 
 OBJECT_TAG = "f"
@@ -90,19 +98,34 @@ class LocalStore:
 
     def get(self, key: str) -> StoredObject:
         """The object's body and etag; raises NotFound."""
-        path = self._path(key)
-        try:
+        with _reading(key):
             # Unbuffered: a buffered read of the whole file joins its buffer
             # to the rest, copying the body once more (tens of ms for a
             # large snapshot); readall sizes one buffer from fstat.
-            with open(path, "rb", buffering=0) as f:
+            with open(self._path(key), "rb", buffering=0) as f:
                 etag = _read_header(key, f)
                 body = f.readall()
-        except FileNotFoundError:
-            raise NotFound(key) from None
-        except OSError as e:
-            raise StoreError(key, f"read failed: {e}") from e
         return StoredObject(key=key, etag=etag, body=body)
+
+    def download(self, key: str, into: BinaryIO) -> ObjectInfo:
+        """Write the object's body to ``into`` piece by piece (see ObjectStore.download)."""
+        piece = bytearray(DOWNLOAD_PIECE)
+        view = memoryview(piece)
+        size = 0
+        with _reading(key):
+            f = open(self._path(key), "rb", buffering=0)
+        with f:
+            with _reading(key):
+                etag = _read_header(key, f)
+            while True:
+                # Only the store's own reads are translated: what into.write
+                # raises belongs to the caller and passes through untouched.
+                with _reading(key):
+                    read = f.readinto(piece)
+                if not read:
+                    return ObjectInfo(key=key, etag=etag, size=size)
+                into.write(view[:read])
+                size += read
 
     def head(self, key: str) -> ObjectInfo:
         """The object's etag and size; raises NotFound."""
@@ -255,6 +278,17 @@ class LocalStore:
 
 def _header(etag: str) -> bytes:
     return HEADER_MAGIC + etag.strip('"').encode("ascii") + b"\n"
+
+
+@contextmanager
+def _reading(key: str) -> Iterator[None]:
+    """Turn a failed read of ``key``'s file into NotFound or StoreError."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise NotFound(key) from None
+    except OSError as e:
+        raise StoreError(key, f"read failed: {e}") from e
 
 
 def _read_header(key: str, f) -> str:
