@@ -30,7 +30,7 @@ from chalicelib.store.base import NotFound, ObjectStore, Transient
 from chalicelib.sync import store_failures_as_api_errors
 
 # Orgs kept warm per container; past this the least recently read is dropped
-# (a 10,000-link org is tens of MB in memory).
+# (a 10,000-link org is a 90 MB scratch file in /tmp, see infra/template.json).
 MAX_WARM_ORGS = 8
 MAX_QUERY_BODY = 20_000
 QUERY_MAX_ROWS = 1000

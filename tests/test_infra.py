@@ -192,6 +192,16 @@ def test_package_has_the_handlers_on_python_3_12(packaged):
     assert {props["Runtime"] for props in functions.values()} == {"python3.12"}
 
 
+def test_package_gives_every_function_room_for_restored_snapshots(packaged):
+    # A restore writes the org's database to /tmp (90 MB for 10,000 links)
+    # and the API keeps up to eight orgs warm: Lambda's default 512 MB of
+    # /tmp would turn restores into replays.
+    sizes = {name: body["Properties"]["EphemeralStorage"]["Size"]
+             for name, body in packaged["Resources"].items()
+             if body["Type"] == "AWS::Serverless::Function"}
+    assert sizes == {"APIHandler": 2048, "ProcessOrgMessages": 1024, "SweepOrgs": 1024}
+
+
 def test_package_maps_the_stacks_queue_with_partial_batch_failures(packaged):
     event = packaged["Resources"]["ProcessOrgMessages"]["Properties"]["Events"][
         "ProcessOrgMessagesSqsEventSource"]

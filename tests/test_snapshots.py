@@ -1,10 +1,13 @@
+import errno
+import os
+import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import apsw
 import pytest
 
-from chalicelib import orgstate, snapshots
+from chalicelib import orgstate, scratch, snapshots
 from chalicelib.keys import snapshot_key, snapshot_prefix
 from chalicelib.state import SCHEMA_HASH, apply_commits, new_database, version
 from chalicelib.store.faulty import Fault, FaultyStore
@@ -101,6 +104,7 @@ def other_schema_database(commits) -> bytes:
     (lambda good, commits: b"", "UnusableSnapshot: no snapshot header"),
     (lambda good, commits: b"garbage\n" + good, "UnusableSnapshot: malformed snapshot header"),
     (lambda good, commits: good[:-10], "bytes where the header says"),
+    (lambda good, commits: good + b"trailing", "UnusableSnapshot: more than the"),
     (lambda good, commits: framed(b"not a database at all" * 100, 4),
      "UnusableSnapshot: SQLite cannot open it: file is not a database"),
     (lambda good, commits: framed(state_at(commits[:3]).serialize("main"), 4),
@@ -266,3 +270,101 @@ def test_newest_version_skips_objects_that_are_not_snapshots(local_store):
     snapshot_at(local_store, commits, 4)
     local_store.put(snapshot_prefix(ORG, SCHEMA_HASH) + "notes.txt", b"hi")
     assert snapshots.newest_version(local_store, ORG) == 4
+
+
+@pytest.fixture
+def scratch_dir(tmp_path, monkeypatch):
+    """Where scratch copies go, empty, so a test can see what is left in it."""
+    directory = tmp_path / "scratch"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    return directory
+
+
+def test_a_restored_database_leaves_no_file_behind_and_stays_writable(any_store, scratch_dir):
+    commits = story().commits
+    push(any_store, commits)
+    snapshot_at(any_store, commits, 3)
+
+    state = orgstate.open_state(any_store, ORG)
+
+    # The scratch copy was unlinked as soon as SQLite had it open; the
+    # commits after the snapshot were still applied to it.
+    assert list(scratch_dir.iterdir()) == []
+    assert (state.snapshot_version, state.commits_applied) == (3, 3)
+    assert dump(state.db) == dump(replay(any_store))
+
+
+def test_unusable_and_cut_off_snapshots_leave_no_file_behind(local_store, scratch_dir):
+    commits = story().commits
+    push(local_store, commits)
+    snapshot_at(local_store, commits, 2)
+    cut_off = snapshot_at(local_store, commits, 3)
+    broken = snapshot_at(local_store, commits, 4)
+    local_store.put(broken, b"broken")
+    plan = lambda kind, key, n: Fault.TRANSIENT if key == cut_off else None
+
+    state = orgstate.open_state(FaultyStore(local_store, plan=plan), ORG)
+
+    assert [key for key, _ in state.skipped_snapshots] == [broken, cut_off]
+    assert state.snapshot_version == 2
+    assert list(scratch_dir.iterdir()) == []
+
+
+class InTinyPieces:
+    """A store whose downloads arrive 7 bytes at a time, headers split and all."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def download(self, key, into):
+        body = self.inner.get(key).body
+        for at in range(0, len(body), 7):
+            into.write(memoryview(body)[at:at + 7])
+        return self.inner.head(key)
+
+
+def test_a_snapshot_arriving_in_tiny_pieces_restores_the_same(local_store):
+    commits = story().commits
+    key = snapshot_at(local_store, commits, 6)
+
+    restored = snapshots.restore_latest(InTinyPieces(local_store), ORG)
+
+    assert (restored.key, restored.skipped) == (key, [])
+    assert dump(restored.db) == dump(state_at(commits))
+
+
+def test_no_room_for_the_scratch_copy_means_a_replay_not_an_error(local_store, scratch_dir, monkeypatch):
+    commits = story().commits
+    push(local_store, commits)
+    snapshot_at(local_store, commits, 4)
+    paths = []
+
+    class Full:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, piece):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def close(self):
+            self.file.close()
+
+    def full_scratch_file(directory=None):
+        file, path = new_scratch_file(directory)
+        paths.append(path)
+        return Full(file), path
+
+    new_scratch_file = scratch.new_scratch_file
+    monkeypatch.setattr(scratch, "new_scratch_file", full_scratch_file)
+
+    state = orgstate.open_state(local_store, ORG)
+
+    [(skipped, reason)] = state.skipped_snapshots
+    assert reason == "OSError: [Errno 28] No space left on device"
+    assert (state.snapshot_key, state.commits_applied) == (None, 6)
+    assert dump(state.db) == dump(replay(local_store))
+    assert len(paths) == 1 and list(scratch_dir.iterdir()) == []

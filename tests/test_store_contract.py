@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from chalicelib.store import InvalidKey, NotFound, ObjectInfo, PreconditionFailed
+from chalicelib.store.base import DOWNLOAD_PIECE
 
 
 def md5_etag(body: bytes) -> str:
@@ -49,6 +50,62 @@ def test_get_and_head_of_missing_key_raise_not_found(any_store):
     assert caught.value.key == "nope/missing.json"
     with pytest.raises(NotFound):
         any_store.head("nope/missing.json")
+
+
+class Pieces:
+    """A download's destination that keeps each piece it is handed."""
+
+    def __init__(self):
+        self.pieces: list[bytes] = []
+
+    def write(self, piece) -> None:
+        self.pieces.append(bytes(piece))
+
+
+def test_download_hands_on_the_body_in_pieces_with_its_etag_and_size(any_store):
+    body = bytes(range(256)) * 10_000  # 2.5 MB: three pieces of at most 1 MB
+    etag = any_store.put("orgs/acme/snapshots/big.sqlite", body)
+    into = Pieces()
+
+    info = any_store.download("orgs/acme/snapshots/big.sqlite", into)
+
+    assert info == ObjectInfo(key="orgs/acme/snapshots/big.sqlite", etag=etag, size=len(body))
+    assert b"".join(into.pieces) == body
+    assert len(into.pieces) >= 3
+    assert max(len(piece) for piece in into.pieces) <= DOWNLOAD_PIECE
+
+
+def test_download_of_an_empty_object_writes_nothing(any_store):
+    etag = any_store.put("empty", b"")
+    into = Pieces()
+
+    assert any_store.download("empty", into) == ObjectInfo(key="empty", etag=etag, size=0)
+    assert b"".join(into.pieces) == b""
+
+
+def test_download_of_a_missing_key_raises_not_found_and_writes_nothing(any_store):
+    into = Pieces()
+
+    with pytest.raises(NotFound) as caught:
+        any_store.download("nope/missing.sqlite", into)
+
+    assert caught.value.key == "nope/missing.sqlite"
+    assert into.pieces == []
+
+
+def test_what_the_destination_raises_passes_through_a_download_untranslated(any_store):
+    any_store.put("k", b"x" * 3_000_000)
+
+    class DiskFull:
+        def write(self, piece):
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError) as caught:
+        any_store.download("k", DiskFull())
+
+    assert caught.value.errno == 28
+    # The store still answers: the abandoned body did not poison a connection.
+    assert any_store.get("k").body == b"x" * 3_000_000
 
 
 def test_plain_put_overwrites(any_store):
@@ -261,12 +318,14 @@ def test_every_request_is_counted_by_kind_failed_ones_included(any_store):
     with pytest.raises(PreconditionFailed):
         any_store.put("k", b"y", if_absent=True)
     any_store.get("k")
+    any_store.download("k", Pieces())
     any_store.head("k")
     any_store.list("")
     any_store.delete("k")
 
-    assert any_store.counts() == {"get": 1, "head": 1, "put": 2, "delete": 1, "list": 1}
-    assert any_store.total() == 6
+    # A download is one GET request, and is billed as one.
+    assert any_store.counts() == {"get": 2, "head": 1, "put": 2, "delete": 1, "list": 1}
+    assert any_store.total() == 7
 
 
 THREADS = 16

@@ -97,6 +97,27 @@ def test_transient_on_reads(inner):
     assert [(f.kind, f.n) for f in store.injected] == [("get", 1), ("head", 1), ("list", 1)]
 
 
+class Pieces(list):
+    def write(self, piece):
+        self.append(bytes(piece))
+
+
+def test_a_failed_download_is_cut_off_after_its_first_piece(inner):
+    body = b"0123456789abcdef" * 200_000  # 3.2 MB: four pieces
+    inner.put("k", body)
+    store = FaultyStore(inner, plan=lambda kind, key, n: Fault.TRANSIENT if n == 1 else None)
+    cut = Pieces()
+
+    with pytest.raises(Transient):
+        store.download("k", cut)
+    whole = Pieces()
+    store.download("k", whole)
+
+    assert len(cut) == 1 and body.startswith(cut[0]) and len(cut[0]) < len(body)
+    assert b"".join(whole) == body
+    assert [(f.kind, f.n) for f in store.injected] == [("get", 1)]
+
+
 @pytest.mark.parametrize(
     "fault, request_",
     [
