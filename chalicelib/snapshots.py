@@ -16,6 +16,9 @@ SHA-256 takes 50, and a restore is mostly moving bytes.
 A header that does not match the key, a wrong size or checksum, bytes
 SQLite cannot open, or a meta table naming another schema or version make
 the snapshot unusable.
+
+Restoring streams the body to a scratch file (chalicelib.scratch) and
+opens it there, rather than deserializing a body held in memory.
 """
 
 from __future__ import annotations
@@ -64,7 +67,9 @@ class Restored:
 
     ``key`` is None when no snapshot could be used (``db`` is then empty, at
     version 0); ``skipped`` lists ``(key, reason)`` for every snapshot or
-    listing that failed on the way.
+    listing that failed on the way. ``get_seconds`` is the download (with
+    the checksum, added up as it arrives); ``deserialize_seconds``, named
+    as in DESIGN §10, is opening and checking the scratch copy.
     """
 
     db: apsw.Connection
@@ -78,7 +83,8 @@ class Restored:
 
 def encode(db: apsw.Connection) -> bytes:
     """The snapshot body for ``db``: header line and serialized database."""
-    # A WAL header in the bytes makes deserialize fail later (DESIGN §5).
+    # A WAL header in the bytes would make the restored copy look for a
+    # write-ahead log that does not exist (DESIGN §5).
     if str(db.execute("PRAGMA journal_mode").get).lower() == "wal":
         db.execute("PRAGMA journal_mode = DELETE")
     data = db.serialize("main")
