@@ -5,9 +5,10 @@ Orgs of 1,000 and 10,000 links (about 5 KB of text each, bench/orgdata.py)
 are written to moto's S3 server on 127.0.0.1 and to a local directory store.
 Then:
 
-(a) restore, on each store: the newest snapshot (list + get + checksum +
-    deserialize) against a full replay (read every commit, apply it), in ms
-    and as ratios (get + deserialize alone, and the whole restore);
+(a) restore, on each store: the newest snapshot (list, download to a
+    scratch file with the checksum added up on the way, open and check it)
+    against a full replay (read every commit, apply it), in ms and as
+    ratios (download + open alone, and the whole restore);
 (b) one cycle over 20 newly saved links on the 1,000-link org: store
     requests by kind, sequential round trips, commits and snapshots written;
 (c) apply rate, events per second, from the 10,000-link replay;
