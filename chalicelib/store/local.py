@@ -36,8 +36,8 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
-from typing import BinaryIO
 from contextlib import contextmanager
+from typing import BinaryIO
 
 from chalicelib.store.base import (
     DOWNLOAD_PIECE,
