@@ -5,18 +5,18 @@ $LINKLOG_STORE (a local directory by default; an s3:// URL with
 AWS_ENDPOINT_URL serves over moto's server, MinIO or a real bucket), and
 runs the local worker that processes saved links. Without a token setting
 it makes up a JWT secret for this run and prints a development token and a
-curl line that saves a link.
+curl line that saves a link (with fresh ids each time it is run).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shlex
 import sys
 import time
-import uuid
 
 from chalice.config import Config
 from chalice.local import create_local_server
@@ -34,26 +34,44 @@ DEV_TOKEN_SECONDS = 30 * 24 * 3600
 LISTEN_BACKLOG = 128
 
 
-def example_push(now: float) -> dict:
-    """A push body that saves one link."""
-    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-    link_id = f"link-{uuid.uuid4().hex[:12]}"
+EXAMPLE_URL = "https://example.com/"
+# Stand-ins in the example push for values the shell makes each time the
+# printed line runs, so running it again saves again instead of repeating
+# ids the log has already seen. %N (nanoseconds) is GNU date's; BSD date
+# prints a plain N, which leaves ids fresh once a second.
+_SHELL_MADE = {
+    "@NANOS@": '"$(date +%s%N)"',
+    "@NOW@": '"$(date -u +%Y-%m-%dT%H:%M:%SZ)"',
+}
+_SHELL_MADE_PATTERN = re.compile("(" + "|".join(_SHELL_MADE) + ")")
+
+
+def example_push() -> dict:
+    """A push body that saves one link, with stand-ins (see _SHELL_MADE)
+    for its ids and times."""
     return {
-        "batch_id": f"batch-{uuid.uuid4().hex[:12]}",
+        "batch_id": "batch-@NANOS@",
         "client_id": "curl",
         "events": [
             {
-                "id": f"event-{uuid.uuid4().hex[:12]}",
+                "id": "event-@NANOS@",
                 "name": "v1.LinkCreated",
-                "args": {"id": link_id, "url": "https://example.com/", "createdAt": at},
-                "at": at,
+                "args": {"id": "link-@NANOS@", "url": EXAMPLE_URL, "createdAt": "@NOW@"},
+                "at": "@NOW@",
             }
         ],
     }
 
 
+def shell_word(text: str) -> str:
+    """``text`` as one sh word: quoted, but with each stand-in replaced by
+    the command substitution that makes its value."""
+    pieces = _SHELL_MADE_PATTERN.split(text)
+    return "".join(_SHELL_MADE.get(piece) or shlex.quote(piece) for piece in pieces if piece)
+
+
 def curl_line(base_url: str, token: str, body: dict) -> str:
-    """A ready-to-paste curl command that pushes ``body``."""
+    """A ready-to-paste curl command (sh, bash, zsh) that pushes ``body``."""
     return " ".join(
         [
             "curl -X POST",
@@ -63,7 +81,7 @@ def curl_line(base_url: str, token: str, body: dict) -> str:
             "-H",
             shlex.quote("Content-Type: application/json"),
             "-d",
-            shlex.quote(json.dumps(body)),
+            shell_word(json.dumps(body)),
         ]
     )
 
@@ -98,7 +116,7 @@ def main() -> None:
         print(f"development token (org {DEV_ORG!r}, valid 30 days):")
         print(token)
         print("save a link:")
-        print(curl_line(base_url, token, example_push(now)))
+        print(curl_line(base_url, token, example_push()))
     else:
         print(f"tokens are checked against {settings.jwks_url} (RS256)")
     sys.stdout.flush()

@@ -10,6 +10,7 @@ import pytest
 from chalicelib import cycle, lease, log, snapshots, state
 from chalicelib.keys import InvalidOrg, snapshot_prefix
 from chalicelib.links.outcome import LinkOutcome
+from chalicelib.state.apply import MAX_ATTEMPTS
 from chalicelib.store.base import CountingStore
 from clocks import T0, FakeClock, WallClock
 from processing_org import (
@@ -132,30 +133,30 @@ def test_client_commits_alone_get_a_snapshot_at_the_head(local_store):
     assert report.snapshot_key.endswith("/00000000000000000004.sqlite")
 
 
-def test_a_retryable_failure_is_retried_with_backoff_at_most_three_times(local_store):
+def test_a_retryable_failure_is_retried_with_growing_waits_at_most_max_attempts_times(local_store):
     save_links(local_store, "acme", [1], host="example.com/fail-retry")
     now = WallClock()
     processor = FakeProcessor()
     first = run(local_store, process=processor, now=now)
     assert first.links_failed == (link_id(1),)
-    due = first.next_retry_due
+    due, waited = first.next_retry_due, first.next_retry_due - T0
     assert due is not None and due > T0
-
     assert run(local_store, process=processor, now=now).outcome == "nothing_to_do"
-    now.at = due
-    second = run(local_store, process=processor, now=now)
-    assert second.links_started == (link_id(1),)
-    assert second.next_retry_due - due > due - T0, "the wait grows"
-    now.at = second.next_retry_due
-    third = run(local_store, process=processor, now=now)
-    assert third.links_started == (link_id(1),)
-    assert third.next_retry_due is None
+
+    for attempt in range(2, MAX_ATTEMPTS + 1):
+        now.at = due
+        report = run(local_store, process=processor, now=now)
+        assert report.links_started == (link_id(1),)
+        if attempt < MAX_ATTEMPTS:
+            assert report.next_retry_due - due > waited, "the wait grows"
+            due, waited = report.next_retry_due, report.next_retry_due - due
+    assert report.next_retry_due is None
     now.at = T0 + timedelta(days=30)
     assert run(local_store, process=processor, now=now).outcome == "nothing_to_do"
 
     history = processor_history(all_commits(local_store, "acme"))
-    assert history[link_id(1)].attempts_started == [1, 2, 3]
-    assert processor.calls[link_id(1)] == 3
+    assert history[link_id(1)].attempts_started == list(range(1, MAX_ATTEMPTS + 1))
+    assert processor.calls[link_id(1)] == MAX_ATTEMPTS
 
 
 def test_a_hard_failure_and_a_crashing_processor_are_data(local_store):
@@ -207,10 +208,10 @@ def test_a_link_left_pending_by_a_dead_cycle_is_taken_again_after_five_minutes(l
     assert history[link_id(1)].attempts_started == [1, 2]
 
 
-def test_a_link_that_kills_every_cycle_fails_for_good_after_three_attempts(local_store):
+def test_a_link_that_kills_every_cycle_fails_for_good_after_max_attempts(local_store):
     save_links(local_store, "acme", [1])
     now = WallClock()
-    for _ in range(3):
+    for _ in range(MAX_ATTEMPTS):
         with pytest.raises(Died):
             run(local_store, now=now, checkpoint=die_once_started)
         now.at += timedelta(minutes=6)
@@ -225,7 +226,7 @@ def test_a_link_that_kills_every_cycle_fails_for_good_after_three_attempts(local
         if e["name"] == "v1.LinkProcessingFailed"
     ]
     assert (failed["code"], failed["retryable"]) == ("too_many_attempts", False)
-    assert failed["message"] == "processing was started 3 times and never finished"
+    assert failed["message"] == f"processing was started {MAX_ATTEMPTS} times and never finished"
     now.at += timedelta(days=1)
     assert run(local_store, now=now).outcome == "nothing_to_do"
 

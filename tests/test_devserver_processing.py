@@ -2,8 +2,9 @@
 
 The dev server runs as `make run` runs it, a process of its own on a local
 directory store; the page it fetches is served on 127.0.0.1, allow-listed as
-a user would. Nothing but the printed request (with the page's address in
-place of the public example URL) and polling the pull API happens.
+a user would. Nothing but the printed request, run through a shell (with the
+page's address in place of the public example URL), other pushes a client
+makes, and polling the read API happens.
 """
 
 import json
@@ -23,7 +24,6 @@ import requests
 from processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
-TERMINAL = {"v1.LinkProcessingCompleted", "v1.LinkProcessingFailed"}
 ARTICLE = b"""<!doctype html><html lang="en"><head>
 <title>Tending a sourdough starter</title>
 <meta name="description" content="Flour, water and patience.">
@@ -36,25 +36,34 @@ to leaven bread. Keep a little back each time you bake, and feed it again.</p>
 
 
 class Page(BaseHTTPRequestHandler):
+    """The article on every path but those in the server's ``missing``, which get 404."""
+
     def do_GET(self):
-        self.send_response(200)
+        status, body = (404, b"not here yet") if self.path in self.server.missing else (200, ARTICLE)
+        self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(ARTICLE)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(ARTICLE)
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
 
 
 @pytest.fixture
-def page_server():
+def pages():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    server.missing = set()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield server.server_address[1]
+    yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def page_server(pages):
+    return pages.server_address[1]
 
 
 def free_port():
@@ -127,50 +136,77 @@ def request_of(curl_line):
     return method or ("POST" if body is not None else "GET"), url, headers, body
 
 
-def with_page_url(body, page_url):
-    """The push body with each saved link's URL pointing at our page."""
-    payload = json.loads(body)
-    for event in payload["events"]:
-        if event["name"] == "v1.LinkCreated":
-            event["args"]["url"] = page_url
-    return json.dumps(payload)
+def link_when(base, auth, link_id, statuses, timeout=60.0):
+    """GET /v1/links/{link_id} until its status is one of ``statuses``."""
+    deadline = time.monotonic() + timeout
+    link = None
+    while time.monotonic() < deadline:
+        response = requests.get(f"{base}/v1/links/{link_id}", headers=auth, timeout=30)
+        assert response.status_code in (200, 404), response.text
+        link = response.json() if response.status_code == 200 else None
+        if link is not None and link["status"] in statuses:
+            return link
+        time.sleep(0.1)
+    raise AssertionError(f"{link_id} never reached {statuses}: {link}")
 
 
-def test_a_link_saved_with_the_printed_curl_line_is_processed(devserver, page_server):
+def test_the_printed_curl_line_saves_a_link_each_time_it_is_run(devserver, page_server):
     base, lines = devserver
     seen = []
-    method, url, headers, body = request_of(printed_curl_line(lines, seen))
+    line = printed_curl_line(lines, seen)
+    _, url, headers, _ = request_of(line)
     assert url.startswith(base), f"the curl line does not call {base}: {url}"
+    assert line.count("https://example.com/") == 1
     page_url = f"http://127.0.0.1:{page_server}/sourdough"
+    runnable = line.replace("https://example.com/", page_url)
 
-    response = requests.request(method, url, headers=headers,
-                                data=with_page_url(body, page_url), timeout=30)
-    assert response.status_code == 200, response.text
-    link_ids = {event["args"]["id"] for event in json.loads(body)["events"]
-                if event["name"] == "v1.LinkCreated"}
+    answers = []
+    for shell in ("sh", "bash"):
+        ran = subprocess.run([shell, "-c", runnable], capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0, ran.stderr
+        answers.append(json.loads(ran.stdout))
+    # The processor may commit in between; a repeated batch would answer the same version.
+    assert answers[0]["version"] < answers[1]["version"], "each run commits anew"
 
     auth = {"Authorization": headers["Authorization"]}
-    deadline = time.monotonic() + 60
-    terminal = {}
-    while time.monotonic() < deadline and set(terminal) != link_ids:
-        pulled = requests.get(f"{base}/v1/sync/pull", params={"since": 0},
-                              headers=auth, timeout=30)
-        assert pulled.status_code == 200, pulled.text
-        terminal = {
-            event["args"]["linkId"]: event
-            for commit in pulled.json()["commits"]
-            for event in commit["events"]
-            if event["name"] in TERMINAL
-        }
-        time.sleep(0.1)
-    while not lines.empty():
-        seen.append(lines.get())
-    assert set(terminal) == link_ids, "no terminal status; server said:\n" + "".join(seen)
-    assert {event["name"] for event in terminal.values()} == {"v1.LinkProcessingCompleted"}
-    titles = {
-        event["args"].get("title")
-        for commit in pulled.json()["commits"]
-        for event in commit["events"]
-        if event["name"] == "v1.LinkMetadataFetched"
-    }
-    assert titles == {"Tending a sourdough starter"}
+    pulled = requests.get(f"{base}/v1/sync/pull", params={"since": 0}, headers=auth, timeout=30).json()
+    saves = [event for commit in pulled["commits"] if commit["author"]["kind"] == "client"
+             for event in commit["events"]]
+    assert [event["name"] for event in saves] == ["v1.LinkCreated"] * 2
+    assert len({event["id"] for event in saves}) == 2
+    first, second = (event["args"]["id"] for event in saves)
+    assert first != second
+
+    # The same page saved twice is one link, reached by either id.
+    for link_id in (first, second):
+        link = link_when(base, auth, link_id, {"completed", "failed"})
+        assert (link["id"], link["status"]) == (first, "completed"), link
+        assert link["metadata"]["title"] == "Tending a sourdough starter"
+
+
+def test_a_failed_link_saved_again_ends_completed_once_its_page_answers(devserver, pages, page_server):
+    base, lines = devserver
+    _, url, headers, _ = request_of(printed_curl_line(lines, []))
+    page_url = f"http://127.0.0.1:{page_server}/later"
+    pages.missing.add("/later")
+
+    def save(link_id):
+        at = "2026-11-23T20:00:00Z"
+        body = {"batch_id": f"batch-{link_id}", "client_id": "phone", "events": [
+            {"id": f"event-{link_id}", "name": "v1.LinkCreated",
+             "args": {"id": link_id, "url": page_url, "createdAt": at}, "at": at}]}
+        response = requests.post(url, headers=headers, data=json.dumps(body), timeout=30)
+        assert response.status_code == 200, response.text
+
+    auth = {"Authorization": headers["Authorization"]}
+    save("first")
+    failed = link_when(base, auth, "first", {"completed", "failed"})
+    assert (failed["status"], failed["error"]["code"], failed["error"]["retryable"]) == (
+        "failed", "http_404", False)
+
+    pages.missing.clear()
+    save("again")
+    link = link_when(base, auth, "again", {"completed"})
+    assert (link["id"], link["error"], link["attempts"]) == ("first", None, 1)
+    assert link["metadata"]["title"] == "Tending a sourdough starter"
+    assert link_when(base, auth, "first", {"completed"})["summary"]

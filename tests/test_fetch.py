@@ -376,28 +376,60 @@ def test_bad_urls_are_refused_before_any_lookup(url, code):
     assert lookups == []
 
 
-def test_a_name_that_does_not_exist_is_a_permanent_dns_failure():
+@pytest.mark.parametrize(
+    "error",
+    [
+        socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+        socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
+        OSError(101, "Network is unreachable"),
+    ],
+    ids=["no such name", "resolver failing", "offline"],
+)
+def test_every_dns_failure_is_retryable(error):
+    """An offline laptop answers "not known" for every name, and a name that
+    does not resolve today may resolve tomorrow; the attempt cap ends a
+    typo's retries."""
     def resolve(host, port):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        raise error
 
     failure = failure_of("http://nowhere.test/", FetchPolicy(resolve=resolve))
 
-    assert (failure.code, failure.retryable) == ("dns_failure", False)
+    assert (failure.code, failure.retryable) == ("dns_failure", True)
+    assert failure.message.startswith("nowhere.test: ")
 
 
-def test_a_resolver_that_fails_for_now_is_a_retryable_dns_failure():
-    def resolve(host, port):
-        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-
-    failure = failure_of("http://flaky.test/", FetchPolicy(resolve=resolve))
+def test_a_resolver_with_no_answers_is_a_retryable_dns_failure():
+    failure = failure_of("http://empty.test/", FetchPolicy(resolve=lambda host, port: []))
 
     assert (failure.code, failure.retryable) == ("dns_failure", True)
 
 
-def test_a_resolver_with_no_answers_is_a_dns_failure():
-    failure = failure_of("http://empty.test/", FetchPolicy(resolve=lambda host, port: []))
+def test_a_name_that_cannot_be_asked_for_is_a_permanent_dns_failure():
+    def resolve(host, port):
+        raise UnicodeError("label too long")
+
+    failure = failure_of("http://odd.test/", FetchPolicy(resolve=resolve))
 
     assert (failure.code, failure.retryable) == ("dns_failure", False)
+
+
+def test_a_name_that_starts_resolving_is_fetched_on_the_next_try(serve):
+    """The same policy, the same URL: the first fetch fails as the name is
+    unknown, the second reaches the page once the resolver knows it."""
+    server = serve({"/later": html("<p>there now</p>")})
+    known: dict[str, str] = {}
+
+    def resolve(host, port):
+        if host not in known:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [known[host]]
+
+    policy = FetchPolicy(allow=AllowList.parse(f"later.test:{server.port}"), resolve=resolve)
+    url = f"http://later.test:{server.port}/later"
+
+    assert (failure_of(url, policy).code, failure_of(url, policy).retryable) == ("dns_failure", True)
+    known["later.test"] = "127.0.0.1"
+    assert fetch_page(url, policy).text() == "<p>there now</p>"
 
 
 def test_a_resolver_that_does_not_answer_in_time_is_a_retryable_timeout():

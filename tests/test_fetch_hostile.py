@@ -141,6 +141,30 @@ def test_hostile_urls_end_in_a_permanent_error_before_any_connection(guard, cana
     assert guard.connects == []
 
 
+@pytest.mark.parametrize("ipv6, host", [(False, "127.0.0.1"), (False, "localhost"), (True, "[::1]")])
+def test_a_refused_local_address_says_which_allow_list_entry_opens_it(guard, ipv6, host):
+    pages = PageServer({"/": html("a local page")}, ipv6=ipv6)
+    url = f"http://{host}:{pages.port}/"
+    try:
+        failure = failure_of(url, FetchPolicy())
+        entry = f"{host}:{pages.port}"
+        assert failure.code == "refused_address"
+        assert failure.message.endswith(f"; to fetch it anyway, add {entry} to LINKLOG_ALLOW_HOSTS")
+        # The entry it names is one the setting takes, and opens the page.
+        opened = FetchPolicy.from_env({"LINKLOG_ALLOW_HOSTS": entry})
+        assert fetch_page(url, opened).text() == "a local page"
+    finally:
+        pages.close()
+
+
+def test_the_instance_metadata_refusal_offers_no_way_to_open_it(guard):
+    failure = failure_of("http://169.254.169.254/latest/meta-data/", FetchPolicy())
+
+    assert failure.code == "refused_address"
+    assert "LINKLOG_ALLOW_HOSTS" not in failure.message
+    assert guard.connects == []
+
+
 @pytest.mark.parametrize(
     "location",
     [

@@ -1,6 +1,10 @@
+from datetime import datetime, timedelta
+
 import pytest
 
 from chalicelib.state import CommitOutOfOrder, apply_commits, new_database, version
+from chalicelib.state.apply import MAX_ATTEMPTS
+from chalicelib.state.times import format_time
 from chalicelib.state.queries import get_link, search
 from statelog import Log, T0, completed, created, dump, event, failed, started
 
@@ -12,6 +16,9 @@ def db():
 
 def apply(db, log: Log, since: int = 0):
     return apply_commits(db, log.commits[since:])
+
+
+T0_TIME = datetime.fromisoformat(T0)
 
 
 def status_of(db, link_id):
@@ -129,21 +136,76 @@ def test_processing_started_then_completed(db):
         None, None, None, None, None)
 
 
-def test_retryable_failures_back_off_and_the_third_is_terminal(db):
+def test_retryable_failures_back_off_over_a_day_and_the_sixth_is_terminal(db):
+    """The documented schedule: due again 1 min, 6 min, 36 min, 3 h 36 min
+    and 21 h 36 min after attempts 1 to 5; the sixth failure is final."""
+    waits = [timedelta(minutes=1), timedelta(minutes=6), timedelta(minutes=36),
+             timedelta(hours=3, minutes=36), timedelta(hours=21, minutes=36)]
+    assert MAX_ATTEMPTS == len(waits) + 1
     log = Log()
     log.client(created("l1", "https://example.com/a"))
-    log.processor(started("l1", 1), failed("l1", retryable=True, at="2026-11-23T20:00:00Z"))
     apply(db, log)
-    assert status_of(db, "l1")[:2] + status_of(db, "l1")[4:8] == (
-        "failed", 1, "2026-11-23T20:01:00.000000Z", "timeout", "it failed", 1)
-    log.processor(started("l1", 2), failed("l1", retryable=True, at="2026-11-23T20:01:00Z"))
-    apply(db, log, since=2)
-    assert status_of(db, "l1")[1] == 2
-    assert status_of(db, "l1")[4] == "2026-11-23T20:05:00.000000Z"
-    log.processor(started("l1", 3), failed("l1", retryable=True, at="2026-11-23T20:05:00Z"))
+    failed_at = T0_TIME
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        log.processor(started("l1", attempt),
+                      failed("l1", retryable=True, at=format_time(failed_at), code="dns_failure"))
+        apply(db, log, since=attempt)
+        status, attempts, _, _, next_retry_at, *_ = status_of(db, "l1")
+        assert (status, attempts) == ("failed", attempt)
+        if attempt < MAX_ATTEMPTS:
+            assert next_retry_at == format_time(failed_at + waits[attempt - 1])
+            failed_at += waits[attempt - 1]
+        else:
+            assert next_retry_at is None
+    assert failed_at - T0_TIME > timedelta(days=1), "the last attempt is tomorrow"
+
+
+def test_saving_a_failed_page_again_asks_for_it_anew(db):
+    log = Log()
+    log.client(created("l1", "https://example.com/a"), created("l2", "https://example.com/b"))
+    log.processor(started("l1", 6), failed("l1", retryable=True, at=T0, code="dns_failure"),
+                  started("l2", 1), failed("l2", retryable=False, at=T0, code="http_404"))
+    apply(db, log)
+    assert [status_of(db, link)[0] for link in ("l1", "l2")] == ["failed", "failed"]
+
+    log.client(created("again-1", "https://EXAMPLE.com/a#top"), created("again-2", "https://example.com/b"))
+    stats = apply(db, log, since=2)
+
+    assert stats.skipped_events == 0
+    assert status_of(db, "l1") is None and status_of(db, "l2") is None, "both need work again"
+    assert get_link(db, "again-1")["id"] == "l1"
+    assert get_link(db, "l1")["status"] == "new" and get_link(db, "l1")["error"] is None
+    # The new run starts counting at one, and its outcome is the one shown.
+    log.processor(started("l1", 1), completed("l1"))
     apply(db, log, since=3)
-    assert status_of(db, "l1")[:2] == ("failed", 3)
-    assert status_of(db, "l1")[4] is None
+    assert status_of(db, "l1")[:2] == ("completed", 1)
+
+
+def test_saving_a_cancelled_page_again_asks_for_it_anew(db):
+    log = Log()
+    log.client(created("l1", "https://example.com/a"))
+    log.processor(started("l1"), event("v1.LinkProcessingCancelled", {"linkId": "l1", "reason": "deleted"}))
+    log.client(event("v1.LinkDeleted", {"id": "l1", "deletedAt": T0}))
+    log.client(created("again", "https://example.com/a"))
+    apply(db, log)
+    assert db.execute("SELECT deleted_at FROM links WHERE id = 'l1'").get is None
+    assert status_of(db, "l1") is None
+
+
+@pytest.mark.parametrize("outcome", ["completed", "pending", "new"])
+def test_saving_again_a_page_that_is_done_or_under_way_changes_no_status(db, outcome):
+    log = Log()
+    log.client(created("l1", "https://example.com/a"))
+    if outcome != "new":
+        log.processor(started("l1"), *([completed("l1")] if outcome == "completed" else []))
+    apply(db, log)
+    before = status_of(db, "l1")
+
+    log.client(created("again", "https://example.com/a"))
+    apply(db, log, since=len(log.commits) - 1)
+
+    assert status_of(db, "l1") == before
+    assert get_link(db, "again")["id"] == "l1"
 
 
 def test_a_longer_retry_after_wins_over_the_backoff(db):

@@ -298,24 +298,36 @@ def _pinned_addresses(target: _Target, policy: FetchPolicy, deadline: _Deadline)
     else:
         try:
             answers = _resolve_within(target, policy, deadline)
-        except socket.gaierror as error:
-            # EAI_AGAIN is the resolver failing, not the name: worth a retry.
-            retryable = error.errno == socket.EAI_AGAIN
-            raise FetchError("dns_failure", f"{target.host}: {error.strerror or error}", retryable) from None
-        except (OSError, UnicodeError) as error:
+        except UnicodeError as error:
+            # The name itself cannot be asked for (a label over 63 bytes).
             raise FetchError("dns_failure", f"{target.host}: {error}", False) from None
+        except OSError as error:
+            # Retryable even when the name does not exist: an offline laptop
+            # answers "not known" for every name, and a name registered
+            # today resolves tomorrow. The attempt cap ends a typo's retries.
+            reason = error.strerror if isinstance(error, socket.gaierror) and error.strerror else error
+            raise FetchError("dns_failure", f"{target.host}: {reason}", True) from None
         try:
             addresses = [ipaddress.ip_address(answer) for answer in answers]
         except ValueError as error:
-            raise FetchError("dns_failure", f"{target.host}: resolver answered {error}", False) from None
+            raise FetchError("dns_failure", f"{target.host}: resolver answered {error}", True) from None
         if not addresses:
-            raise FetchError("dns_failure", f"{target.host}: no addresses", False)
+            raise FetchError("dns_failure", f"{target.host}: no addresses", True)
     for address in addresses:
         try:
             check_address(address, target.port, target.host, policy.allow)
         except AddressRefused as refused:
-            raise FetchError("refused_address", str(refused), False) from None
+            raise FetchError("refused_address", _refusal_message(refused), False) from None
     return addresses
+
+
+def _refusal_message(refused: AddressRefused) -> str:
+    """The refusal, and the LINKLOG_ALLOW_HOSTS entry that would open exactly
+    this host and port (never offered for the instance metadata service)."""
+    if refused.reason == "instance metadata":
+        return str(refused)
+    host = f"[{refused.host}]" if ":" in refused.host else refused.host
+    return f"{refused}; to fetch it anyway, add {host}:{refused.port} to LINKLOG_ALLOW_HOSTS"
 
 
 class _PinnedConnectionMixin:

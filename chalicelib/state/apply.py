@@ -21,9 +21,13 @@ from chalicelib.links.urls import normalize_url
 from chalicelib.state.schema import processor_epoch, version
 from chalicelib.state.times import format_time
 
-MAX_ATTEMPTS = 3
+# Six attempts, 1 min x 6^(n-1) apart: 1 min, 6 min, 36 min, 3.6 h, 21.6 h.
+# The last comes about a day after the first, so a name that does not
+# resolve today, a laptop that was offline or a site that was down gets its
+# chance tomorrow; after that the failure is final.
+MAX_ATTEMPTS = 6
 FIRST_RETRY_SECONDS = 60
-RETRY_GROWTH = 4
+RETRY_GROWTH = 6
 # A retry-after beyond a day is a misbehaving server; waiting longer only
 # hides the link from the user.
 MAX_RETRY_AFTER_SECONDS = 86_400
@@ -327,12 +331,24 @@ def _link_created(db: apsw.Connection, args: dict, context: _Context) -> None:
             # Saving a deleted page again brings it back: that is what the
             # user asked for by saving it.
             db.execute("UPDATE links SET deleted_at = NULL WHERE id = ?", (existing,))
+            _reprocess_if_unfinished(db, existing)
             return
         domain = domain or urlsplit(normalized).hostname
     db.execute(
         """INSERT INTO links (id, url, normalized_url, domain, source, created_at, created_version)
            VALUES (?, ?, ?, ?, ?, ?, ?)""",
         (link_id, url, normalized, domain, source, created_at, context.version),
+    )
+
+
+def _reprocess_if_unfinished(db: apsw.Connection, link_id: str) -> None:
+    """Saving again a link that failed or was cancelled asks for it anew, as
+    a reprocess request does: the user wants the page, and the old error
+    would otherwise be shown forever. A completed link keeps its results and
+    a pending one its run."""
+    db.execute(
+        "DELETE FROM link_status WHERE link_id = ? AND status IN ('failed', 'cancelled')",
+        (link_id,),
     )
 
 
@@ -509,8 +525,9 @@ def _processing_completed(db: apsw.Connection, args: dict, context: _Context) ->
 def retry_delay(attempts: int, retry_after: float | None) -> timedelta | None:
     """How long after a retryable failure the link is due again, or None when it is not.
 
-    One minute after the first attempt, four after the second; a server's
-    Retry-After wins when it asks for longer. After MAX_ATTEMPTS: never.
+    FIRST_RETRY_SECONDS after the first attempt, RETRY_GROWTH times longer
+    after each one since; a server's Retry-After wins when it asks for
+    longer. After MAX_ATTEMPTS: never.
     """
     if attempts >= MAX_ATTEMPTS:
         return None
