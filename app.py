@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,10 +226,10 @@ def _query() -> dict:
 # Event handlers (SQS, S3 notifications, schedule) follow below; they are
 # the TRIGGERS area. They reach the store and queue through services().
 
-# Chalice builds the event source's queue ARN from this name when packaging;
-# infra/template.json creates the queue under the same name (its QueueName
-# parameter), so a stage with its own queue sets both.
-PROCESS_QUEUE = os.environ.get("LINKLOG_QUEUE_NAME", "linklog-process")
+# Chalice needs a queue name to register the handler; infra/template.json
+# replaces the ARN Chalice builds from it with the stack's own queue's ARN,
+# so the deployed queue's name is whatever CloudFormation gives it.
+PROCESS_QUEUE = "linklog-process"
 
 
 @functools.cache
