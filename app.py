@@ -21,6 +21,7 @@ from chalice import Chalice, Response
 from chalicelib import config, cyclelog, params, reads, sync, triggers
 from chalicelib.api_errors import ApiError
 from chalicelib.auth import Principal, Verify, make_verifier
+from chalicelib.jwt_secret import token_secret
 from chalicelib.queue import Queue, open_queue
 from chalicelib.store import ObjectStore, open_store
 
@@ -59,7 +60,12 @@ def build_services(
         settings=settings,
         store=store if store is not None else open_store(settings.store),
         queue=queue if queue is not None else open_queue(settings.queue),
-        verify=make_verifier(secret=settings.jwt_secret, jwks_url=settings.jwks_url),
+        verify=make_verifier(
+            secret=token_secret(settings),
+            jwks_url=settings.jwks_url,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        ),
         index=sync.LogIndex(),
     )
 

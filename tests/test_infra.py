@@ -3,6 +3,7 @@
 import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -247,9 +248,15 @@ def test_each_role_may_do_only_what_its_function_does(template):
 
     # The internet-facing API reads, commits log objects and wakes the processor:
     # it can neither delete nor overwrite snapshots and leases.
+    # It may also read a token secret kept under linklog/ (LINKLOG_JWT_SECRET_FROM).
+    parameters = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
+                             "parameter/linklog/*"}
+    secrets = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
+                          "${AWS::AccountId}:secret:linklog/*"}
     assert permissions(template, "ApiRole") == {
         **common("ApiRole"), "s3:GetObject": [objects], "s3:PutObject": [logs],
-        "s3:ListBucket": [bucket], "sqs:SendMessage": [queue]}
+        "s3:ListBucket": [bucket], "sqs:SendMessage": [queue],
+        "ssm:GetParameter": [parameters], "secretsmanager:GetSecretValue": [secrets]}
     assert permissions(template, "ProcessorRole") == {
         **common("ProcessorRole"), "s3:GetObject": [objects], "s3:PutObject": [objects],
         "s3:DeleteObject": [objects], "s3:ListBucket": [bucket],
@@ -259,6 +266,14 @@ def test_each_role_may_do_only_what_its_function_does(template):
     assert permissions(template, "SweepRole") == {
         **common("SweepRole"), "s3:GetObject": [objects], "s3:ListBucket": [bucket],
         "sqs:SendMessage": [queue]}
+
+
+def test_a_secret_source_the_api_may_read_is_the_only_kind_the_stack_accepts(template):
+    pattern = re.compile(template["Parameters"]["JwtSecretFrom"]["AllowedPattern"])
+    for allowed in ("", "ssm:/linklog/jwt-secret", "ssm:linklog/jwt", "secretsmanager:linklog/jwt"):
+        assert pattern.fullmatch(allowed), allowed
+    for refused in ("ssm:/other/jwt", "secretsmanager:prod/jwt", "vault:linklog/x"):
+        assert not pattern.fullmatch(refused), refused
 
 
 def test_the_api_may_write_exactly_the_keys_of_log_commits():
@@ -276,7 +291,13 @@ def test_the_functions_are_told_where_the_store_and_queue_are(template):
     # Only the API checks tokens.
     assert not [name for name in variables if name.startswith("LINKLOG_JWT")]
     api = template["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
-    assert api["LINKLOG_JWT_SECRET"] == {"Ref": "JwtSecret"}
+    assert api == {
+        "LINKLOG_JWT_SECRET": {"Ref": "JwtSecret"},
+        "LINKLOG_JWT_SECRET_FROM": {"Ref": "JwtSecretFrom"},
+        "LINKLOG_JWKS_URL": {"Ref": "JwksUrl"},
+        "LINKLOG_JWT_AUDIENCE": {"Ref": "JwtAudience"},
+        "LINKLOG_JWT_ISSUER": {"Ref": "JwtIssuer"},
+    }
 
 
 @pytest.fixture(scope="module")
