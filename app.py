@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,28 @@ def services() -> Services:
     with _services_lock:
         if _services is None:
             _services = build_services(config.load())
+            _start_local_worker(_services)
         return _services
+
+
+_local_worker: threading.Thread | None = None
+
+
+def _start_local_worker(current: Services) -> None:
+    """Under `chalice local` with the local queue, run `make run`'s worker beside the API, once.
+
+    Only the Chalice CLI sets AWS_CHALICE_CLI_MODE, and of its commands only
+    `chalice local` serves requests, so only it gets here with the variable
+    set. On Lambda the SQS handler and the schedule do this work.
+    """
+    global _local_worker
+    if _local_worker is not None or current.settings.queue != "local":
+        return
+    if os.environ.get("AWS_CHALICE_CLI_MODE") != "true":
+        return
+    from chalicelib.worker import start_worker
+
+    _local_worker = start_worker(current.store, current.queue, process=_process_link())
 
 
 def use_services(chosen: Services | None) -> None:
