@@ -20,7 +20,7 @@ from typing import Callable
 from chalice import Chalice, Response
 
 from chalicelib import config, cyclelog, params, reads, sync, triggers
-from chalicelib.api_errors import ApiError
+from chalicelib.api_errors import STATUSES, ApiError
 from chalicelib.auth import Principal, Verify, make_verifier
 from chalicelib.jwt_secret import token_secret
 from chalicelib.queue import Queue, open_queue
@@ -147,6 +147,23 @@ def answers_errors(route: Callable[..., dict]) -> Callable[..., Response]:
     return handler
 
 
+@app.middleware("http")
+def one_error_shape(event, get_response) -> Response:
+    """Chalice's own refusals (415, 405, a failed view) in the one error shape.
+
+    Chalice answers those before or around a route with
+    ``{"Code": ..., "Message": ...}``; a client should meet one shape only.
+    """
+    response = get_response(event)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        status = response.status_code if response.status_code in STATUSES else 500
+        error = ApiError(status, str(body["Message"]))
+        headers = {**(response.headers or {}), **error.response_headers()}
+        return Response(body=error.body_json(), status_code=status, headers=headers)
+    return response
+
+
 def _caller() -> Principal:
     return services().verify(app.current_request.headers.get("authorization"))
 
@@ -162,6 +179,15 @@ def web_page() -> Response:
         status_code=200,
         headers={"Content-Type": "text/html; charset=utf-8"},
     )
+
+
+@app.route("/openapi.json", methods=["GET"])
+@answers_errors
+def openapi() -> dict:
+    """The API's OpenAPI 3.1 document (no token needed)."""
+    from chalicelib.openapi.document import openapi_document
+
+    return openapi_document()
 
 
 @app.route("/health", methods=["GET"])

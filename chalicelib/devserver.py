@@ -18,13 +18,11 @@ import sys
 import time
 import uuid
 
-from chalice.config import Config
-from chalice.local import create_local_server
-
 from chalicelib import config
 from chalicelib.auth import issue_token
 from chalicelib.jwt_secret import token_secret
 from chalicelib.links.pipeline import make_link_processor
+from chalicelib.localserver import create_server
 from chalicelib.queue import open_queue
 from chalicelib.store import open_store
 from chalicelib.worker import start_worker
@@ -82,7 +80,7 @@ def main() -> None:
     api.use_services(api.build_services(settings, store=store, queue=queue))
     start_worker(store, queue, process=make_link_processor())
 
-    server = create_local_server(api.app, Config(), HOST, settings.port)
+    server = create_server(api.app, HOST, settings.port)
     # socketserver listens with a backlog of 5: a burst of clients connecting
     # at once (a sync storm, the load test) would be reset. Listening again
     # raises the backlog of the same socket.

@@ -32,7 +32,7 @@ REQUIRED = ("app.py", "chalicelib/__init__.py", "apsw/", "lxml/", "cryptography/
             "pydantic_core/", "chalice/app.py")
 # Modules only tests, benches and `make run` use; the bundle leaves them out.
 DEV_ONLY = ("chalicelib/store/faulty.py", "chalicelib/store/motoserver.py",
-            "chalicelib/devserver.py")
+            "chalicelib/devserver.py", "chalicelib/localserver.py")
 # apsw ships loadable SQLite extensions linklog never loads.
 UNUSED_PREFIXES = ("apsw/sqlite_extra_binaries/", "bin/")
 ELF_MACHINES = {62: "x86_64", 183: "aarch64"}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.api_errors import STATUSES
 from chalicelib.keys import lease_key, log_key, snapshot_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -424,3 +425,21 @@ def test_a_saved_query_lists_the_orgs_whose_cycles_do_not_finish(template):
     # The fields it reads are the cycle log line's.
     for name in ("org", "outcome", "links_unfinished", "links_failed"):
         assert name in query["QueryString"]
+
+
+def test_the_gateways_own_refusals_have_the_one_error_shape(template):
+    responses = template["Resources"]["RestAPI"]["Properties"]["GatewayResponses"]
+    # Unknown routes are 404s, not 403s echoing the Authorization header.
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+    assert {"DEFAULT_4XX", "DEFAULT_5XX", "THROTTLED", "UNSUPPORTED_MEDIA_TYPE",
+            "REQUEST_TOO_LARGE"} <= set(responses)
+    for name, response in responses.items():
+        body = response["ResponseTemplates"]["application/json"]
+        # The gateway substitutes $context variables; messageString comes quoted.
+        filled = (body.replace("$context.error.messageString", '"Missing Authentication Token"')
+                  .replace("$context.error.responseType", name)
+                  .replace("$context.requestId", "id-1"))
+        error = json.loads(filled)["error"]
+        assert set(error) == {"code", "message", "details"}, name
+        assert error["code"] in STATUSES.values(), name
+        assert response["ResponseParameters"]["Headers"] == {"Content-Type": "'application/json'"}
