@@ -10,7 +10,6 @@ come.
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,9 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from fetch_servers import PageServer, html
+from processes import free_port
 
 from chalicelib.auth import issue_token
 
@@ -33,30 +35,9 @@ PAGE = (b"<!doctype html><html><head><title>Shaping a boule</title></head><body>
 
 @pytest.fixture
 def page_port():
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(PAGE)))
-            self.end_headers()
-            self.wfile.write(PAGE)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    server = PageServer({"/boule": html(PAGE.decode())})
+    yield server.port
+    server.close()
 
 
 @pytest.fixture

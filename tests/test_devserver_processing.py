@@ -10,7 +10,6 @@ import json
 import os
 import queue
 import shlex
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from processes import stop
+from processes import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = {"v1.LinkProcessingCompleted", "v1.LinkProcessingFailed"}
@@ -55,12 +54,6 @@ def page_server():
     yield server.server_address[1]
     server.shutdown()
     server.server_close()
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -77,41 +77,35 @@ def test_bad_secret_sources_are_refused_by_name(environ, message):
         load(environ)
 
 
-def test_the_api_reads_the_secret_once_per_container(aws, tmp_path, monkeypatch):
+@pytest.fixture
+def api_reading_ssm(aws, tmp_path, monkeypatch):
+    """The app configured to read its secret from /linklog/jwt-secret, services not built yet."""
+    monkeypatch.setenv("LINKLOG_STORE", f"file://{tmp_path / 'data'}")
+    monkeypatch.setenv("LINKLOG_JWT_SECRET_FROM", "ssm:/linklog/jwt-secret")
+    for name in ("LINKLOG_JWT_SECRET", "LINKLOG_JWKS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    api.use_services(None)
+    yield
+    api.use_services(None)
+
+
+def test_the_api_reads_the_secret_once_per_container(api_reading_ssm):
     ssm = boto3.client("ssm")
     ssm.put_parameter(Name="/linklog/jwt-secret", Value=SECRET, Type="SecureString")
-    monkeypatch.setenv("LINKLOG_STORE", f"file://{tmp_path / 'data'}")
-    monkeypatch.setenv("LINKLOG_JWT_SECRET_FROM", "ssm:/linklog/jwt-secret")
-    monkeypatch.setenv("LINKLOG_JWT_AUDIENCE", "")
-    for name in ("LINKLOG_JWT_SECRET", "LINKLOG_JWKS_URL"):
-        monkeypatch.delenv(name, raising=False)
-    api.use_services(None)
-    try:
-        built = api.services()
-        assert built.verify(f"Bearer {token(SECRET)}") == Principal("u", "acme")
-        # Rotating the parameter does not reach a warm container: it read the secret once.
-        ssm.put_parameter(Name="/linklog/jwt-secret", Value="rotated-" + SECRET,
-                          Type="SecureString", Overwrite=True)
-        assert api.services() is built
-        assert built.verify(f"Bearer {token(SECRET)}") == Principal("u", "acme")
-    finally:
-        api.use_services(None)
+    built = api.services()
+    assert built.verify(f"Bearer {token(SECRET)}") == Principal("u", "acme")
+    # Rotating the parameter does not reach a warm container: it read the secret once.
+    ssm.put_parameter(Name="/linklog/jwt-secret", Value="rotated-" + SECRET,
+                      Type="SecureString", Overwrite=True)
+    assert api.services() is built
+    assert built.verify(f"Bearer {token(SECRET)}") == Principal("u", "acme")
 
 
-def test_an_unreadable_secret_answers_500_misconfigured_and_is_tried_again(aws, tmp_path,
-                                                                           monkeypatch):
-    monkeypatch.setenv("LINKLOG_STORE", f"file://{tmp_path / 'data'}")
-    monkeypatch.setenv("LINKLOG_JWT_SECRET_FROM", "ssm:/linklog/jwt-secret")
-    for name in ("LINKLOG_JWT_SECRET", "LINKLOG_JWKS_URL"):
-        monkeypatch.delenv(name, raising=False)
-    api.use_services(None)
-    try:
-        response = api.links()
-        assert response.status_code == 500
-        assert '"code": "misconfigured"' in response.body
-        assert "ssm:/linklog/jwt-secret" in response.body
-        boto3.client("ssm").put_parameter(Name="/linklog/jwt-secret", Value=SECRET,
-                                          Type="SecureString")
-        assert api.services().verify(f"Bearer {token(SECRET)}") == Principal("u", "acme")
-    finally:
-        api.use_services(None)
+def test_an_unreadable_secret_answers_500_misconfigured_and_is_tried_again(api_reading_ssm):
+    response = api.links()
+    assert response.status_code == 500
+    assert '"code": "misconfigured"' in response.body
+    assert "ssm:/linklog/jwt-secret" in response.body
+    boto3.client("ssm").put_parameter(Name="/linklog/jwt-secret", Value=SECRET,
+                                      Type="SecureString")
+    assert api.services().verify(f"Bearer {token(SECRET)}") == Principal("u", "acme")

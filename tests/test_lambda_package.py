@@ -14,12 +14,11 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fetch_servers import PageServer, html
 
 from lambda_package.audit import audit_zip
 from lambda_package.build import build, platform_tags
@@ -155,18 +154,6 @@ PAGE = (b"<!doctype html><html><head><title>Proofing dough</title></head><body><
         b"</article></body></html>")
 
 
-class Page(BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(PAGE)))
-        self.end_headers()
-        self.wfile.write(PAGE)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_python_3_12_saves_and_processes_a_link_from_the_bundle_alone(package, tmp_path):
     python = python_3_12()
     if python is None:
@@ -174,9 +161,8 @@ def test_python_3_12_saves_and_processes_a_link_from_the_bundle_alone(package, t
     bundle, _ = package
     unzipped = tmp_path / "bundle"
     zipfile.ZipFile(bundle).extractall(unzipped)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
+    server = PageServer({"/proofing": html(PAGE.decode())})
+    port = server.port
     try:
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
                "LINKLOG_STORE": f"file://{tmp_path / 'data'}",
@@ -188,8 +174,7 @@ def test_python_3_12_saves_and_processes_a_link_from_the_bundle_alone(package, t
             env=env, capture_output=True, text=True, timeout=120,
         )
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["python"] == [3, 12]
