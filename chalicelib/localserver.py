@@ -14,7 +14,13 @@ import functools
 from http import HTTPStatus
 
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, ForbiddenError, LocalDevServer, create_local_server
+from chalice.local import (
+    ChaliceRequestHandler,
+    ForbiddenError,
+    LocalChalice,
+    LocalDevServer,
+    create_local_server,
+)
 
 from chalicelib.api_errors import STATUSES, ApiError
 
@@ -47,6 +53,10 @@ class OneShapeRequestHandler(ChaliceRequestHandler):
 def create_server(app, host: str, port: int) -> LocalDevServer:
     """chalice.local's server for ``app`` on ``host:port``, with OneShapeRequestHandler."""
     config = Config()
+    if isinstance(app, LocalChalice):
+        # An earlier server in this process already made the app local (one
+        # request per thread); making it so twice is an error in chalice.local.
+        return LocalDevServer(app, config, host, port, handler_cls=OneShapeRequestHandler)
     server = create_local_server(app, config, host, port)
     server.server.RequestHandlerClass = functools.partial(
         OneShapeRequestHandler, app_object=app, config=config

@@ -36,7 +36,7 @@ SECRET = "a-secret-for-the-contract-tests-long-enough"
 TOKEN = issue_token(SECRET, sub="tester", org="acme", lifetime_seconds=3600, now=time.time())
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Generated requests per operation: enough to meet each refusal, quick on two cores.
-EXAMPLES = 25
+EXAMPLES = 15
 
 
 @pytest.fixture(scope="module")
