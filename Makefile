@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench package clean
+
+# Lambda's architecture for `make package`: x86_64 or arm64.
+ARCH ?= x86_64
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,5 +24,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# build/lambda/deployment.zip and sam.json for the python3.12 runtime,
+# whatever Python runs make; fails when the zip would not run on Lambda.
+package: $(STAMP)
+	$(PY) -m lambda_package --out build/lambda --arch $(ARCH)
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) build

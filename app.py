@@ -20,8 +20,9 @@ from typing import Callable
 from chalice import Chalice, Response
 
 from chalicelib import config, cyclelog, params, reads, sync, triggers
-from chalicelib.api_errors import ApiError
+from chalicelib.api_errors import STATUSES, ApiError
 from chalicelib.auth import Principal, Verify, make_verifier
+from chalicelib.jwt_secret import token_secret
 from chalicelib.queue import Queue, open_queue
 from chalicelib.store import ObjectStore, open_store
 
@@ -60,7 +61,12 @@ def build_services(
         settings=settings,
         store=store if store is not None else open_store(settings.store),
         queue=queue if queue is not None else open_queue(settings.queue),
-        verify=make_verifier(secret=settings.jwt_secret, jwks_url=settings.jwks_url),
+        verify=make_verifier(
+            secret=token_secret(settings),
+            jwks_url=settings.jwks_url,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        ),
         index=sync.LogIndex(),
     )
 
@@ -75,7 +81,28 @@ def services() -> Services:
     with _services_lock:
         if _services is None:
             _services = build_services(config.load())
+            _start_local_worker(_services)
         return _services
+
+
+_local_worker: threading.Thread | None = None
+
+
+def _start_local_worker(current: Services) -> None:
+    """Under `chalice local` with the local queue, run `make run`'s worker beside the API, once.
+
+    Only the Chalice CLI sets AWS_CHALICE_CLI_MODE, and of its commands only
+    `chalice local` serves requests, so only it gets here with the variable
+    set. On Lambda the SQS handler and the schedule do this work.
+    """
+    global _local_worker
+    if _local_worker is not None or current.settings.queue != "local":
+        return
+    if os.environ.get("AWS_CHALICE_CLI_MODE") != "true":
+        return
+    from chalicelib.worker import start_worker
+
+    _local_worker = start_worker(current.store, current.queue, process=_process_link())
 
 
 def use_services(chosen: Services | None) -> None:
@@ -120,6 +147,23 @@ def answers_errors(route: Callable[..., dict]) -> Callable[..., Response]:
     return handler
 
 
+@app.middleware("http")
+def one_error_shape(event, get_response) -> Response:
+    """Chalice's own refusals (415, 405, a failed view) in the one error shape.
+
+    Chalice answers those before or around a route with
+    ``{"Code": ..., "Message": ...}``; a client should meet one shape only.
+    """
+    response = get_response(event)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        status = response.status_code if response.status_code in STATUSES else 500
+        error = ApiError(status, str(body["Message"]))
+        headers = {**(response.headers or {}), **error.response_headers()}
+        return Response(body=error.body_json(), status_code=status, headers=headers)
+    return response
+
+
 def _caller() -> Principal:
     return services().verify(app.current_request.headers.get("authorization"))
 
@@ -135,6 +179,15 @@ def web_page() -> Response:
         status_code=200,
         headers={"Content-Type": "text/html; charset=utf-8"},
     )
+
+
+@app.route("/openapi.json", methods=["GET"])
+@answers_errors
+def openapi() -> dict:
+    """The API's OpenAPI 3.1 document (no token needed)."""
+    from chalicelib.openapi.document import openapi_document
+
+    return openapi_document()
 
 
 @app.route("/health", methods=["GET"])
@@ -227,10 +280,10 @@ def _query() -> dict:
 # Event handlers (SQS, S3 notifications, schedule) follow below; they are
 # the TRIGGERS area. They reach the store and queue through services().
 
-# Chalice builds the event source's queue ARN from this name when packaging;
-# infra/template.json creates the queue under the same name (its QueueName
-# parameter), so a stage with its own queue sets both.
-PROCESS_QUEUE = os.environ.get("LINKLOG_QUEUE_NAME", "linklog-process")
+# Chalice needs a queue name to register the handler; infra/template.json
+# replaces the ARN Chalice builds from it with the stack's own queue's ARN,
+# so the deployed queue's name is whatever CloudFormation gives it.
+PROCESS_QUEUE = "linklog-process"
 
 
 @functools.cache

@@ -17,10 +17,15 @@ STATUSES = {
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
+    405: "method_not_allowed",
     413: "too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
     422: "invalid",
     429: "too_many_requests",
+    431: "headers_too_large",
     500: "internal",
+    501: "not_implemented",
     503: "unavailable",
 }
 

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from typing import Mapping
 
 
+# Where LINKLOG_JWT_SECRET_FROM may point (read by chalicelib.jwt_secret).
+SECRET_SOURCES = ("ssm", "secretsmanager")
+
+
 class ConfigError(ValueError):
     """A setting is missing, malformed or contradicts another."""
 
@@ -21,7 +25,12 @@ class Settings:
     store: str = "file://./data"
     queue: str = "local"
     jwt_secret: str | None = None
+    # Where to read the secret instead: ssm:NAME or secretsmanager:ID (jwt_secret.py).
+    jwt_secret_from: str | None = None
     jwks_url: str | None = None
+    # Checked against the token's aud and iss when set.
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
     allow_hosts: str = ""
     port: int = 8000
 
@@ -30,17 +39,36 @@ def load(environ: Mapping[str, str] = os.environ) -> Settings:
     """The settings the environment names, defaults for the rest."""
     defaults = Settings()
     secret = environ.get("LINKLOG_JWT_SECRET") or None
+    secret_from = environ.get("LINKLOG_JWT_SECRET_FROM") or None
     jwks_url = environ.get("LINKLOG_JWKS_URL") or None
     if secret and jwks_url:
         raise ConfigError("set LINKLOG_JWT_SECRET or LINKLOG_JWKS_URL, not both")
+    if secret_from and (secret or jwks_url):
+        raise ConfigError(
+            "set LINKLOG_JWT_SECRET_FROM alone, without LINKLOG_JWT_SECRET or LINKLOG_JWKS_URL"
+        )
+    if secret_from:
+        _check_secret_source(secret_from)
     return Settings(
         store=environ.get("LINKLOG_STORE") or defaults.store,
         queue=environ.get("LINKLOG_QUEUE") or defaults.queue,
         jwt_secret=secret,
+        jwt_secret_from=secret_from,
         jwks_url=jwks_url,
+        jwt_audience=environ.get("LINKLOG_JWT_AUDIENCE") or None,
+        jwt_issuer=environ.get("LINKLOG_JWT_ISSUER") or None,
         allow_hosts=environ.get("LINKLOG_ALLOW_HOSTS", defaults.allow_hosts),
         port=_port(environ.get("LINKLOG_PORT"), defaults.port),
     )
+
+
+def _check_secret_source(source: str) -> None:
+    service, _, name = source.partition(":")
+    if service not in SECRET_SOURCES or not name:
+        raise ConfigError(
+            "LINKLOG_JWT_SECRET_FROM must be ssm:PARAMETER_NAME or secretsmanager:SECRET_ID, "
+            f"not {source!r}"
+        )
 
 
 def _port(raw: str | None, default: int) -> int:

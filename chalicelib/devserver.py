@@ -18,12 +18,11 @@ import shlex
 import sys
 import time
 
-from chalice.config import Config
-from chalice.local import create_local_server
-
 from chalicelib import config
 from chalicelib.auth import issue_token
+from chalicelib.jwt_secret import token_secret
 from chalicelib.links.pipeline import make_link_processor
+from chalicelib.localserver import create_server
 from chalicelib.queue import open_queue
 from chalicelib.store import open_store
 from chalicelib.worker import start_worker
@@ -91,7 +90,7 @@ def main() -> None:
     import app as api  # app.py lives at the project root, beside chalicelib
 
     settings = config.load()
-    if not settings.jwt_secret and not settings.jwks_url:
+    if not (settings.jwt_secret or settings.jwt_secret_from or settings.jwks_url):
         # A fresh secret per run: tokens printed by an earlier run stop working.
         settings = config.load({**os.environ, "LINKLOG_JWT_SECRET": secrets.token_urlsafe(32)})
     store = open_store(settings.store)
@@ -99,7 +98,7 @@ def main() -> None:
     api.use_services(api.build_services(settings, store=store, queue=queue))
     start_worker(store, queue, process=make_link_processor())
 
-    server = create_local_server(api.app, Config(), HOST, settings.port)
+    server = create_server(api.app, HOST, settings.port)
     # socketserver listens with a backlog of 5: a burst of clients connecting
     # at once (a sync storm, the load test) would be reset. Listening again
     # raises the backlog of the same socket.
@@ -107,10 +106,11 @@ def main() -> None:
     port = server.server.server_address[1]
     base_url = f"http://{HOST}:{port}"
     print(f"linklog serving on {base_url} over {settings.store} (queue: {settings.queue})")
-    if settings.jwt_secret:
+    secret = token_secret(settings)
+    if secret:
         now = time.time()
         token = issue_token(
-            settings.jwt_secret, sub="dev", org=DEV_ORG, lifetime_seconds=DEV_TOKEN_SECONDS, now=now
+            secret, sub="dev", org=DEV_ORG, lifetime_seconds=DEV_TOKEN_SECONDS, now=now
         )
         print(f"open {base_url}/#token={token}")
         print(f"development token (org {DEV_ORG!r}, valid 30 days):")

@@ -67,6 +67,7 @@ def start_worker(
         daemon=True,
     )
     thread.start()
+    log.info("local worker started: cycles for queued orgs, a sweep every %s s", sweep_every)
     return thread
 
 

@@ -25,6 +25,8 @@ def test_every_variable_is_read():
         "LINKLOG_STORE": "s3://bucket/prefix",
         "LINKLOG_QUEUE": "https://sqs.eu-west-1.amazonaws.com/123456789012/linklog-process",
         "LINKLOG_JWKS_URL": "https://issuer.example/jwks.json",
+        "LINKLOG_JWT_AUDIENCE": "https://api.linklog.example",
+        "LINKLOG_JWT_ISSUER": "https://issuer.example/",
         "LINKLOG_ALLOW_HOSTS": "127.0.0.1:8080",
         "LINKLOG_PORT": "9001",
     })
@@ -33,6 +35,7 @@ def test_every_variable_is_read():
         store="s3://bucket/prefix",
         queue="https://sqs.eu-west-1.amazonaws.com/123456789012/linklog-process",
         jwt_secret=None, jwks_url="https://issuer.example/jwks.json",
+        jwt_audience="https://api.linklog.example", jwt_issuer="https://issuer.example/",
         allow_hosts="127.0.0.1:8080", port=9001,
     )
 

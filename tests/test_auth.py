@@ -175,3 +175,76 @@ def test_a_verifier_needs_exactly_one_key_source():
         make_verifier()
     with pytest.raises(ConfigError):
         make_verifier(secret=SECRET, jwks_url="http://127.0.0.1/jwks")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"exp": str(int(NOW) + 3600)}, "invalid token: exp must be a number of seconds since 1970"),
+        ({"exp": 1e20}, "invalid token: exp must be a number of seconds since 1970"),
+        ({"exp": float("inf")}, "invalid token"),
+        ({"nbf": "0"}, "invalid token: nbf must be a number of seconds since 1970"),
+        ({"iat": str(int(NOW))}, "invalid token: iat must be a number of seconds since 1970"),
+        ({"iat": True}, "invalid token: iat must be a number of seconds since 1970"),
+        ({"nbf": -5}, "invalid token: nbf must be a number of seconds since 1970"),
+    ],
+)
+def test_token_times_must_be_numbers_of_a_real_date(changes, message):
+    error = refused(make_verifier(secret=SECRET), f"Bearer {hs256(claims(**changes))}")
+
+    assert error.status == 401
+    assert error.message.startswith(message)
+
+
+def test_token_times_as_numbers_are_accepted():
+    now = time.time()
+    token = hs256(claims(iat=now - 10, nbf=int(now) - 10, exp=now + 3600.5))
+
+    assert make_verifier(secret=SECRET)(f"Bearer {token}") == Principal("user-1", "acme")
+
+
+def test_without_an_expected_audience_or_issuer_a_providers_token_is_accepted():
+    token = hs256(claims(aud="https://api.linklog.example", iss="https://id.example/"))
+
+    assert make_verifier(secret=SECRET)(f"Bearer {token}") == Principal("user-1", "acme")
+
+
+AUDIENCE = "https://api.linklog.example"
+ISSUER = "https://tenant.id.example/"
+
+
+@pytest.mark.parametrize("aud", [AUDIENCE, [AUDIENCE, "https://tenant.id.example/userinfo"]])
+def test_the_expected_audience_and_issuer_are_accepted(aud):
+    verify = make_verifier(secret=SECRET, audience=AUDIENCE, issuer=ISSUER)
+
+    assert verify(f"Bearer {hs256(claims(aud=aud, iss=ISSUER))}") == Principal("user-1", "acme")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"aud": "https://other.example"}, "invalid token: Audience doesn't match"),
+        ({"aud": ["https://other.example"]}, "invalid token: Audience doesn't match"),
+        ({"aud": None}, 'invalid token: Token is missing the "aud" claim'),
+        ({"iss": "https://evil.example/"}, "invalid token: Invalid issuer"),
+        ({"iss": None}, 'invalid token: Token is missing the "iss" claim'),
+    ],
+)
+def test_another_audience_or_issuer_is_refused(changes, message):
+    verify = make_verifier(secret=SECRET, audience=AUDIENCE, issuer=ISSUER)
+    token = hs256(claims(**{"aud": AUDIENCE, "iss": ISSUER, **changes}))
+
+    error = refused(verify, f"Bearer {token}")
+    assert error.status == 401
+    assert error.message.startswith(message)
+
+
+def test_an_identity_providers_rs256_token_verifies_with_audience_and_issuer(rsa_key, jwks_url):
+    # Shaped like an Auth0 access token: aud a list, iss the tenant, org a custom claim.
+    verify = make_verifier(jwks_url=jwks_url, audience=AUDIENCE, issuer=ISSUER)
+    token = rs256(rsa_key, claims(aud=[AUDIENCE, f"{ISSUER}userinfo"], iss=ISSUER,
+                                  iat=int(NOW), scope="openid"))
+
+    assert verify(f"Bearer {token}") == Principal("user-1", "acme")
+    other = rs256(rsa_key, claims(aud="https://other.example", iss=ISSUER))
+    assert refused(verify, f"Bearer {other}").status == 401

@@ -11,7 +11,6 @@ import json
 import os
 import queue
 import shlex
-import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from processes import stop
+from processes import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTICLE = b"""<!doctype html><html lang="en"><head>
@@ -64,12 +63,6 @@ def pages():
 @pytest.fixture
 def page_server(pages):
     return pages.server_address[1]
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -1,0 +1,143 @@
+"""What the routes answer, as pydantic models: the contract OpenAPI publishes.
+
+The routes build plain dicts; these models describe them and are checked
+against real answers by the schemathesis run in the tests, not on every
+request. Optional fields are the ones a fresh or unprocessed link leaves
+null. Every refusal is an ``ErrorResponse``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from chalicelib.events import StoredCommit
+
+
+class Answer(BaseModel):
+    # Answers may grow fields; a client ignores the ones it does not know.
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorInfo(Answer):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(Answer):
+    """Every refusal: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorInfo
+
+
+class Health(Answer):
+    status: Literal["ok"]
+
+
+class PushResult(Answer):
+    version: int
+
+
+class PullPage(Answer):
+    commits: list[StoredCommit]
+    head: int
+    has_more: bool
+
+
+class LinkError(Answer):
+    code: str
+    message: str | None
+    retryable: bool
+
+
+class Tag(Answer):
+    id: str
+    name: str
+
+
+class Link(Answer):
+    id: str
+    url: str
+    normalized_url: str | None
+    domain: str | None
+    source: str | None
+    created_at: str | None
+    completed_at: str | None
+    deleted_at: str | None
+    status: Literal["new", "pending", "completed", "failed", "cancelled"]
+    attempts: int
+    started_at: str | None
+    finished_at: str | None
+    next_retry_at: str | None
+    error: LinkError | None
+    metadata: dict[str, Any] | None
+    tags: list[Tag]
+
+
+class Suggestion(Answer):
+    id: str
+    tag_id: str
+    tag_name: str
+    score: float
+    status: str
+
+
+class LinkDetail(Link):
+    text: str | None
+    word_count: int
+    reading_minutes: int
+    summary: str | None
+    summary_model: str | None
+    suggestions: list[Suggestion]
+    aliases: list[str]
+
+
+class LinksPage(Answer):
+    links: list[Link]
+    next_cursor: str | None
+    version: int
+
+
+class SearchHit(Answer):
+    id: str
+    url: str
+    title: str | None
+    snippet: str | None
+    score: float
+
+
+class SearchResults(Answer):
+    results: list[SearchHit]
+    version: int
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str
+
+
+class QueryResult(Answer):
+    columns: list[str]
+    rows: list[list[Any]]
+    truncated: bool
+    version: int
+
+
+class SnapshotFigures(Answer):
+    key: str | None
+    version: int
+    size: int | None
+    age_seconds: float | None
+
+
+class Stats(Answer):
+    version: int
+    links: int
+    snapshot: SnapshotFigures
+    restore_ms: dict[str, float]
+    processor_epoch: int | None
+    events: dict[str, int]
+    last_cycle: dict[str, Any] | None
