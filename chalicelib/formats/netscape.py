@@ -141,7 +141,7 @@ def write(out: IO[str], links: Iterable[dict], title: str = "linklog") -> int:
     )
     count = 0
     for link in links:
-        tags = ",".join(tag.replace(",", " ") for tag in link.get("tags") or ())
+        tags = ",".join(" ".join(tag.replace(",", " ").split()) for tag in link.get("tags") or ())
         saved = link.get("saved_at")
         add_date = f' ADD_DATE="{int(saved.timestamp())}"' if saved else ""
         out.write(
