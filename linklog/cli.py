@@ -480,7 +480,7 @@ def export(ctx: click.Context, export_format: str, output: Path | None) -> None:
     with _client(ctx) as client:
         view = client.view()
         total = exporter.count(view)
-        out = open(output, "w", encoding="utf-8", newline="") if output else click.get_text_stream("stdout")
+        out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
         try:
             with click.progressbar(exporter.links(view), length=total, label="exporting", file=sys.stderr) as links:
                 if export_format == "netscape":

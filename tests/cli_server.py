@@ -4,7 +4,6 @@ command as a user does."""
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import socket
@@ -18,6 +17,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from chalicelib.auth import issue_token
+from chalicelib.log import LIST_PAGE, read_commits
+from chalicelib.store import open_store
 from linklog.cli import main
 from processes import stop
 
@@ -95,7 +96,14 @@ class DevServer:
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in self.process.stdout], daemon=True).start()
+        self.output: list[str] = []
+
+        def read(stream=self.process.stdout):
+            for line in stream:
+                lines.put(line)
+                self.output.append(line)
+
+        threading.Thread(target=read, daemon=True).start()
         deadline = time.monotonic() + 60
         seen = []
         while time.monotonic() < deadline:
@@ -117,10 +125,15 @@ class DevServer:
 
     def log_events(self, org: str) -> list[dict]:
         """Every event of every commit in the org's log, straight from the store."""
-        events = []
-        for path in sorted((self.data / "orgs" / org / "log").glob("*.json")):
-            events.extend(json.loads(path.read_text())["events"])
-        return events
+        store = open_store(f"file://{self.data}")
+        events, since = [], 0
+        while True:
+            commits = read_commits(store, org, since, limit=LIST_PAGE)
+            for commit in commits:
+                events.extend(commit["events"])
+            if len(commits) < LIST_PAGE:
+                return events
+            since = commits[-1]["version"]
 
 
 def token(org: str) -> str:
@@ -151,6 +164,13 @@ class Linklog:
             [sys.executable, "-m", "linklog", *args], cwd=ROOT, env={**os.environ, **self.env},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
+
+    def outbox_event_ids(self) -> set[str]:
+        """The ids of the events waiting in the outbox."""
+        import apsw
+
+        with apsw.Connection(str(self.home / "client.sqlite"), flags=apsw.SQLITE_OPEN_READONLY) as db:
+            return {row[0] for row in db.execute("SELECT json_extract(event, '$.id') FROM outbox")}
 
     def view(self):
         import apsw
