@@ -176,3 +176,56 @@ class Linklog:
         import apsw
 
         return apsw.Connection(str(self.home / "view.sqlite"), flags=apsw.SQLITE_OPEN_READONLY)
+
+
+class HoldingProxy:
+    """A proxy in front of the dev server that, while ``hold`` is set, keeps
+    the answer to a push after the server committed it: the client sees a
+    push whose outcome it cannot know, as after a timeout or a crash."""
+
+    def __init__(self, upstream: str):
+        import requests
+
+        self.hold = threading.Event()
+        self.held = threading.Event()
+        self.release = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self, method):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+                answer = requests.request(method, upstream + self.path, data=body, headers=headers, timeout=60)
+                if method == "POST" and proxy.hold.is_set():
+                    proxy.held.set()
+                    proxy.release.wait(60)
+                try:
+                    self.send_response(answer.status_code)
+                    for name in ("Content-Type", "Retry-After"):
+                        if name in answer.headers:
+                            self.send_header(name, answer.headers[name])
+                    self.send_header("Content-Length", str(len(answer.content)))
+                    self.end_headers()
+                    self.wfile.write(answer.content)
+                except OSError:
+                    pass  # the client is gone
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_POST(self):
+                self._forward("POST")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from chalicelib.links.urls import normalize_url
-from cli_server import DevServer, Linklog, Pages
+from cli_server import DevServer, HoldingProxy, Linklog, Pages
 
 TERMINAL = """SELECT count(*) FROM links LEFT JOIN link_status AS s ON s.link_id = links.id
               WHERE s.status IN ('completed', 'cancelled')
@@ -256,6 +256,33 @@ def test_a_sync_killed_again_and_again_commits_every_event_exactly_once(tmp_path
     created = [e for e in server.log_events(server.org) if e["name"] == "v1.LinkCreated"]
     assert len(created) == 700
     assert interrupted >= 1, f"no kill landed in the middle of a sync: {seen}"
+
+
+def test_a_sync_killed_after_the_server_committed_but_before_its_answer_pushes_nothing_twice(tmp_path, server, pages):
+    proxy = HoldingProxy(server.url)
+    try:
+        alice = Linklog(tmp_path / "home", proxy.url, server.org, pages.allow)
+        alice("sync")
+        source = tmp_path / "bookmarks.html"
+        source.write_text(bookmarks(pages, 250), encoding="utf-8")
+        alice("--offline", "import", str(source))
+        queued_ids = alice.outbox_event_ids()
+        proxy.hold.set()
+        process = alice.subprocess("sync")
+        assert proxy.held.wait(60), "the sync pushed nothing"
+        process.kill()
+        process.wait()
+        proxy.hold.clear()
+        proxy.release.set()
+        # The first batch is committed, and still in the outbox.
+        assert server.log_events(server.org)
+        assert alice.outbox_event_ids() == queued_ids
+        alice("sync")
+        assert alice.outbox_event_ids() == set()
+        ids = assert_each_event_once(server, server.org)
+        assert queued_ids <= set(ids)
+    finally:
+        proxy.close()
 
 
 def test_an_interrupted_import_run_again_continues_without_duplicates(tmp_path, server, pages):
