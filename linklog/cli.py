@@ -25,7 +25,7 @@ from chalicelib.keys import InvalidOrg
 from chalicelib.links.addresses import AllowList
 from chalicelib.state.queries import STATUSES, get_link, list_links, search as search_links
 from linklog import exporter, importer, settings as settings_module, writes
-from linklog.api import Api, Refused
+from linklog.api import Api, Refused, Unreachable
 from linklog.outbox import Outbox
 from linklog.replica import Replica
 from linklog.sync import SyncReport, sync as run_sync
@@ -208,7 +208,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
             try:
                 head = client.api().pull(client.replica.version, limit=1)["head"]
                 reachable = True
-            except Exception as error:  # any failure means: head unknown
+            except (Unreachable, Refused) as error:
                 reachable = False
                 click.echo(f"server: {type(error).__name__}: {error}", err=True)
         info = {

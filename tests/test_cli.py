@@ -342,3 +342,45 @@ def test_a_home_refuses_a_token_of_another_org(tmp_path, server, pages):
     other = Linklog(alice.home, server.url, "other", pages.allow)
     result = other("ls", ok=False)
     assert result.exit_code == 1 and f"holds the replica of org '{server.org}'" in result.output
+
+
+def test_tag_suggestions_delete_restore_retry_and_unarchive(tmp_path, server, pages):
+    alice = user(tmp_path, server, pages)
+    alice("add", f"{pages.url}/p/sourdough-starter", "--tag", "Sourdough")
+    second = alice("add", f"{pages.url}/p/sourdough-loaf").output.split("saved: ")[1].split()[0]
+    third = alice("add", f"{pages.url}/p/sourdough-crumb").output.split("saved: ")[1].split()[0]
+    wait_until_terminal(alice, 3)
+    assert "suggested tags: Sourdough" in alice("show", second).output
+
+    alice("accept", second, "sourdough")
+    alice("dismiss", third, "SOURDOUGH")
+    with alice.view() as view:
+        assert view.execute(
+            "SELECT link_id, status FROM tag_suggestions WHERE link_id IN (?, ?) ORDER BY link_id", (second, third)
+        ).fetchall() == sorted([(second, "accepted"), (third, "dismissed")])
+    assert f"{second}" in alice("ls", "--tag", "sourdough").output
+    assert third not in alice("ls", "--tag", "sourdough").output
+    assert "no suggestion" in alice("accept", third, "nope", ok=False).output
+
+    alice("archive", second)
+    assert second in alice("ls", "--read").output
+    alice("unarchive", second)
+    assert second not in alice("ls", "--read").output
+
+    alice("delete", third)
+    assert third not in alice("ls").output
+    assert "DELETED" in alice("show", third).output
+    alice("restore", third)
+    assert third in alice("ls").output
+
+    alice("retry", second)
+    with alice.view() as view:
+        assert view.execute("SELECT count(*) FROM link_status WHERE link_id = ?", (second,)).get in (0, 1)
+    wait_until_terminal(alice, 3)
+    attempts = [e for e in server.log_events(server.org)
+                if e["name"] == "v1.LinkProcessingStarted" and e["args"]["linkId"] == second]
+    assert len(attempts) == 2
+    assert_each_event_once(server, server.org)
+    shown = json.loads(alice("show", second, "--json").stdout)
+    assert shown["status"] == "completed" and [t["name"] for t in shown["tags"]] == ["Sourdough"]
+    assert "private address" in alice("add", "http://192.168.0.1/", ok=False).output
