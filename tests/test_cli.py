@@ -41,7 +41,7 @@ def server(shared_server, request):
 
 @pytest.fixture
 def own_server(tmp_path, pages):
-    """A dev server this test may stop and start again."""
+    """A dev server of this test's own: to stop and start it, or to load it."""
     running = DevServer(tmp_path / "data", pages.allow).start()
     running.org = "acme"
     yield running
@@ -215,7 +215,9 @@ def test_reads_and_writes_work_offline_and_sync_pushes_them_once(tmp_path, own_s
     assert snapshot(bob) == snapshot(alice)
 
 
-def test_a_sync_killed_again_and_again_commits_every_event_exactly_once(tmp_path, server, pages):
+def test_a_sync_killed_again_and_again_commits_every_event_exactly_once(tmp_path, own_server, pages):
+    # Its hundreds of links keep the worker busy: a server of its own.
+    server = own_server
     alice = user(tmp_path, server, pages)
     alice("sync")
     source = tmp_path / "bookmarks.html"
@@ -258,7 +260,9 @@ def test_a_sync_killed_again_and_again_commits_every_event_exactly_once(tmp_path
     assert interrupted >= 1, f"no kill landed in the middle of a sync: {seen}"
 
 
-def test_a_sync_killed_after_the_server_committed_but_before_its_answer_pushes_nothing_twice(tmp_path, server, pages):
+def test_a_sync_killed_after_the_server_committed_but_before_its_answer_pushes_nothing_twice(tmp_path, own_server, pages):
+    # Its hundreds of links keep the worker busy: a server of its own.
+    server = own_server
     proxy = HoldingProxy(server.url)
     try:
         alice = Linklog(tmp_path / "home", proxy.url, server.org, pages.allow)
@@ -285,7 +289,9 @@ def test_a_sync_killed_after_the_server_committed_but_before_its_answer_pushes_n
         proxy.close()
 
 
-def test_an_interrupted_import_run_again_continues_without_duplicates(tmp_path, server, pages):
+def test_an_interrupted_import_run_again_continues_without_duplicates(tmp_path, own_server, pages):
+    # Its hundreds of links keep the worker busy: a server of its own.
+    server = own_server
     alice = user(tmp_path, server, pages)
     source = tmp_path / "bookmarks.html"
     source.write_text(bookmarks(pages, 600), encoding="utf-8")
