@@ -29,7 +29,7 @@ from pathlib import Path
 import requests
 
 LINKS = int(os.environ.get("LINKLOG_BENCH_IMPORT_LINKS", "10000"))
-WAIT_SECONDS = float(os.environ.get("LINKLOG_BENCH_IMPORT_WAIT", "600"))
+WAIT_SECONDS = float(os.environ.get("LINKLOG_BENCH_IMPORT_WAIT", "300"))
 SECRET = "bench-import-secret-long-enough-for-hs256"
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL_SQL = """SELECT count(*) FROM link_status
