@@ -118,6 +118,9 @@ class LinkCreatedArgs(Strict):
     createdAt: Time
     domain: _bounded(253) | None = None
     source: _bounded(200) | None = None
+    # The title the user knew the page by (an imported bookmark's); the
+    # page's own title replaces it once fetched.
+    title: _bounded(2000) | None = None
 
 
 class LinkDeletedArgs(Strict):

@@ -587,3 +587,25 @@ def test_a_failure_while_reading_commits_rolls_back_the_whole_call(db):
         apply_commits(db, commits_then_a_lost_connection())
     assert dump(db) == before
     assert not db.in_transaction
+
+
+def test_a_title_saved_with_the_link_is_searchable_until_the_page_gives_its_own(db):
+    log = Log()
+    log.client(event("v1.LinkCreated", {"id": "l1", "url": "https://example.com/a",
+                                        "createdAt": T0, "title": "Grandma's bread notes"}))
+    log.client(event("v1.LinkCreated", {"id": "l2", "url": "https://example.com/b",
+                                        "createdAt": T0, "title": "Kept title"}))
+    apply(db, log)
+    assert get_link(db, "l1")["metadata"]["title"] == "Grandma's bread notes"
+    assert [hit["id"] for hit in search(db, "grandma")] == ["l1"]
+    log.processor(
+        started("l1"), started("l2"),
+        event("v1.LinkMetadataFetched", {"linkId": "l1", "title": "Rye bread"}),
+        # A page without a title keeps the one the user saved it with.
+        event("v1.LinkMetadataFetched", {"linkId": "l2", "description": "no title here"}),
+    )
+    apply(db, log, since=2)
+    assert get_link(db, "l1")["metadata"]["title"] == "Rye bread"
+    assert search(db, "grandma") == []
+    assert get_link(db, "l2")["metadata"]["title"] == "Kept title"
+    db.execute("INSERT INTO link_search (link_search) VALUES ('integrity-check')")

@@ -307,6 +307,7 @@ def _link_created(db: apsw.Connection, args: dict, context: _Context) -> None:
     created_at = _time(args, "createdAt")
     domain = _optional_text(args, "domain")
     source = _optional_text(args, "source")
+    title = _optional_text(args, "title")
     taken = db.execute(
         "SELECT 1 FROM links WHERE id = ?1 UNION ALL SELECT 1 FROM link_aliases WHERE alias_id = ?1",
         (link_id,),
@@ -339,6 +340,9 @@ def _link_created(db: apsw.Connection, args: dict, context: _Context) -> None:
            VALUES (?, ?, ?, ?, ?, ?, ?)""",
         (link_id, url, normalized, domain, source, created_at, context.version),
     )
+    if title:
+        _will_reindex(db, link_id, context)
+        db.execute("INSERT INTO link_metadata (link_id, title) VALUES (?, ?)", (link_id, title))
 
 
 def _reprocess_if_unfinished(db: apsw.Connection, link_id: str) -> None:
@@ -613,6 +617,11 @@ METADATA_FIELDS = {
 def _metadata_fetched(db: apsw.Connection, args: dict, context: _Context) -> None:
     link_id = _link(db, args, "linkId")
     values = {column: _optional_text(args, name) for name, column in METADATA_FIELDS.items()}
+    if values["title"] is None:
+        # A page without a title keeps the one the user saved it with.
+        values["title"] = db.execute(
+            "SELECT title FROM link_metadata WHERE link_id = ?", (link_id,)
+        ).get
     _will_reindex(db, link_id, context)
     db.execute(
         f"""INSERT OR REPLACE INTO link_metadata (link_id, {", ".join(values)})

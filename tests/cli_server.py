@@ -1,0 +1,231 @@
+"""A live dev server (`python -m chalicelib.devserver`, as `make run` starts it)
+and a page server for the `linklog` command's tests, and a way to run the
+command as a user does."""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from chalicelib.auth import issue_token
+from chalicelib.log import LIST_PAGE, read_commits
+from chalicelib.store import open_store
+from linklog.cli import main
+from processes import stop
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "cli-test-secret-long-enough-for-hs256-signing"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Pages:
+    """Article pages on 127.0.0.1: any path is a page titled after it; /gone/… is a 404."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.startswith("/gone/"):
+                    body, status = b"gone", 404
+                else:
+                    words = self.path.strip("/").replace("/", " ").replace("-", " ")
+                    body = (
+                        f"<!doctype html><html><head><title>Page {words}</title></head><body><article>"
+                        f"<h1>Page {words}</h1><p>A long article about {words} and sourdough bread, "
+                        "flour, water, patience and the slow craft of baking at home every week.</p>"
+                        "<p>Keep a little starter back each time you bake, and feed it again.</p>"
+                        "</article></body></html>"
+                    ).encode()
+                    status = 200
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.allow = f"127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class DevServer:
+    """The dev server over a local directory store, on a port of its own."""
+
+    def __init__(self, data: Path, allow: str, port: int | None = None):
+        self.data = data
+        self.allow = allow
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self) -> "DevServer":
+        env = {
+            **os.environ,
+            "LINKLOG_STORE": f"file://{self.data}",
+            "LINKLOG_QUEUE": "local",
+            "LINKLOG_PORT": str(self.port),
+            "LINKLOG_ALLOW_HOSTS": self.allow,
+            "LINKLOG_JWT_SECRET": SECRET,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chalicelib.devserver"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        lines: queue.Queue = queue.Queue()
+        self.output: list[str] = []
+
+        def read(stream=self.process.stdout):
+            for line in stream:
+                lines.put(line)
+                self.output.append(line)
+
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + 60
+        seen = []
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            seen.append(line)
+            if line.startswith("linklog serving on"):
+                return self
+        raise AssertionError("the dev server did not start:\n" + "".join(seen))
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+    def log_events(self, org: str) -> list[dict]:
+        """Every event of every commit in the org's log, straight from the store."""
+        store = open_store(f"file://{self.data}")
+        events, since = [], 0
+        while True:
+            commits = read_commits(store, org, since, limit=LIST_PAGE)
+            for commit in commits:
+                events.extend(commit["events"])
+            if len(commits) < LIST_PAGE:
+                return events
+            since = commits[-1]["version"]
+
+
+def token(org: str) -> str:
+    return issue_token(SECRET, sub="tester", org=org, lifetime_seconds=3600, now=time.time())
+
+
+class Linklog:
+    """The `linklog` command for one user: a home directory, a server, an org."""
+
+    def __init__(self, home: Path, server: str, org: str, allow: str = ""):
+        self.home = home
+        self.env = {
+            "LINKLOG_HOME": str(home),
+            "LINKLOG_SERVER": server,
+            "LINKLOG_TOKEN": token(org),
+            "LINKLOG_ALLOW_HOSTS": allow,
+        }
+
+    def __call__(self, *args: str, ok: bool = True):
+        result = CliRunner().invoke(main, list(args), env=self.env, catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, f"linklog {' '.join(args)} failed:\n{result.output}"
+        return result
+
+    def subprocess(self, *args: str) -> subprocess.Popen:
+        """The command as a process of its own (to kill it)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "linklog", *args], cwd=ROOT, env={**os.environ, **self.env},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+    def outbox_event_ids(self) -> set[str]:
+        """The ids of the events waiting in the outbox."""
+        import apsw
+
+        with apsw.Connection(str(self.home / "client.sqlite"), flags=apsw.SQLITE_OPEN_READONLY) as db:
+            return {row[0] for row in db.execute("SELECT json_extract(event, '$.id') FROM outbox")}
+
+    def view(self):
+        import apsw
+
+        return apsw.Connection(str(self.home / "view.sqlite"), flags=apsw.SQLITE_OPEN_READONLY)
+
+
+class HoldingProxy:
+    """A proxy in front of the dev server that, while ``hold`` is set, keeps
+    the answer to a push after the server committed it: the client sees a
+    push whose outcome it cannot know, as after a timeout or a crash."""
+
+    def __init__(self, upstream: str):
+        import requests
+
+        self.hold = threading.Event()
+        self.held = threading.Event()
+        self.release = threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self, method):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+                answer = requests.request(method, upstream + self.path, data=body, headers=headers, timeout=60)
+                if method == "POST" and proxy.hold.is_set():
+                    proxy.held.set()
+                    proxy.release.wait(60)
+                try:
+                    self.send_response(answer.status_code)
+                    for name in ("Content-Type", "Retry-After"):
+                        if name in answer.headers:
+                            self.send_header(name, answer.headers[name])
+                    self.send_header("Content-Length", str(len(answer.content)))
+                    self.end_headers()
+                    self.wfile.write(answer.content)
+                except OSError:
+                    pass  # the client is gone
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_POST(self):
+                self._forward("POST")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
