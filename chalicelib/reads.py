@@ -217,5 +217,12 @@ def _age_of_version(store: ObjectStore, org: str, at_version: int, now: datetime
         return None
     if not commit:
         return None
-    written = datetime.fromisoformat(commit[0]["committed_at"].replace("Z", "+00:00"))
+    # committed_at is whatever the commit object holds: a hand-written or
+    # damaged one must cost the age, not the stats route.
+    try:
+        written = datetime.fromisoformat(commit[0].get("committed_at", "").replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+    if written.tzinfo is None:
+        return None
     return round((now - written).total_seconds(), 3)
