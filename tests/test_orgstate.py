@@ -32,12 +32,17 @@ def test_open_state_reports_where_it_came_from_and_what_it_cost(local_store):
     assert [(s.version_before, s.version_after) for s in state.stats] == [(3, 6)]
 
 
-def test_a_damaged_commit_costs_its_own_events_and_the_load_goes_on(local_store):
+def a_state_at_two_of_the_story(store) -> tuple[list[dict], object]:
+    """The whole story in the log, and a state loaded after its first two commits."""
     commits = story().commits
-    push(local_store, commits[:2])
-    db = orgstate.load(local_store, ORG)
-    push(local_store, commits[2:])
-    local_store.delete(log_key(ORG, 4))
+    push(store, commits[:2])
+    db = orgstate.load(store, ORG)
+    push(store, commits[2:])
+    return commits, db
+
+
+def test_a_damaged_commit_costs_its_own_events_and_the_load_goes_on(local_store):
+    commits, db = a_state_at_two_of_the_story(local_store)
     local_store.put(log_key(ORG, 4), b"{not json")
 
     state = orgstate.open_state(local_store, ORG)
@@ -49,10 +54,7 @@ def test_a_damaged_commit_costs_its_own_events_and_the_load_goes_on(local_store)
 
 
 def test_a_gap_in_the_log_still_stops_the_load_and_keeps_what_was_applied(local_store):
-    commits = story().commits
-    push(local_store, commits[:2])
-    db = orgstate.load(local_store, ORG)
-    push(local_store, commits[2:])
+    _, db = a_state_at_two_of_the_story(local_store)
     local_store.delete(log_key(ORG, 4))
     with pytest.raises(CorruptLog):
         orgstate.open_state(local_store, ORG)
