@@ -239,7 +239,9 @@ def links() -> dict:
 def link(link_id: str) -> dict:
     caller = _caller()
     current = services()
-    return reads.get_link(current.read_cache, current.store, caller.org, link_id)
+    return reads.get_link(
+        current.read_cache, current.store, caller.org, params.check_text("id", link_id)
+    )
 
 
 @app.route("/v1/search", methods=["GET"])
@@ -274,7 +276,7 @@ def stats() -> dict:
 
 
 def _query() -> dict:
-    return app.current_request.query_params or {}
+    return params.checked_query(app.current_request.query_params or {})
 
 
 # Event handlers (SQS, S3 notifications, schedule) follow below; they are

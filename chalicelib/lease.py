@@ -40,6 +40,9 @@ Clock = Callable[[], float]
 # A conditional lease write whose outcome is unknown is resolved by reading;
 # if the read shows the write did not land, it is tried again, a few times.
 WRITE_ATTEMPTS = 3
+# Epochs end up in the state database's 64-bit integers (and in commits);
+# a garbled lease naming a larger one is no lease, not a poisoned epoch.
+MAX_EPOCH = 2**63 - 2
 
 
 class LeaseLost(Exception):
@@ -106,12 +109,12 @@ def _parse(body: bytes) -> dict | None:
     held, for our own duration, by someone unknown at epoch 0)."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(doc, dict):
         return None
     epoch = doc.get("epoch")
-    if type(epoch) is not int or epoch < 0:
+    if type(epoch) is not int or not 0 <= epoch <= MAX_EPOCH:
         return None
     return doc
 

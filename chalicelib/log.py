@@ -10,6 +10,7 @@ whole org at about one write per second on R2).
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import time
@@ -40,6 +41,7 @@ BUSY_RETRY_AFTER_SECONDS = 1
 
 _COMMIT_NAME = re.compile(r"^[0-9]{20}\.json$")
 _random = random.Random()
+logger = logging.getLogger(__name__)
 
 
 class LogBusy(Exception):
@@ -126,7 +128,9 @@ def read_commits(store: ObjectStore, org: str, after: int, limit: int = 1000) ->
     """Commits with versions ``after + 1`` onwards, in order, at most ``limit``.
 
     Every commit read is checked (JSON, shape, version and org matching its
-    key, no gap); a damaged one raises CorruptLog naming the key.
+    key). A damaged one comes back as its stand-in (see ``damaged_commit``),
+    so one garbled object costs its own events, not the org; a gap (a
+    version missing below a later one) raises CorruptLog naming the key.
     """
     check_org(org)
     limit = max(0, min(limit, LIST_PAGE))
@@ -143,8 +147,30 @@ def read_commits(store: ObjectStore, org: str, after: int, limit: int = 1000) ->
 
 
 def _read_commit(store: ObjectStore, org: str, version: int) -> dict:
+    """The commit at ``version``, or its stand-in when the object is damaged."""
     key = log_key(org, version)
-    return decode_commit(key, store.get(key).body, org, version)
+    body = store.get(key).body
+    try:
+        return decode_commit(key, body, org, version)
+    except CorruptLog as damage:
+        logger.error("damaged commit: %s", damage)
+        return damaged_commit(org, version, damage.reason)
+
+
+def damaged_commit(org: str, version: int, reason: str) -> dict:
+    """What stands in for a commit object that cannot be read: no events, and why.
+
+    The log is append-only, so a garbled commit can never be repaired;
+    refusing to read past it would take the org down for good. Its events
+    are lost; every later commit still counts. Pull hands the stand-in out
+    as it is, so a client sees the damage.
+    """
+    return {"version": version, "org": org, "damaged": reason, "events": []}
+
+
+def is_damaged(commit: dict) -> bool:
+    """Whether ``commit`` is the stand-in for a damaged commit object."""
+    return "damaged" in commit
 
 
 def decode_commit(key: str, body: bytes, org: str, version: int) -> dict:
@@ -153,6 +179,8 @@ def decode_commit(key: str, body: bytes, org: str, version: int) -> dict:
         commit = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
         raise CorruptLog(key, f"not JSON: {error}") from None
+    except RecursionError:
+        raise CorruptLog(key, "not JSON: nested too deeply") from None
     try:
         StoredCommit.model_validate(commit)
     except ValidationError as error:
@@ -250,7 +278,7 @@ def _landed_at(store: ObjectStore, org: str, version: int) -> dict | None:
 
 
 def _is_ours(commit: dict, batch_id: str, author: dict) -> bool:
-    return commit["batch_id"] == batch_id and commit["author"] == author
+    return commit.get("batch_id") == batch_id and commit.get("author") == author
 
 
 def _check_shape(commit: dict) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from chalicelib.api_errors import ApiError
+
+# An unpaired surrogate has no UTF-8 form; SQLite cannot take it as text.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def problem(name: str, message: str, kind: str = "value_error") -> dict:
@@ -30,3 +35,22 @@ def integer(params: dict, name: str, default: int) -> int:
         return int(raw, 10)
     except ValueError:
         raise invalid_field(name, "must be an integer", "int_parsing") from None
+
+
+def check_text(name: str, value: str) -> str:
+    """``value`` unchanged if SQLite can hold it as text; else the 422 naming ``name``.
+
+    NUL ends a string in SQLite's C interface (a query or full-text search
+    would stop there) and an unpaired surrogate cannot be encoded, so
+    neither may reach the database.
+    """
+    if "\x00" in value or _SURROGATE.search(value):
+        raise invalid_field(name, "must not contain NUL or unpaired surrogate characters")
+    return value
+
+
+def checked_query(params: dict) -> dict:
+    """The query-string parameters, each checked with check_text."""
+    for name, value in params.items():
+        check_text(name, value)
+    return params

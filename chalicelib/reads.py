@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 from chalicelib import log as commit_log
 from chalicelib.api_errors import ApiError
-from chalicelib.params import integer, invalid_field
+from chalicelib.params import check_text, integer, invalid_field
 from chalicelib.keys import check_org
 from chalicelib.orgstate import OrgState, catch_up, open_state
 from chalicelib.state import queries
@@ -34,6 +34,7 @@ from chalicelib.sync import store_failures_as_api_errors
 MAX_WARM_ORGS = 8
 MAX_QUERY_BODY = 20_000
 QUERY_MAX_ROWS = 1000
+QUERY_MAX_BYTES = queries.MAX_RESULT_BYTES
 QUERY_TIME_LIMIT_MS = 1000
 # A too-long query is a body too large; every other refusal is about its
 # content.
@@ -139,14 +140,19 @@ def run_query(cache: ReadCache, store: ObjectStore, org: str, body: bytes) -> di
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "the body is not JSON") from None
+    except RecursionError:
+        raise ApiError(400, "the body is JSON nested too deeply") from None
     if not isinstance(document, dict) or set(document) != {"sql"}:
         raise invalid_field("sql", 'the body must be {"sql": "SELECT ..."}')
+    if isinstance(document["sql"], str):
+        check_text("sql", document["sql"])
     with cache.state(store, org) as state:
         try:
             result = queries.run_readonly_sql(
                 state.db,
                 document["sql"],
                 max_rows=QUERY_MAX_ROWS,
+                max_bytes=QUERY_MAX_BYTES,
                 time_limit_ms=QUERY_TIME_LIMIT_MS,
             )
         except queries.QueryRejected as error:
@@ -160,6 +166,7 @@ def run_query(cache: ReadCache, store: ObjectStore, org: str, body: bytes) -> di
             "columns": result.columns,
             "rows": [list(row) for row in result.rows],
             "truncated": result.truncated,
+            "truncated_reason": result.truncated_reason,
             "version": state.version,
         }
 
@@ -217,5 +224,12 @@ def _age_of_version(store: ObjectStore, org: str, at_version: int, now: datetime
         return None
     if not commit:
         return None
-    written = datetime.fromisoformat(commit[0]["committed_at"].replace("Z", "+00:00"))
+    # committed_at is whatever the commit object holds: a hand-written or
+    # damaged one must cost the age, not the stats route.
+    try:
+        written = datetime.fromisoformat(commit[0].get("committed_at", "").replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return None
+    if written.tzinfo is None:
+        return None
     return round((now - written).total_seconds(), 3)

@@ -27,7 +27,15 @@ from typing import Callable
 from chalicelib.api_errors import ApiError
 from chalicelib.events import parse_push
 from chalicelib.keys import check_org
-from chalicelib.log import LIST_PAGE, CorruptLog, LogBusy, append, find_head, read_commits
+from chalicelib.log import (
+    LIST_PAGE,
+    CorruptLog,
+    LogBusy,
+    append,
+    find_head,
+    is_damaged,
+    read_commits,
+)
 from chalicelib.params import invalid_fields, problem
 from chalicelib.store.base import ObjectStore, Transient
 
@@ -49,16 +57,18 @@ class _OrgIndex:
     batches: dict[tuple[str, str], int] = field(default_factory=dict)
     first_seen: dict[str, int] = field(default_factory=dict)
     # version -> (batch key, event ids), oldest first, for sizes and eviction
-    commits: OrderedDict[int, tuple[tuple[str, str], list[str]]] = field(
+    commits: OrderedDict[int, tuple[tuple[str, str] | None, list[str]]] = field(
         default_factory=OrderedDict
     )
     events: int = 0
 
     def record(self, commit: dict, max_events: int) -> None:
         version = commit["version"]
-        key = _batch_key(commit["author"], commit["batch_id"])
         ids = [event["id"] for event in commit["events"]]
-        self.batches.setdefault(key, version)
+        # A damaged commit's batch is unknown: a retry of it commits again.
+        key = None if is_damaged(commit) else _batch_key(commit["author"], commit["batch_id"])
+        if key is not None:
+            self.batches.setdefault(key, version)
         for event_id in ids:
             self.first_seen.setdefault(event_id, version)
         self.commits[version] = (key, ids)

@@ -117,14 +117,17 @@ def test_find_head_gallops_over_a_long_log(local_store, monkeypatch):
     assert spent["head"] <= 20
 
 
-def test_a_corrupt_commit_is_named_not_crashed_on(local_store):
+def test_a_damaged_commit_reads_as_its_stand_in_and_the_log_goes_on(local_store):
     append(local_store, "acme", [event(1)], batch_id="b1", author=CLIENT)
     local_store.put(log_key("acme", 2), b"{not json", if_absent=True)
+    append(local_store, "acme", [event(3)], batch_id="b3", author=CLIENT)
 
-    with pytest.raises(CorruptLog) as caught:
-        read_commits(local_store, "acme", 0)
-    assert caught.value.key == "orgs/acme/log/00000000000000000002.json"
-    assert "not JSON" in caught.value.reason
+    first, damaged, third = read_commits(local_store, "acme", 0)
+
+    assert [first["batch_id"], third["batch_id"]] == ["b1", "b3"]
+    assert log.is_damaged(damaged) and not log.is_damaged(first)
+    assert (damaged["version"], damaged["org"], damaged["events"]) == (2, "acme", [])
+    assert damaged["damaged"].startswith("not JSON")
 
 
 @pytest.mark.parametrize(
@@ -134,14 +137,27 @@ def test_a_corrupt_commit_is_named_not_crashed_on(local_store):
         (commit_body("zeta", 1), "holds version 1 of org 'zeta'"),
         (b'{"version": 1, "org": "acme"}', "batch_id: Field required"),
         (b"[1, 2]", "(commit): Input should be a valid dictionary"),
+        (b"\xff\xfe{}", "not JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),
     ],
 )
-def test_a_commit_of_the_wrong_shape_is_corrupt(local_store, body, reason):
+def test_a_commit_of_the_wrong_shape_is_damaged(local_store, body, reason):
     local_store.put(log_key("acme", 1), body, if_absent=True)
 
+    (commit,) = read_commits(local_store, "acme", 0)
+    assert commit["damaged"].startswith(reason)
     with pytest.raises(CorruptLog) as caught:
-        read_commits(local_store, "acme", 0)
-    assert caught.value.reason.startswith(reason)
+        log.decode_commit(log_key("acme", 1), body, "acme", 1)
+    assert caught.value.reason == commit["damaged"]
+
+
+def test_append_after_a_damaged_commit_lands_at_the_next_version(local_store):
+    local_store.put(log_key("acme", 1), b"garbage", if_absent=True)
+
+    landed = append(local_store, "acme", [event(2)], batch_id="b2", author=CLIENT)
+
+    assert landed["version"] == 2
+    assert read_commits(local_store, "acme", 1) == [landed]
 
 
 def test_a_gap_in_the_log_is_corrupt(local_store):

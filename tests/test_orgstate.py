@@ -2,9 +2,9 @@ import pytest
 
 from chalicelib import orgstate, snapshots
 from chalicelib.keys import log_key
-from chalicelib.log import CorruptLog
+from chalicelib.log import CorruptLog, damaged_commit
 from chalicelib.state import version
-from statelog import ORG, dump, push, replay, story
+from statelog import ORG, dump, push, replay, state_at, story
 
 
 def test_load_and_catch_up_reach_the_head_of_the_log(any_store):
@@ -32,13 +32,30 @@ def test_open_state_reports_where_it_came_from_and_what_it_cost(local_store):
     assert [(s.version_before, s.version_after) for s in state.stats] == [(3, 6)]
 
 
-def test_a_damaged_commit_stops_the_load_and_keeps_what_was_applied(local_store):
+def a_state_at_two_of_the_story(store) -> tuple[list[dict], object]:
+    """The whole story in the log, and a state loaded after its first two commits."""
     commits = story().commits
-    push(local_store, commits[:2])
-    db = orgstate.load(local_store, ORG)
-    push(local_store, commits[2:])
-    local_store.delete(log_key(ORG, 4))
+    push(store, commits[:2])
+    db = orgstate.load(store, ORG)
+    push(store, commits[2:])
+    return commits, db
+
+
+def test_a_damaged_commit_costs_its_own_events_and_the_load_goes_on(local_store):
+    commits, db = a_state_at_two_of_the_story(local_store)
     local_store.put(log_key(ORG, 4), b"{not json")
+
+    state = orgstate.open_state(local_store, ORG)
+    assert orgstate.catch_up(local_store, ORG, db) == len(commits) - 2
+    assert state.version == version(db) == len(commits)
+    # Equal to a replay of the log without the damaged commit's events.
+    without = [c if c["version"] != 4 else damaged_commit(ORG, 4, "lost") for c in commits]
+    assert dump(db) == dump(state.db) == dump(state_at(without))
+
+
+def test_a_gap_in_the_log_still_stops_the_load_and_keeps_what_was_applied(local_store):
+    _, db = a_state_at_two_of_the_story(local_store)
+    local_store.delete(log_key(ORG, 4))
     with pytest.raises(CorruptLog):
         orgstate.open_state(local_store, ORG)
     with pytest.raises(CorruptLog):

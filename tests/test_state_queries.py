@@ -158,7 +158,21 @@ def test_readonly_sql_can_use_with_and_full_text_search(db):
 def test_readonly_sql_caps_rows(db):
     result = run_readonly_sql(db, "SELECT id FROM links ORDER BY id", max_rows=2)
     assert result.rows == [("l1",), ("l2",)]
-    assert result.truncated is True
+    assert (result.truncated, result.truncated_reason) == (True, "max_rows")
+
+
+def test_readonly_sql_caps_the_bytes_of_its_rows_as_json(db):
+    # Each row is ["l1"] and a comma: 7 bytes of JSON.
+    result = run_readonly_sql(db, "SELECT id FROM links ORDER BY id", max_bytes=14)
+    assert result.rows == [("l1",), ("l2",)]
+    assert (result.truncated, result.truncated_reason) == (True, "max_bytes")
+    whole = run_readonly_sql(db, "SELECT id FROM links WHERE id IN ('l1', 'l2') ORDER BY id", max_bytes=14)
+    assert (whole.rows, whole.truncated, whole.truncated_reason) == ([("l1",), ("l2",)], False, None)
+
+
+def test_readonly_sql_gives_blobs_as_base64_objects_and_infinities_as_text(db):
+    result = run_readonly_sql(db, "SELECT x'00ff', x'', 1e999, -1e999, 1.5, NULL, 'x'")
+    assert result.rows == [({"base64": "AP8="}, {"base64": ""}, "Infinity", "-Infinity", 1.5, None, "x")]
 
 
 HOSTILE = [
@@ -192,6 +206,9 @@ HOSTILE = [
     ("-- only a comment", "empty"),
     ("SELECT '" + "x" * 10_000 + "'", "too_long"),
     (b"SELECT 1", "invalid"),
+    ("SELECT 1\x00", "invalid"),
+    ("SELECT '\ud800'", "invalid"),
+    ("SELECT CAST(x'ff' AS TEXT)", "invalid_text"),
 ]
 
 

@@ -7,6 +7,9 @@ looking at the text.
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -23,6 +26,9 @@ MAX_SQL_LENGTH = 10_000
 # otherwise take a gigabyte from a Lambda function. Stored texts are far
 # smaller.
 MAX_VALUE_BYTES = 10_000_000
+# The rows of one answer, as JSON: a thousand rows of a megabyte each would
+# otherwise be a gigabyte built in memory and sent.
+MAX_RESULT_BYTES = 5_000_000
 STATUSES = ("new", "pending", "completed", "failed", "cancelled")
 # Title and description matches say more about a page than a word deep in
 # its text.
@@ -57,16 +63,20 @@ class LinkPage:
 
 @dataclass(frozen=True)
 class SqlResult:
+    """Rows of JSON values (see json_value); ``truncated_reason`` is
+    "max_rows" or "max_bytes" when ``truncated``, else None."""
+
     columns: list[str]
     rows: list[tuple]
     truncated: bool
+    truncated_reason: str | None = None
 
 
 class QueryRejected(Exception):
     """User SQL that was not run, or was stopped.
 
     ``code`` is one of: invalid, too_long, empty, multiple_statements,
-    invalid_sql, not_allowed, time_limit, too_big.
+    invalid_sql, not_allowed, time_limit, too_big, invalid_text.
     """
 
     def __init__(self, code: str, message: str):
@@ -304,11 +314,13 @@ def run_readonly_sql(
     sql: str,
     *,
     max_rows: int = 1000,
+    max_bytes: int = MAX_RESULT_BYTES,
     time_limit_ms: int = 1000,
     clock: Callable[[], float] = time.monotonic,
 ) -> SqlResult:
     """Run one user-written SELECT (or WITH ... SELECT) and return at most
-    ``max_rows`` rows.
+    ``max_rows`` rows, of at most ``max_bytes`` as JSON, each value made
+    JSON-ready by json_value.
 
     SQLite's authorizer allows only reading (SELECT, READ, FUNCTION and
     recursive CTEs) and ``PRAGMA query_only`` is on while it runs; the
@@ -329,16 +341,27 @@ def run_readonly_sql(
     cursor = db.cursor()
     try:
         rows: list[tuple] = []
-        truncated = False
+        size = 0
+        truncated_reason = None
         for row in cursor.execute(statement.query):
             if len(rows) == max_rows:
-                truncated = True
+                truncated_reason = "max_rows"
                 break
-            rows.append(row)
+            values = tuple(json_value(value) for value in row)
+            # As the answer will carry it, with the comma before it.
+            size += len(json.dumps(values)) + 1
+            if size > max_bytes:
+                truncated_reason = "max_bytes"
+                break
+            rows.append(values)
     except apsw.InterruptError:
         raise QueryRejected("time_limit", f"the query ran longer than {time_limit_ms} ms") from None
     except apsw.TooBigError:
         raise QueryRejected("too_big", f"a value would exceed {MAX_VALUE_BYTES} bytes") from None
+    except UnicodeDecodeError:
+        raise QueryRejected(
+            "invalid_text", "a text value is not UTF-8; CAST it AS BLOB or use hex()"
+        ) from None
     except apsw.Error as error:
         if authorizer.denied:
             raise QueryRejected(
@@ -352,7 +375,27 @@ def run_readonly_sql(
         db.setauthorizer(None)
         db.execute("PRAGMA query_only = OFF")
     columns = [name for name, _ in statement.description or ()]
-    return SqlResult(columns=columns, rows=rows, truncated=truncated)
+    return SqlResult(
+        columns=columns,
+        rows=rows,
+        truncated=truncated_reason is not None,
+        truncated_reason=truncated_reason,
+    )
+
+
+def json_value(value: Any) -> Any:
+    """A SQL value as JSON can carry it.
+
+    A blob becomes ``{"base64": "<standard base64>"}`` (an object, so it is
+    never mistaken for a text); an infinite real, which JSON has no number
+    for, becomes the text "Infinity" or "-Infinity". Texts, integers, other
+    reals and NULL pass as they are.
+    """
+    if isinstance(value, bytes):
+        return {"base64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, float) and math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
 
 
 def _single_statement(db: apsw.Connection, sql: str) -> apsw.ext.QueryDetails:
@@ -366,4 +409,9 @@ def _single_statement(db: apsw.Connection, sql: str) -> apsw.ext.QueryDetails:
             raise QueryRejected("multiple_statements", "send one statement at a time")
     except apsw.Error as error:
         raise QueryRejected("invalid_sql", str(error)) from None
+    except ValueError:
+        # NUL in the text, or a character UTF-8 has no form for.
+        raise QueryRejected(
+            "invalid", "the query must not contain NUL or unpaired surrogate characters"
+        ) from None
     return first

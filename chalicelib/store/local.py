@@ -10,7 +10,12 @@ Object files. Each holds a 40-byte header line, ``LLOBJ1 <md5 hex>\n``,
 then the body as-is (``tail -c +41`` shows it). The etag is computed once,
 at put time: a get, a head, a list or an etag check reads it from the
 header instead of hashing the body, which for a 90 MB snapshot is most of
-a restore's time.
+a restore's time. The header is only a cache of the body's MD5: when it is
+damaged (a flipped byte, a truncated file) the etag is computed from the
+bytes after the first 40 instead, so the object still reads as its body and
+whoever reads it judges the body (a snapshot's checksum, a commit's JSON).
+A damaged header must not make the object, or a listing holding it,
+unreadable: the lease and the log have no older copy to fall back to.
 
 Atomicity. A body is written to a temp file in the object's own directory,
 fsynced, then linked (create-if-absent: ``os.link`` fails if the name
@@ -34,6 +39,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +62,7 @@ LOCK_DIRECTORY = ".locks"
 LOCK_STRIPES = 256
 HEADER_MAGIC = b"LLOBJ1 "
 HEADER_SIZE = len(HEADER_MAGIC) + 32 + 1
+_MD5_HEX = re.compile(rb"[0-9a-f]{32}")
 
 
 def etag_of(body: bytes) -> str:
@@ -103,9 +110,9 @@ class LocalStore:
             # to the rest, copying the body once more (tens of ms for a
             # large snapshot); readall sizes one buffer from fstat.
             with open(self._path(key), "rb", buffering=0) as f:
-                etag = _read_header(key, f)
+                etag = _read_header(f)
                 body = f.readall()
-        return StoredObject(key=key, etag=etag, body=body)
+        return StoredObject(key=key, etag=etag or etag_of(body), body=body)
 
     def download(self, key: str, into: BinaryIO) -> ObjectInfo:
         """Write the object's body to ``into`` piece by piece (see ObjectStore.download)."""
@@ -116,14 +123,19 @@ class LocalStore:
             f = open(self._path(key), "rb", buffering=0)
         with f:
             with _reading(key):
-                etag = _read_header(key, f)
+                etag = _read_header(f)
+            digest = hashlib.md5() if etag is None else None
             while True:
                 # Only the store's own reads are translated: what into.write
                 # raises belongs to the caller and passes through untouched.
                 with _reading(key):
                     read = f.readinto(piece)
                 if not read:
+                    if digest is not None:
+                        etag = f'"{digest.hexdigest()}"'
                     return ObjectInfo(key=key, etag=etag, size=size)
+                if digest is not None:
+                    digest.update(view[:read])
                 into.write(view[:read])
                 size += read
 
@@ -291,19 +303,27 @@ def _reading(key: str) -> Iterator[None]:
         raise StoreError(key, f"read failed: {e}") from e
 
 
-def _read_header(key: str, f) -> str:
+def _read_header(f) -> str | None:
+    """The etag the header line records, or None when the line is damaged.
+
+    Either way ``f`` is left at the body: the header is always the first
+    HEADER_SIZE bytes, so a damaged one still says where the body starts.
+    """
     header = f.read(HEADER_SIZE)
-    if len(header) != HEADER_SIZE or not header.startswith(HEADER_MAGIC) or header[-1:] != b"\n":
-        raise StoreError(key, "not a linklog object file (bad header)")
-    return '"' + header[len(HEADER_MAGIC):-1].decode("ascii") + '"'
+    digest = header[len(HEADER_MAGIC):-1]
+    if header.startswith(HEADER_MAGIC) and header[-1:] == b"\n" and _MD5_HEX.fullmatch(digest):
+        return '"' + digest.decode("ascii") + '"'
+    return None
 
 
 def _info(key: str, path: str) -> ObjectInfo | None:
     """Etag and size from the header and the file's length; None if it is gone."""
     try:
         with open(path, "rb") as f:
-            etag = _read_header(key, f)
-            size = os.fstat(f.fileno()).st_size - HEADER_SIZE
+            etag = _read_header(f)
+            size = max(0, os.fstat(f.fileno()).st_size - HEADER_SIZE)
+            if etag is None:
+                etag = f'"{hashlib.file_digest(f, "md5").hexdigest()}"'
     except FileNotFoundError:
         return None  # deleted since the directory was read
     except OSError as e:
