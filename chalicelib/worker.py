@@ -102,6 +102,6 @@ def _cycle(org: str, queue: Queue, run: RunCycle, retry_delay: float, now) -> No
         queue.send(org, delay_seconds=retry_delay)
     elif report.outcome == "work_left":
         queue.send(org)
-    due = getattr(report, "next_retry_due", None)
+    due = getattr(report, "next_due", None)
     if due is not None:
         queue.send(org, delay_seconds=max(0.0, (due - now()).total_seconds()))
