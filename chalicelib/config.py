@@ -24,6 +24,8 @@ class Settings:
     jwks_url: str | None = None
     allow_hosts: str = ""
     port: int = 8000
+    # None: the processor's default (chalicelib.cycle.LEASE_SECONDS).
+    lease_seconds: float | None = None
 
 
 def load(environ: Mapping[str, str] = os.environ) -> Settings:
@@ -40,7 +42,21 @@ def load(environ: Mapping[str, str] = os.environ) -> Settings:
         jwks_url=jwks_url,
         allow_hosts=environ.get("LINKLOG_ALLOW_HOSTS", defaults.allow_hosts),
         port=_port(environ.get("LINKLOG_PORT"), defaults.port),
+        lease_seconds=_lease_seconds(environ.get("LINKLOG_LEASE_SECONDS")),
     )
+
+
+def _lease_seconds(raw: str | None) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ConfigError(f"LINKLOG_LEASE_SECONDS must be a number of seconds, not {raw!r}") from None
+    # Below a second, renewals would be most of what a cycle writes.
+    if not 1 <= seconds <= 3600:
+        raise ConfigError(f"LINKLOG_LEASE_SECONDS must be between 1 and 3600, not {raw}")
+    return seconds
 
 
 def _port(raw: str | None, default: int) -> int:

@@ -26,7 +26,7 @@ from urllib.parse import unquote_plus
 
 from chalicelib import lease as leases
 from chalicelib import snapshots, state
-from chalicelib.cycle import CycleReport, run_cycle, utc_now
+from chalicelib.cycle import LEASE_SECONDS, CycleReport, run_cycle, utc_now
 from chalicelib.keys import (
     VERSION_DIGITS,
     InvalidOrg,
@@ -297,12 +297,15 @@ def cycle_runner(
     enqueue: Callable[[str], None] | None,
     holder_prefix: str = "processor",
     budget_seconds: float = 60,
+    lease_seconds: float | None = None,
     now: Callable[[], datetime] = utc_now,
 ) -> RunCycle:
     """``run(org)``: one processor cycle of an org, as every trigger runs it.
 
     Each cycle gets a holder name of its own, so two cycles of one process
-    never mistake each other's lease for their own.
+    never mistake each other's lease for their own. ``lease_seconds``
+    (None: LEASE_SECONDS) is how long a crashed cycle's lease keeps others
+    out (``LINKLOG_LEASE_SECONDS``).
 
     Before taking the lease it asks the store, cheaply, whether the org is
     idle (log not ahead of its snapshot, no link due): every commit wakes
@@ -326,6 +329,7 @@ def cycle_runner(
             holder=holder,
             now=now,
             budget_seconds=budget_seconds,
+            lease_seconds=lease_seconds or LEASE_SECONDS,
             enqueue=enqueue,
         )
 
