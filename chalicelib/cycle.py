@@ -387,11 +387,11 @@ def run_cycle(
 
     ``process`` turns one LinkJob into a LinkOutcome, called from up to
     ``concurrency`` threads, at most ``per_origin`` at once for one origin;
-    ``clock`` (monotonic seconds) judges the lease and the budget; ``now`` stamps events and
-    decides which retries are due; ``enqueue(org)`` is called when work is
-    left. ``checkpoint(step)`` is called at "leased", "started", "processed",
-    "committed" and "snapshot" (just before the snapshot put), for tests
-    that stop a cycle at a chosen step. ``emit`` receives the cycle's one
+    ``clock`` (monotonic seconds) judges the lease and the budget; ``now``
+    stamps events and decides which retries are due; ``enqueue(org)`` is
+    called when work is left. ``checkpoint(step)`` is called at "leased",
+    "started", "processed", "committed" and "snapshot" (just before the
+    snapshot put), for tests that stop a cycle at a chosen step. ``emit`` receives the cycle's one
     JSON log line.
 
     Store failures and a lost lease end the cycle with outcome "stopped"
