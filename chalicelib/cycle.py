@@ -122,11 +122,7 @@ class _Cycle:
         self.concurrency = concurrency
         self.per_origin = per_origin
         self.lease_seconds = lease_seconds
-        # Each fetch slot can run this many links one after another, even
-        # if every page takes the fetcher's worst case.
-        rounds = max(1, int(budget // link_seconds))
-        self.most_links = concurrency * rounds
-        self.most_per_origin = min(per_origin, concurrency) * rounds
+        self.link_seconds = link_seconds
         self.checkpoint = checkpoint
         self.started_at = clock()
         self.deadline = self.started_at + budget
@@ -218,11 +214,28 @@ class _Cycle:
         self.timed("apply", started)
         self.fence()
 
+    def choose(self, candidates: list[LinkJob]) -> list[LinkJob]:
+        """The links the budget left can finish: each fetch slot runs
+        ``rounds`` links one after another even if every page takes the
+        fetcher's worst case. Counted after the restore, which may have
+        used some of the budget, so no link is started only to be cut off
+        (each start counts as one of its attempts)."""
+        # To the nearest round: the worst case is rare, and the time a
+        # restore takes should not cost a whole round.
+        rounds = max(1, round((self.deadline - self.clock()) / self.link_seconds))
+        return choose(
+            candidates,
+            most=self.concurrency * rounds,
+            most_per_origin=min(self.per_origin, self.concurrency) * rounds,
+        )
+
     def process_all(self, jobs: list[LinkJob]) -> dict[str, LinkOutcome]:
         """Process the jobs, ``concurrency`` at a time and at most
-        ``per_origin`` at a time against one origin, until the budget ends."""
+        ``per_origin`` at a time against one origin, until the budget ends;
+        whatever is left of it, every link gets one worst case's time."""
         outcomes: dict[str, LinkOutcome] = {}
         started = self.clock()
+        deadline = max(self.deadline, started + self.link_seconds)
         waiting = OriginSlots(jobs, self.per_origin)
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
         running: dict[Future, LinkJob] = {}
@@ -238,7 +251,7 @@ class _Cycle:
             start_what_fits()
             while running:
                 self.keep_lease()
-                left = self.deadline - self.clock()
+                left = deadline - self.clock()
                 if left <= 0:
                     break
                 timeout = min(left, max(0.05, self.lease.remaining(self.clock) / 4))
@@ -302,7 +315,7 @@ class _Cycle:
         self.restore()
 
         chosen = state.links_needing_work(self.db, self.now())
-        jobs = choose(chosen, most=self.most_links, most_per_origin=self.most_per_origin)
+        jobs = self.choose(chosen)
         if not jobs:
             # Client commits alone still earn a snapshot, so the next restore
             # and the sweep both find the snapshot at the head of the log.

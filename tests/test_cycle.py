@@ -558,3 +558,20 @@ def test_a_cycle_takes_what_its_fetch_slots_can_finish_within_the_budget(
 def urls(store) -> dict[str, str]:
     return {e["args"]["id"]: e["args"]["url"] for c in all_commits(store, "acme")
             for e in c["events"] if e["name"] == "v1.LinkCreated"}
+
+
+def test_a_restore_that_used_the_budget_leaves_fewer_links_and_each_its_full_time(local_store):
+    """Each start counts as an attempt: a cycle must not start links it has
+    no time left to process."""
+    save_links(local_store, "acme", range(7))
+    clock = FakeClock()
+
+    def slow_restore(step):
+        if step == "leased":
+            clock.advance(12)  # past the 10 s budget before choosing
+
+    report = run(local_store, clock=clock, budget_seconds=10, link_seconds=5, concurrency=2,
+                 checkpoint=slow_restore)
+    assert report.outcome == "work_left"
+    assert len(report.links_started) == 2
+    assert len(report.links_done) == 2, "started links got no time at all"
