@@ -302,7 +302,11 @@ def process_org_messages(event) -> dict:
     """One cycle per org in the batch; orgs to try again go back as batch item failures."""
     current = services()
     run = triggers.cycle_runner(
-        current.store, process=_process_link(), enqueue=current.queue.send, holder_prefix="lambda"
+        current.store,
+        process=_process_link(),
+        enqueue=current.queue.send,
+        holder_prefix="lambda",
+        lease_seconds=current.settings.lease_seconds,
     )
     return triggers.handle_sqs_records(event.to_dict()["Records"], run=run)
 

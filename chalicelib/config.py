@@ -33,6 +33,8 @@ class Settings:
     jwt_issuer: str | None = None
     allow_hosts: str = ""
     port: int = 8000
+    # None: the processor's default (chalicelib.cycle.LEASE_SECONDS).
+    lease_seconds: float | None = None
 
 
 def load(environ: Mapping[str, str] = os.environ) -> Settings:
@@ -59,6 +61,7 @@ def load(environ: Mapping[str, str] = os.environ) -> Settings:
         jwt_issuer=environ.get("LINKLOG_JWT_ISSUER") or None,
         allow_hosts=environ.get("LINKLOG_ALLOW_HOSTS", defaults.allow_hosts),
         port=_port(environ.get("LINKLOG_PORT"), defaults.port),
+        lease_seconds=_lease_seconds(environ.get("LINKLOG_LEASE_SECONDS")),
     )
 
 
@@ -69,6 +72,19 @@ def _check_secret_source(source: str) -> None:
             "LINKLOG_JWT_SECRET_FROM must be ssm:PARAMETER_NAME or secretsmanager:SECRET_ID, "
             f"not {source!r}"
         )
+
+
+def _lease_seconds(raw: str | None) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ConfigError(f"LINKLOG_LEASE_SECONDS must be a number of seconds, not {raw!r}") from None
+    # Below a second, renewals would be most of what a cycle writes.
+    if not 1 <= seconds <= 3600:
+        raise ConfigError(f"LINKLOG_LEASE_SECONDS must be between 1 and 3600, not {raw}")
+    return seconds
 
 
 def _port(raw: str | None, default: int) -> int:

@@ -1,8 +1,8 @@
 """One processor cycle of one org (DESIGN §6).
 
 lease → restore → delta → choose links → commit "started" → process several
-at a time within the budget → commit all results → apply → one snapshot →
-prune → release → enqueue again if work is left.
+at a time (politely per origin) within the budget → commit all results →
+apply → one snapshot → prune → release → enqueue again if work is left.
 
 Whatever the number of links, a cycle writes at most two log commits and
 one snapshot. The trigger that woke the cycle carries only the org: the
@@ -26,6 +26,7 @@ from chalicelib import log, orgstate, snapshots, state
 from chalicelib.cyclelog import CycleRecord, MeteredStore, log_line, process_cycles
 from chalicelib.keys import check_org, version_of_snapshot_key
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, ProcessLink
+from chalicelib.links.politeness import CONCURRENCY, PER_ORIGIN, OriginSlots, choose
 from chalicelib.processor_events import link_events, result_events, started_events
 from chalicelib.state.apply import MAX_ATTEMPTS
 from chalicelib.store.base import ObjectStore, StoreError
@@ -36,7 +37,8 @@ OUTCOMES = ("done", "work_left", "lease_held", "nothing_to_do", "stopped")
 # while processing whenever less than half of it is left.
 LEASE_SECONDS = 120.0
 # What one link may take at worst (the fetcher's timeouts): a cycle starts
-# no more links than its workers can finish within the budget at that pace.
+# no more links than its fetch slots (CONCURRENCY in all, PER_ORIGIN per
+# origin) can finish within the budget at that pace.
 LINK_SECONDS = 10.0
 SNAPSHOTS_KEPT = 3
 MAX_HOLDER_CHARS = 200
@@ -66,7 +68,9 @@ class CycleReport:
     links_done: tuple[str, ...] = ()
     links_failed: tuple[str, ...] = ()
     work_left: bool = False
-    next_retry_due: datetime | None = None
+    # When the state next needs a cycle (state.next_due); None: never
+    # without a new event, or unknown (the state was never restored).
+    next_due: datetime | None = None
     requests: dict[str, int] = field(default_factory=dict)
     record: CycleRecord | None = None
 
@@ -108,7 +112,7 @@ class _Cycle:
     """The state of one running cycle; run_cycle is its only user."""
 
     def __init__(self, store, org, process, holder, clock, now, budget, concurrency,
-                 lease_seconds, link_seconds, checkpoint):
+                 per_origin, lease_seconds, link_seconds, checkpoint):
         self.store = MeteredStore(store)
         self.org = org
         self.process = process
@@ -116,8 +120,9 @@ class _Cycle:
         self.clock = clock
         self.now = now
         self.concurrency = concurrency
+        self.per_origin = per_origin
         self.lease_seconds = lease_seconds
-        self.most_links = concurrency * max(1, int(budget // link_seconds))
+        self.link_seconds = link_seconds
         self.checkpoint = checkpoint
         self.started_at = clock()
         self.deadline = self.started_at + budget
@@ -209,27 +214,56 @@ class _Cycle:
         self.timed("apply", started)
         self.fence()
 
+    def choose(self, candidates: list[LinkJob]) -> list[LinkJob]:
+        """The links the budget left can finish: each fetch slot runs
+        ``rounds`` links one after another even if every page takes the
+        fetcher's worst case. Counted after the restore, which may have
+        used some of the budget, so no link is started only to be cut off
+        (each start counts as one of its attempts)."""
+        # To the nearest round: the worst case is rare, and the time a
+        # restore takes should not cost a whole round.
+        rounds = max(1, round((self.deadline - self.clock()) / self.link_seconds))
+        return choose(
+            candidates,
+            most=self.concurrency * rounds,
+            most_per_origin=min(self.per_origin, self.concurrency) * rounds,
+        )
+
     def process_all(self, jobs: list[LinkJob]) -> dict[str, LinkOutcome]:
+        """Process the jobs, ``concurrency`` at a time and at most
+        ``per_origin`` at a time against one origin, until the budget ends;
+        whatever is left of it, every link gets one worst case's time."""
         outcomes: dict[str, LinkOutcome] = {}
         started = self.clock()
+        deadline = max(self.deadline, started + self.link_seconds)
+        waiting = OriginSlots(jobs, self.per_origin)
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
-        pending: dict[Future, LinkJob] = {
-            pool.submit(_safe_process, self.process, job): job for job in jobs
-        }
+        running: dict[Future, LinkJob] = {}
+
+        def start_what_fits() -> None:
+            while len(running) < self.concurrency:
+                job = waiting.take()
+                if job is None:
+                    return
+                running[pool.submit(_safe_process, self.process, job)] = job
+
         try:
-            while pending:
+            start_what_fits()
+            while running:
                 self.keep_lease()
-                left = self.deadline - self.clock()
+                left = deadline - self.clock()
                 if left <= 0:
                     break
                 timeout = min(left, max(0.05, self.lease.remaining(self.clock) / 4))
-                done, _ = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
+                done, _ = wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
                 for future in done:
-                    job = pending.pop(future)
+                    job = running.pop(future)
+                    waiting.finished(job)
                     outcomes[job.link_id] = future.result()
+                start_what_fits()
         finally:
-            # Links still running when the budget ends get no result: they
-            # stay pending and the stuck timeout hands them to a later cycle.
+            # Links still running or not yet started when the budget ends get
+            # no result: they stay pending, and the next cycle takes them again.
             pool.shutdown(wait=False, cancel_futures=True)
             self.timed("process", started)
         return outcomes
@@ -280,8 +314,8 @@ class _Cycle:
         self.checkpoint("leased")
         self.restore()
 
-        chosen = state.links_needing_work(self.db, self.now(), limit=self.most_links + 1)
-        jobs = chosen[: self.most_links]
+        chosen = state.links_needing_work(self.db, self.now())
+        jobs = self.choose(chosen)
         if not jobs:
             # Client commits alone still earn a snapshot, so the next restore
             # and the sweep both find the snapshot at the head of the log.
@@ -354,7 +388,8 @@ def run_cycle(
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = utc_now,
     budget_seconds: float = 60,
-    concurrency: int = 4,
+    concurrency: int = CONCURRENCY,
+    per_origin: int = PER_ORIGIN,
     enqueue: Callable[[str], None] | None = None,
     lease_seconds: float = LEASE_SECONDS,
     link_seconds: float = LINK_SECONDS,
@@ -363,12 +398,13 @@ def run_cycle(
 ) -> CycleReport:
     """Run one cycle for ``org`` and report what happened.
 
-    ``process`` turns one LinkJob into a LinkOutcome; ``clock`` (monotonic
-    seconds) judges the lease and the budget; ``now`` stamps events and
-    decides which retries are due; ``enqueue(org)`` is called when work is
-    left. ``checkpoint(step)`` is called at "leased", "started", "processed",
-    "committed" and "snapshot" (just before the snapshot put), for tests
-    that stop a cycle at a chosen step. ``emit`` receives the cycle's one
+    ``process`` turns one LinkJob into a LinkOutcome, called from up to
+    ``concurrency`` threads, at most ``per_origin`` at once for one origin;
+    ``clock`` (monotonic seconds) judges the lease and the budget; ``now``
+    stamps events and decides which retries are due; ``enqueue(org)`` is
+    called when work is left. ``checkpoint(step)`` is called at "leased",
+    "started", "processed", "committed" and "snapshot" (just before the
+    snapshot put), for tests that stop a cycle at a chosen step. ``emit`` receives the cycle's one
     JSON log line.
 
     Store failures and a lost lease end the cycle with outcome "stopped"
@@ -376,13 +412,13 @@ def run_cycle(
     object); the report's record says why.
     """
     check_org(org)
-    if concurrency < 1 or budget_seconds <= 0 or lease_seconds <= 0 or link_seconds <= 0:
-        raise ValueError("concurrency, budget, lease and link seconds must be positive")
+    if min(concurrency, per_origin) < 1 or min(budget_seconds, lease_seconds, link_seconds) <= 0:
+        raise ValueError("concurrency, per origin, budget, lease and link seconds must be positive")
     # The holder becomes the author id of our commits, which the log bounds.
     if not isinstance(holder, str) or not 1 <= len(holder) <= MAX_HOLDER_CHARS:
         raise ValueError(f"holder must be 1 to {MAX_HOLDER_CHARS} characters")
     cycle = _Cycle(store, org, process, holder, clock, now, budget_seconds, concurrency,
-                   lease_seconds, link_seconds, checkpoint)
+                   per_origin, lease_seconds, link_seconds, checkpoint)
     try:
         cycle.run()
     except (StoreError, leases.LeaseLost, log.LogBusy, Fenced) as error:
@@ -401,12 +437,16 @@ def _finish(cycle: _Cycle, emit: Callable[[str], None], enqueue) -> CycleReport:
     """Release the lease, fill in the figures, emit the log line, enqueue."""
     report = cycle.report
     record = cycle.record
+    hint = None
     if cycle.db is not None:
         record.version_after = state.version(cycle.db)
-        report.next_retry_due = state.next_retry_due(cycle.db)
+        report.next_due = state.next_due(cycle.db, cycle.now())
+        hint = leases.Released(next_due=report.next_due)
     if cycle.lease is not None:
+        # Only a cycle that restored its state may tell the idle check when
+        # the org is next due; without a state the marker carries no hint.
         started = cycle.clock()
-        leases.release(cycle.store, cycle.lease, next_due=report.next_retry_due)
+        leases.release(cycle.store, cycle.lease, hint=hint)
         cycle.timed("lease", started)
     record.outcome = report.outcome
     record.work_left = report.work_left

@@ -96,7 +96,7 @@ def main() -> None:
     store = open_store(settings.store)
     queue = open_queue(settings.queue)
     api.use_services(api.build_services(settings, store=store, queue=queue))
-    start_worker(store, queue, process=make_link_processor())
+    start_worker(store, queue, process=make_link_processor(), lease_seconds=settings.lease_seconds)
 
     server = create_server(api.app, HOST, settings.port)
     # socketserver listens with a backlog of 5: a burst of clients connecting

@@ -89,7 +89,7 @@ def _body(
     duration: float,
     nonce: str,
     released: bool,
-    next_due: datetime | None = None,
+    hint: Released | None = None,
 ) -> bytes:
     doc = {
         "holder": holder,
@@ -99,8 +99,8 @@ def _body(
         "nonce": nonce,
         "written_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }
-    if released:
-        doc["next_due"] = next_due.isoformat() if next_due is not None else None
+    if released and hint is not None:
+        doc["next_due"] = hint.next_due.isoformat() if hint.next_due is not None else None
     return json.dumps(doc, sort_keys=True).encode()
 
 
@@ -249,14 +249,18 @@ def renew(
     )
 
 
-def release(store: ObjectStore, lease: Lease, *, next_due: datetime | None = None) -> bool:
+def release(store: ObjectStore, lease: Lease, *, hint: Released | None = None) -> bool:
     """Give the lease up so the next processor need not wait for it to expire.
 
-    ``next_due`` is when the org's state next needs a cycle (a retry or a
-    stuck link coming due; None: nothing is waiting). The released marker
-    carries it, so the scheduled sweep can tell a quiet org from one with a
-    retry due by reading this small object instead of restoring the
-    snapshot. The write costs nothing extra: release writes the marker anyway.
+    ``hint`` says when the org's state next needs a cycle (``next_due``:
+    a time, possibly already past; None: no link will need work without a
+    new event). The released marker carries it, so a trigger can tell a
+    quiet org from one with work waiting by reading this small object
+    instead of restoring the snapshot; the write costs nothing extra, as
+    release writes the marker anyway. Without a hint (the holder never
+    learned its state, e.g. its restore failed) the marker carries none,
+    and readers ask the state: a wrong "nothing is waiting" would leave
+    links unprocessed until the next push.
 
     Returns False if it was no longer ours (or the release could not be
     confirmed; it then simply expires).
@@ -265,7 +269,7 @@ def release(store: ObjectStore, lease: Lease, *, next_due: datetime | None = Non
     etag = _write(
         store,
         lease_key(lease.org),
-        _body(lease.holder, lease.epoch, lease.duration, nonce, True, next_due),
+        _body(lease.holder, lease.epoch, lease.duration, nonce, True, hint),
         nonce,
         if_match=lease.etag,
     )
@@ -274,7 +278,8 @@ def release(store: ObjectStore, lease: Lease, *, next_due: datetime | None = Non
 
 @dataclass(frozen=True)
 class Released:
-    """A released lease and the time its last holder said the org is next due."""
+    """What a released lease says: when its last holder's state next needs a
+    cycle (None: no link will need work until a new event)."""
 
     next_due: datetime | None
 

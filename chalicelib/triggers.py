@@ -9,7 +9,7 @@ functions behind the Lambda handlers in app.py and the local worker:
 - ``orgs_from_s3_event``: the orgs whose log got a new commit, from an S3
   ObjectCreated notification (direct, or wrapped in an SQS record).
 - ``sweep``: the orgs whose log is ahead of their newest snapshot or whose
-  state has a retry due, found by listing the store.
+  state has a link needing work, found by listing the store.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from urllib.parse import unquote_plus
 
 from chalicelib import lease as leases
 from chalicelib import snapshots, state
-from chalicelib.cycle import CycleReport, run_cycle, utc_now
+from chalicelib.cycle import LEASE_SECONDS, CycleReport, run_cycle, utc_now
 from chalicelib.keys import (
     VERSION_DIGITS,
     InvalidOrg,
@@ -217,8 +217,9 @@ def sweep(
     """Enqueue every org that needs a cycle; return them in key order.
 
     An org needs one when its log has commits after its newest snapshot of
-    the current schema, or when its state (that snapshot) has a retry due at
-    ``now``. Cost: one list per org to find it, two lists to compare log and
+    the current schema, or when its state (that snapshot) has a link that
+    needs work at ``now`` (never started, reprocess requested, left pending,
+    or a retry due). Cost: one list per org to find it, two lists to compare log and
     snapshot, and for an org whose log is not ahead one get of its released
     lease, which says when its state is next due (only without that hint,
     e.g. after a crashed cycle, the snapshot is restored: a list and a get). An org that cannot be checked (the store failed) is
@@ -245,7 +246,7 @@ def _needs_cycle(store: ObjectStore, org: str, now: datetime) -> bool:
     if found.known:
         due = found.next_due
     else:
-        due = state.next_retry_due(snapshots.restore_latest(store, org).db)
+        due = state.next_due(snapshots.restore_latest(store, org).db, now)
     return due is not None and due <= now
 
 
@@ -256,8 +257,10 @@ class Readiness:
     ``log_ahead``: its log has commits after its newest snapshot. If not,
     the last cycle's state is the snapshot's, and ``known`` says whether
     that cycle's released lease told when the state is next due
-    (``next_due``; None: nothing is waiting). Not ``known``: a cycle holds
-    the lease or died holding it, and only the state can tell.
+    (``next_due``, from ``state.next_due``: a time already past while any
+    link needs work; None: no link will need work without a new event).
+    Not ``known``: a cycle holds the lease, died holding it, or released it
+    without having read its state, and only the state can tell.
     """
 
     log_ahead: bool
@@ -294,15 +297,18 @@ def cycle_runner(
     enqueue: Callable[[str], None] | None,
     holder_prefix: str = "processor",
     budget_seconds: float = 60,
+    lease_seconds: float | None = None,
     now: Callable[[], datetime] = utc_now,
 ) -> RunCycle:
     """``run(org)``: one processor cycle of an org, as every trigger runs it.
 
     Each cycle gets a holder name of its own, so two cycles of one process
-    never mistake each other's lease for their own.
+    never mistake each other's lease for their own. ``lease_seconds``
+    (None: LEASE_SECONDS) is how long a crashed cycle's lease keeps others
+    out (``LINKLOG_LEASE_SECONDS``).
 
     Before taking the lease it asks the store, cheaply, whether the org is
-    idle (log not ahead of its snapshot, no retry due): every commit wakes
+    idle (log not ahead of its snapshot, no link due): every commit wakes
     the processor, the processor's own commits included, and a wake-up for
     nothing should cost two lists and a small get, not a lease write and a
     snapshot restore. When the store cannot tell, the cycle decides.
@@ -314,7 +320,7 @@ def cycle_runner(
         except StoreError:
             found = Readiness(log_ahead=True, known=False)
         if found.idle_at(now()):
-            return CycleReport(org=org, outcome="nothing_to_do", next_retry_due=found.next_due)
+            return CycleReport(org=org, outcome="nothing_to_do", next_due=found.next_due)
         holder = f"{holder_prefix}-{uuid.uuid4().hex[:12]}"
         return run_cycle(
             store,
@@ -323,6 +329,7 @@ def cycle_runner(
             holder=holder,
             now=now,
             budget_seconds=budget_seconds,
+            lease_seconds=lease_seconds or LEASE_SECONDS,
             enqueue=enqueue,
         )
 

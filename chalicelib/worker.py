@@ -46,19 +46,22 @@ def start_worker(
     now: Callable[[], datetime] = utc_now,
     clock: Callable[[], float] = time.monotonic,
     poll_seconds: float = POLL_SECONDS,
+    lease_seconds: float | None = None,
 ) -> threading.Thread:
     """Start the worker thread (a daemon) and return it; set ``stop_event`` to end it.
 
-    ``run(org)`` defaults to a real cycle with ``process``; tests may hand
-    in their own. The first sweep runs at once, so work left by an earlier
-    run (or written straight into the store) is picked up on start.
+    ``run(org)`` defaults to a real cycle with ``process`` and
+    ``lease_seconds`` (None: the cycle's default); tests may hand in their
+    own. The first sweep runs at once, so work left by an earlier run (or
+    written straight into the store) is picked up on start.
     """
     if sweep_every <= 0 or poll_seconds <= 0 or retry_delay < 0:
         raise ValueError("sweep_every and poll_seconds must be positive, retry_delay not negative")
     stop = stop_event if stop_event is not None else threading.Event()
     if run is None:
         run = cycle_runner(
-            store, process=process, enqueue=None, holder_prefix=f"worker-{os.getpid()}", now=now
+            store, process=process, enqueue=None, holder_prefix=f"worker-{os.getpid()}",
+            lease_seconds=lease_seconds, now=now,
         )
     thread = threading.Thread(
         target=_work,
@@ -103,6 +106,6 @@ def _cycle(org: str, queue: Queue, run: RunCycle, retry_delay: float, now) -> No
         queue.send(org, delay_seconds=retry_delay)
     elif report.outcome == "work_left":
         queue.send(org)
-    due = getattr(report, "next_retry_due", None)
+    due = getattr(report, "next_due", None)
     if due is not None:
         queue.send(org, delay_seconds=max(0.0, (due - now()).total_seconds()))

@@ -16,7 +16,7 @@ from chalice.local import ChaliceRequestHandler, create_local_server
 import app as api
 from chalicelib import config
 from chalicelib.auth import issue_token
-from chalicelib.queue import LocalQueue
+from chalicelib.queue import LocalQueue, Queue
 
 SECRET = "api-test-secret-long-enough-for-hs256-signing"
 
@@ -24,7 +24,7 @@ SECRET = "api-test-secret-long-enough-for-hs256-signing"
 @dataclass
 class RunningApi:
     url: str
-    queue: LocalQueue
+    queue: Queue
     http: requests.Session
 
     def token(self, org: str = "acme", sub: str = "user-1", lifetime: int = 3600) -> str:
@@ -74,9 +74,10 @@ def _url() -> str:
 
 
 @contextmanager
-def serving(store):
-    """Serve the app over ``store`` on 127.0.0.1 until the block ends."""
-    queue = LocalQueue()
+def serving(store, queue: Queue | None = None):
+    """Serve the app over ``store`` on 127.0.0.1 until the block ends; pushes
+    wake ``queue`` (a fresh LocalQueue unless given)."""
+    queue = queue if queue is not None else LocalQueue()
     settings = config.Settings(store="(test)", jwt_secret=SECRET)
     api.use_services(api.build_services(settings, store=store, queue=queue))
     try:

@@ -29,6 +29,7 @@ def test_every_variable_is_read():
         "LINKLOG_JWT_ISSUER": "https://issuer.example/",
         "LINKLOG_ALLOW_HOSTS": "127.0.0.1:8080",
         "LINKLOG_PORT": "9001",
+        "LINKLOG_LEASE_SECONDS": "7.5",
     })
 
     assert settings == Settings(
@@ -36,7 +37,7 @@ def test_every_variable_is_read():
         queue="https://sqs.eu-west-1.amazonaws.com/123456789012/linklog-process",
         jwt_secret=None, jwks_url="https://issuer.example/jwks.json",
         jwt_audience="https://api.linklog.example", jwt_issuer="https://issuer.example/",
-        allow_hosts="127.0.0.1:8080", port=9001,
+        allow_hosts="127.0.0.1:8080", port=9001, lease_seconds=7.5,
     )
 
 
@@ -46,6 +47,10 @@ def test_every_variable_is_read():
         ({"LINKLOG_PORT": "http"}, "LINKLOG_PORT must be a port number, not 'http'"),
         ({"LINKLOG_PORT": "70000"}, "LINKLOG_PORT must be between 0 and 65535, not 70000"),
         ({"LINKLOG_PORT": "-1"}, "LINKLOG_PORT must be between 0 and 65535, not -1"),
+        ({"LINKLOG_LEASE_SECONDS": "soon"},
+         "LINKLOG_LEASE_SECONDS must be a number of seconds, not 'soon'"),
+        ({"LINKLOG_LEASE_SECONDS": "0.5"}, "LINKLOG_LEASE_SECONDS must be between 1 and 3600, not 0.5"),
+        ({"LINKLOG_LEASE_SECONDS": "nan"}, "LINKLOG_LEASE_SECONDS must be between 1 and 3600, not nan"),
         ({"LINKLOG_JWT_SECRET": "s", "LINKLOG_JWKS_URL": "http://127.0.0.1/jwks"},
          "set LINKLOG_JWT_SECRET or LINKLOG_JWKS_URL, not both"),
     ],

@@ -1,6 +1,7 @@
 """One processor cycle: what it chooses, what it writes, and what it costs."""
 
 import json
+from collections import Counter
 import threading
 import time
 from datetime import timedelta
@@ -139,7 +140,7 @@ def test_a_retryable_failure_is_retried_with_growing_waits_at_most_max_attempts_
     processor = FakeProcessor()
     first = run(local_store, process=processor, now=now)
     assert first.links_failed == (link_id(1),)
-    due, waited = first.next_retry_due, first.next_retry_due - T0
+    due, waited = first.next_due, first.next_due - T0
     assert due is not None and due > T0
     assert run(local_store, process=processor, now=now).outcome == "nothing_to_do"
 
@@ -148,9 +149,9 @@ def test_a_retryable_failure_is_retried_with_growing_waits_at_most_max_attempts_
         report = run(local_store, process=processor, now=now)
         assert report.links_started == (link_id(1),)
         if attempt < MAX_ATTEMPTS:
-            assert report.next_retry_due - due > waited, "the wait grows"
-            due, waited = report.next_retry_due, report.next_retry_due - due
-    assert report.next_retry_due is None
+            assert report.next_due - due > waited, "the wait grows"
+            due, waited = report.next_due, report.next_due - due
+    assert report.next_due is None
     now.at = T0 + timedelta(days=30)
     assert run(local_store, process=processor, now=now).outcome == "nothing_to_do"
 
@@ -193,19 +194,33 @@ def test_an_outcome_the_log_would_refuse_becomes_the_links_failure(local_store):
     assert [(f["code"], f["retryable"]) for f in failed] == [("invalid_result", False)]
 
 
-def test_a_link_left_pending_by_a_dead_cycle_is_taken_again_after_five_minutes(local_store):
-    save_links(local_store, "acme", [1])
+def test_a_link_left_pending_by_a_dead_cycle_is_taken_again_by_the_next_holder(local_store):
+    save_links(local_store, "acme", [1, 2])
     now = WallClock()
     with pytest.raises(Died):
         run(local_store, now=now, checkpoint=die_once_started)
-    assert run(local_store, now=now).outcome == "nothing_to_do"
-    now.at = T0 + timedelta(minutes=4, seconds=59)
-    assert run(local_store, now=now).outcome == "nothing_to_do"
-    now.at = T0 + timedelta(minutes=5, seconds=1)
     report = run(local_store, now=now)
-    assert report.links_done == (link_id(1),)
+    assert sorted(report.links_done) == [link_id(1), link_id(2)]
     history = processor_history(all_commits(local_store, "acme"))
     assert history[link_id(1)].attempts_started == [1, 2]
+
+
+def test_links_left_pending_by_a_crashed_holder_wait_only_for_its_lease(local_store):
+    """A process that dies holding the lease releases nothing: its heir
+    waits out the lease, then takes the links it had started at once."""
+    save_links(local_store, "acme", range(3))
+    clock = FakeClock()
+    now = WallClock()
+    with pytest.raises(Died):
+        run(local_store, now=now, clock=clock, checkpoint=die_once_started)
+    # As if that process had died before releasing: someone holds the lease.
+    lease.acquire(local_store, "acme", "crashed", duration=30, clock=clock)
+    assert run(local_store, now=now, clock=clock, lease_seconds=30).outcome == "lease_held"
+    clock.advance(30)
+    report = run(local_store, now=now, clock=clock, lease_seconds=30)
+    assert sorted(report.links_done) == [link_id(n) for n in range(3)]
+    history = processor_history(all_commits(local_store, "acme"))
+    assert {tuple(h.attempts_started) for h in history.values()} == {(1, 2)}
 
 
 def test_a_link_that_kills_every_cycle_fails_for_good_after_max_attempts(local_store):
@@ -214,7 +229,6 @@ def test_a_link_that_kills_every_cycle_fails_for_good_after_max_attempts(local_s
     for _ in range(MAX_ATTEMPTS):
         with pytest.raises(Died):
             run(local_store, now=now, checkpoint=die_once_started)
-        now.at += timedelta(minutes=6)
     processor = FakeProcessor()
     report = run(local_store, now=now, process=processor)
     assert report.outcome == "done"
@@ -482,3 +496,83 @@ def test_a_stray_object_among_the_snapshots_does_not_stop_the_cycle(local_store)
     report = run(local_store)
     assert report.outcome == "done"
     assert report.snapshot_key.endswith("/00000000000000000003.sqlite")
+
+
+def save_on_origins(store, origins: int, per_origin: int) -> None:
+    """``per_origin`` links on each of ``origins`` sites, one site after another."""
+    for site in range(origins):
+        save_links(store, "acme", [site * 1000 + n for n in range(per_origin)],
+                   host=f"site{site}.test")
+
+
+def test_a_cycle_runs_sixteen_fetches_at_once_but_no_more_than_four_per_origin(local_store):
+    save_on_origins(local_store, origins=5, per_origin=8)
+    all_at_once = threading.Barrier(16, timeout=10)
+    lock = threading.Lock()
+    running = {"all": 0}
+    most = {"all": 0}
+    calls = []
+
+    def process(job):
+        origin = job.url.split("/")[2]
+        with lock:
+            calls.append(job.link_id)
+            first_ones = len(calls) <= 16
+            for key in ("all", origin):
+                running[key] = running.get(key, 0) + 1
+                most[key] = max(most.get(key, 0), running[key])
+        try:
+            if first_ones:
+                # The first sixteen wait for each other: that many must run at once.
+                all_at_once.wait()
+        except threading.BrokenBarrierError:
+            pass
+        finally:
+            with lock:
+                for key in ("all", origin):
+                    running[key] -= 1
+        return FakeProcessor()(job)
+
+    report = run(local_store, process=process)
+    assert report.outcome == "done"
+    assert len(report.links_done) == 40
+    assert not all_at_once.broken, f"fewer than 16 fetches ran at once: {most}"
+    assert most["all"] == 16
+    assert max(n for key, n in most.items() if key != "all") == 4
+
+
+@pytest.mark.parametrize("origins, started", [(1, 24), (8, 96)])
+def test_a_cycle_takes_what_its_fetch_slots_can_finish_within_the_budget(
+    local_store, origins, started
+):
+    # 60 s budget, 10 s a link at worst: each slot runs six links one after
+    # another; 16 slots in all, 4 per origin.
+    save_on_origins(local_store, origins=origins, per_origin=200 // origins)
+    report = run(local_store, enqueue=lambda org: None)
+    assert report.outcome == "work_left"
+    assert len(report.links_started) == started
+    hosts = Counter(url_of[link].split("/")[2] for url_of in [urls(local_store)]
+                    for link in report.links_started)
+    assert max(hosts.values()) == 24
+
+
+def urls(store) -> dict[str, str]:
+    return {e["args"]["id"]: e["args"]["url"] for c in all_commits(store, "acme")
+            for e in c["events"] if e["name"] == "v1.LinkCreated"}
+
+
+def test_a_restore_that_used_the_budget_leaves_fewer_links_and_each_its_full_time(local_store):
+    """Each start counts as an attempt: a cycle must not start links it has
+    no time left to process."""
+    save_links(local_store, "acme", range(7))
+    clock = FakeClock()
+
+    def slow_restore(step):
+        if step == "leased":
+            clock.advance(12)  # past the 10 s budget before choosing
+
+    report = run(local_store, clock=clock, budget_seconds=10, link_seconds=5, concurrency=2,
+                 checkpoint=slow_restore)
+    assert report.outcome == "work_left"
+    assert len(report.links_started) == 2
+    assert len(report.links_done) == 2, "started links got no time at all"

@@ -238,12 +238,21 @@ def test_a_released_lease_carries_when_the_org_is_next_due(local_store):
     held = lease.acquire(local_store, "acme", "p1", duration=60, clock=clock)
     assert lease.released(local_store, "acme") is None  # held: no hint
 
-    lease.release(local_store, held, next_due=due)
+    lease.release(local_store, held, hint=lease.Released(next_due=due))
     assert lease.released(local_store, "acme") == lease.Released(next_due=due)
 
     again = lease.acquire(local_store, "acme", "p2", duration=60, clock=clock)
-    lease.release(local_store, again)
+    lease.release(local_store, again, hint=lease.Released(next_due=None))
     assert lease.released(local_store, "acme") == lease.Released(next_due=None)
+
+
+def test_a_release_without_a_hint_leaves_the_state_to_decide(local_store):
+    """A holder that never read its state must not tell the idle check
+    "nothing is waiting"."""
+    held = lease.acquire(local_store, "acme", "p1", duration=60, clock=FakeClock())
+    lease.release(local_store, held)
+    assert lease_doc(local_store)["released"] is True
+    assert lease.released(local_store, "acme") is None
 
 
 @pytest.mark.parametrize(

@@ -78,20 +78,20 @@ def test_a_dns_failure_is_retried_and_completes_once_the_name_resolves(local_sto
     assert first.links_failed == ("l1",)
     link = get_link(replay(local_store, ORG), "l1")
     assert (link["status"], link["error"]["code"], link["error"]["retryable"]) == ("failed", "dns_failure", True)
-    assert first.next_retry_due == T0 + timedelta(minutes=1)
+    assert first.next_due == T0 + timedelta(minutes=1)
     assert run(local_store, process, now).outcome == "nothing_to_do", "not before its time"
 
-    now.at = first.next_retry_due
+    now.at = first.next_due
     second = run(local_store, process, now)
     assert second.links_failed == ("l1",)
-    assert second.next_retry_due == now.at + timedelta(minutes=6)
+    assert second.next_due == now.at + timedelta(minutes=6)
 
     resolver.known["later.test"] = "127.0.0.1"
-    now.at = second.next_retry_due
+    now.at = second.next_due
     third = run(local_store, process, now)
 
     assert third.links_done == ("l1",)
-    assert third.next_retry_due is None
+    assert third.next_due is None
     link = get_link(replay(local_store, ORG), "l1")
     assert (link["status"], link["error"], link["attempts"]) == ("completed", None, 3)
     assert link["metadata"]["title"] == "Proofing times"

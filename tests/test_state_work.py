@@ -7,7 +7,7 @@ from chalicelib.state import (
     attempts_of,
     links_needing_work,
     new_database,
-    next_retry_due,
+    next_due,
     processor_epoch,
     statuses_of,
 )
@@ -53,14 +53,15 @@ def test_deleted_completed_cancelled_and_permanently_failed_links_need_no_work()
     assert ids(links_needing_work(state_of(log), NOW + timedelta(days=1))) == ["l5"]
 
 
-def test_a_pending_link_needs_work_once_it_is_stuck():
+def test_a_pending_link_needs_work_at_once_because_its_start_is_dead():
+    # Only a lease holder asks, and every pending link in its state was
+    # started by an earlier holder, whose result can never land.
     log = Log()
     log.client(created("l1", "https://example.com/a"))
     log.processor(started("l1", at=at(0)))
     db = state_of(log)
-    assert links_needing_work(db, NOW + timedelta(minutes=4, seconds=59)) == []
-    assert ids(links_needing_work(db, NOW + timedelta(minutes=5))) == ["l1"]
-    assert links_needing_work(db, NOW + timedelta(minutes=9), stuck_after=timedelta(minutes=10)) == []
+    assert ids(links_needing_work(db, NOW)) == ["l1"]
+    assert next_due(db, NOW) == NOW
 
 
 def test_a_deleted_pending_link_stays_pending_and_needs_no_work():
@@ -71,7 +72,7 @@ def test_a_deleted_pending_link_stays_pending_and_needs_no_work():
     db = state_of(log)
     assert db.execute("SELECT status FROM link_status").get == "pending"
     assert links_needing_work(db, NOW + timedelta(hours=1)) == []
-    assert next_retry_due(db) is None
+    assert next_due(db, NOW) is None
 
 
 def test_a_retryable_failure_needs_work_when_its_retry_time_comes():
@@ -81,7 +82,9 @@ def test_a_retryable_failure_needs_work_when_its_retry_time_comes():
     db = state_of(log)
     assert links_needing_work(db, NOW + timedelta(seconds=59)) == []
     assert ids(links_needing_work(db, NOW + timedelta(minutes=1))) == ["l1"]
-    assert next_retry_due(db) == NOW + timedelta(minutes=1)
+    assert next_due(db, NOW) == NOW + timedelta(minutes=1)
+    later = NOW + timedelta(minutes=2)
+    assert next_due(db, later) == later
 
 
 def test_no_more_than_max_attempts():
@@ -119,42 +122,47 @@ def test_a_naive_now_is_refused():
         links_needing_work(new_database(), datetime(2026, 11, 23, 20, 0))
 
 
-def test_next_retry_due_is_the_earliest_retry_or_stuck_deadline():
+def test_next_due_is_the_earliest_retry_when_no_link_needs_work_now():
     log = Log()
     log.client(*[created(f"l{n}", f"https://example.com/{n}") for n in range(4)])
     log.processor(
         started("l0", 1, at=at(0)), failed("l0", retryable=True, at=at(10)),
-        started("l1", 1, at=at(2)),
+        started("l1", 2, at=at(2)), failed("l1", retryable=True, at=at(2)),
         started("l2", 6, at=at(0)), failed("l2", retryable=True, at=at(0)),
         started("l3", 1, at=at(0)), completed("l3"),
     )
     db = state_of(log)
-    assert next_retry_due(db) == NOW + timedelta(minutes=7)
-    assert next_retry_due(db, stuck_after=timedelta(minutes=20)) == NOW + timedelta(minutes=11)
+    assert next_due(db, NOW) == NOW + timedelta(minutes=8)
+    assert next_due(db, NOW, max_attempts=2) == NOW + timedelta(minutes=11)
 
 
-def test_nothing_waiting_means_no_retry_due():
+@pytest.mark.parametrize(
+    "waiting",
+    ["never started", "reprocess requested", "left pending", "retry due"],
+)
+def test_next_due_is_now_whenever_a_link_needs_work(waiting):
+    """The idle check reads only next_due: it must never say "later" or
+    "never" while links_needing_work would find a link."""
     log = Log()
-    log.client(created("l1", "https://example.com/a"))
-    assert next_retry_due(state_of(log)) is None
-
-
-def test_attempts_and_statuses_of_chosen_links():
-    log = Log()
-    log.client(*[created(f"l{n}", f"https://example.com/{n}") for n in range(4)])
-    log.processor(started("l0", 2), completed("l0"), started("l1", 1),
-                  started("l2", 3), failed("l2", retryable=True, at=T0))
+    log.client(*[created(f"l{n}", f"https://example.com/{n}") for n in range(3)])
+    log.processor(*[e for n in range(3) for e in (started(f"l{n}", at=at(0)), completed(f"l{n}"))])
+    if waiting == "never started":
+        log.client(created("new", "https://example.com/new"))
+    elif waiting == "reprocess requested":
+        log.client(event("v1.LinkReprocessRequested", {"linkId": "l1", "requestedAt": T0}))
+    elif waiting == "left pending":
+        log.client(created("new", "https://example.com/new"))
+        log.processor(started("new", at=at(0)))
+    else:
+        log.client(created("new", "https://example.com/new"))
+        log.processor(started("new", at=at(-5)), failed("new", retryable=True, at=at(-5)))
     db = state_of(log)
-    chosen = ["l0", "l1", "l2", "l3", "nowhere"]
-    assert attempts_of(db, chosen) == {"l0": 2, "l1": 1, "l2": 3}
-    assert statuses_of(db, chosen) == {"l0": "completed", "l1": "pending", "l2": "failed"}
-    assert attempts_of(db, []) == {} and statuses_of(db, iter(["l1"])) == {"l1": "pending"}
+    assert len(links_needing_work(db, NOW)) == 1
+    assert next_due(db, NOW) == NOW
 
 
-def test_processor_epoch_is_the_highest_applied():
+def test_nothing_waiting_means_nothing_due():
     log = Log()
     log.client(created("l1", "https://example.com/a"))
-    assert processor_epoch(state_of(log)) == 0
-    log.processor(started("l1"), epoch=4)
-    log.processor(completed("l1"), epoch=2)
-    assert processor_epoch(state_of(log)) == 4
+    log.processor(started("l1"), completed("l1"))
+    assert next_due(state_of(log), NOW) is None

@@ -475,3 +475,70 @@ def test_a_wake_up_without_a_hint_leaves_the_decision_to_the_cycle(orgs):
 
     assert run("globex").outcome == "nothing_to_do"
     assert lease.released(orgs, "globex") is not None  # a real cycle ran and released
+
+
+# A backlog larger than one cycle, driven only by what the triggers do.
+
+def saved_backlog(store, org, count):
+    events = [{"id": f"created-{org}-{n}", "name": "v1.LinkCreated", "at": "2026-11-23T19:00:00Z",
+               "args": {"id": f"{org}-{n}", "url": f"http://pages.test/{n}",
+                        "createdAt": "2026-11-23T19:00:00Z"}}
+              for n in range(count)]
+    log.append(store, org, events, batch_id=f"backlog-{org}", author=CLIENT)
+
+
+def statuses(store, org):
+    from chalicelib import orgstate
+
+    db = orgstate.load(store, org)
+    return dict(db.execute("SELECT status, count(*) FROM link_status GROUP BY status"))
+
+
+def test_a_backlog_of_150_links_drains_through_its_own_wake_ups(local_store):
+    """The cycle ends work_left and enqueues the org; that wake-up, read by
+    the idle check before any lease, must run the next cycle, not skip it."""
+    saved_backlog(local_store, "acme", 150)
+    queue = []
+    run = cycle_runner(local_store, process=processed, enqueue=queue.append, now=lambda: NOW)
+    outcomes = [run("acme").outcome]
+    while queue:
+        outcomes.append(run(queue.pop()).outcome)
+    assert statuses(local_store, "acme") == {"completed": 150}
+    assert outcomes == ["work_left"] * 6 + ["done"]  # 24 a cycle: one origin
+
+
+def test_the_sweep_finds_a_backlog_whose_wake_up_was_lost(local_store):
+    saved_backlog(local_store, "acme", 30)
+    run = cycle_runner(local_store, process=processed, enqueue=None, now=lambda: NOW)
+    assert run("acme").outcome == "work_left"  # its own wake-up is lost
+    enqueued = []
+    assert sweep(local_store, now=NOW, enqueue=enqueued.append) == ["acme"]
+    assert run("acme").outcome == "done"
+    assert sweep(local_store, now=NOW, enqueue=enqueued.append) == []
+    assert statuses(local_store, "acme") == {"completed": 30}
+
+
+def test_a_cycle_whose_restore_failed_leaves_no_idle_hint(local_store):
+    """A cycle that never read its state must not release the lease saying
+    "nothing is waiting": its wake-up would then be skipped for good."""
+    saved_backlog(local_store, "acme", 30)
+    run = cycle_runner(local_store, process=processed, enqueue=None, now=lambda: NOW)
+    assert run("acme").outcome == "work_left"
+
+    class LogListFails:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def list(self, prefix, **kwargs):
+            if "/log/" in prefix:
+                raise Transient(prefix, "503 Slow Down")
+            return self.inner.list(prefix, **kwargs)
+
+    broken = cycle_runner(LogListFails(local_store), process=processed, enqueue=None,
+                          now=lambda: NOW)
+    assert broken("acme").outcome == "stopped"
+    assert run("acme").outcome == "done"
+    assert statuses(local_store, "acme") == {"completed": 30}

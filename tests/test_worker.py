@@ -22,7 +22,7 @@ TERMINAL = {"v1.LinkProcessingCompleted", "v1.LinkProcessingFailed"}
 @dataclass
 class Report:
     outcome: str
-    next_retry_due: datetime | None = None
+    next_due: datetime | None = None
 
 
 def eventually(condition, timeout=20.0):
@@ -119,7 +119,7 @@ def test_work_left_is_taken_up_again_at_once(local_store, worker):
 
 def test_a_retry_due_is_queued_for_its_time(local_store, worker):
     now = datetime(2026, 11, 23, 20, 0, tzinfo=timezone.utc)
-    run = Scripted(Report("done", next_retry_due=now + timedelta(hours=1)))
+    run = Scripted(Report("done", next_due=now + timedelta(hours=1)))
     queue = LocalQueue()
     worker(local_store, queue, process=titled, run=run,
                  now=lambda: now, retry_delay=0)

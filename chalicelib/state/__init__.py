@@ -2,13 +2,13 @@
 
 - schema: the tables, SCHEMA_HASH, new_database(), version(), processor_epoch()
 - apply: apply_commits(), the one way state changes
-- work: links_needing_work(), next_retry_due(), attempts_of(), statuses_of()
+- work: links_needing_work(), next_due(), attempts_of(), statuses_of()
 - queries: the read side for the API (links, search, read-only SQL)
 """
 
 from chalicelib.state.apply import ApplyStats, CommitOutOfOrder, apply_commits
 from chalicelib.state.schema import SCHEMA_HASH, new_database, processor_epoch, version
-from chalicelib.state.work import attempts_of, links_needing_work, next_retry_due, statuses_of
+from chalicelib.state.work import attempts_of, links_needing_work, next_due, statuses_of
 
 __all__ = [
     "SCHEMA_HASH",
@@ -18,7 +18,7 @@ __all__ = [
     "attempts_of",
     "links_needing_work",
     "new_database",
-    "next_retry_due",
+    "next_due",
     "processor_epoch",
     "statuses_of",
     "version",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Iterable
 
 import apsw
@@ -12,7 +12,13 @@ from chalicelib.links.outcome import LinkJob, TagChoice
 from chalicelib.state.apply import MAX_ATTEMPTS
 from chalicelib.state.times import format_time, parse_time
 
-STUCK_AFTER = timedelta(minutes=5)
+# The one definition of "this link needs work now", shared by the work
+# list and the idle check so the two can never disagree.
+_NEEDS_WORK = """links.deleted_at IS NULL AND (
+    status.link_id IS NULL
+    OR status.status = 'pending'
+    OR (status.status = 'failed' AND status.retryable = 1
+        AND status.attempts < :max_attempts AND status.next_retry_at <= :now))"""
 
 
 def live_tags(db: apsw.Connection) -> tuple[TagChoice, ...]:
@@ -30,33 +36,35 @@ def links_needing_work(
     db: apsw.Connection,
     now: datetime,
     *,
-    stuck_after: timedelta = STUCK_AFTER,
     max_attempts: int = MAX_ATTEMPTS,
     limit: int | None = None,
 ) -> list[LinkJob]:
     """Links to process now, oldest saved first.
 
-    A link that is not deleted needs work when it has no status (new, or
-    reprocess requested), when it has been pending for at least
-    ``stuck_after`` (the run that started it died), or when it failed with
-    a retryable error, has had fewer than ``max_attempts`` attempts and its
-    retry time has come.
+    A link that is not deleted needs work when it has no status (never
+    started, or reprocess requested), when it is pending, or when it failed
+    with a retryable error, has had fewer than ``max_attempts`` attempts and
+    its retry time has come.
+
+    A pending link needs work because only a cycle holding the org's lease
+    reads this, and every link pending in its state was started by an
+    earlier holder: one that released the lease (its budget ended before
+    the link did; a late result is dropped) or lost it (it crashed, or can
+    no longer commit: the lease is renewed before every commit, and our
+    commits carry a higher epoch, which makes the state skip its commits).
+    Either way no result for that start will ever land, so waiting for one
+    would only leave the link pending.
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, not {limit}")
     rows = db.execute(
-        """SELECT links.id, links.url FROM links
+        f"""SELECT links.id, links.url FROM links
            LEFT JOIN link_status AS status ON status.link_id = links.id
-           WHERE links.deleted_at IS NULL AND (
-               status.link_id IS NULL
-               OR (status.status = 'pending' AND status.started_at <= :stuck_before)
-               OR (status.status = 'failed' AND status.retryable = 1
-                   AND status.attempts < :max_attempts AND status.next_retry_at <= :now))
+           WHERE {_NEEDS_WORK}
            ORDER BY links.seq
            LIMIT :limit""",
         {
             "now": format_time(now),
-            "stuck_before": format_time(now - stuck_after),
             "max_attempts": max_attempts,
             "limit": -1 if limit is None else limit,
         },
@@ -67,32 +75,30 @@ def links_needing_work(
     return [LinkJob(link_id=link_id, url=url, tags=tags) for link_id, url in rows]
 
 
-def next_retry_due(
-    db: apsw.Connection,
-    *,
-    stuck_after: timedelta = STUCK_AFTER,
-    max_attempts: int = MAX_ATTEMPTS,
+def next_due(
+    db: apsw.Connection, now: datetime, *, max_attempts: int = MAX_ATTEMPTS
 ) -> datetime | None:
-    """When a link that does not need work yet will need it: the earliest
-    retry time of a retryable failure or the moment a pending link counts
-    as stuck. None when nothing is waiting. Links that need work already
-    (no status) are not counted: links_needing_work finds them.
+    """When the org next needs a cycle: ``now`` if a link needs work now
+    (links_needing_work would find one), else the earliest retry time of a
+    retryable failure; None when no link will ever need work without a new
+    event. This is the idle check's only source (the released lease carries
+    it), so it must never say "later" or "never" while a link is waiting.
     """
-    retry_at, oldest_start = db.execute(
-        """SELECT
-             (SELECT min(next_retry_at) FROM link_status JOIN links ON links.id = link_id
-              WHERE links.deleted_at IS NULL AND status = 'failed' AND retryable = 1
-                AND attempts < :max_attempts AND next_retry_at IS NOT NULL),
-             (SELECT min(started_at) FROM link_status JOIN links ON links.id = link_id
-              WHERE links.deleted_at IS NULL AND status = 'pending')""",
-        {"max_attempts": max_attempts},
+    parameters = {"now": format_time(now), "max_attempts": max_attempts}
+    waiting = db.execute(
+        f"""SELECT 1 FROM links LEFT JOIN link_status AS status ON status.link_id = links.id
+            WHERE {_NEEDS_WORK} LIMIT 1""",
+        parameters,
     ).fetchone()
-    candidates = []
-    if retry_at is not None:
-        candidates.append(parse_time(retry_at))
-    if oldest_start is not None:
-        candidates.append(parse_time(oldest_start) + stuck_after)
-    return min(candidates, default=None)
+    if waiting is not None:
+        return now
+    retry_at = db.execute(
+        """SELECT min(next_retry_at) FROM link_status JOIN links ON links.id = link_id
+           WHERE links.deleted_at IS NULL AND status = 'failed' AND retryable = 1
+             AND attempts < :max_attempts AND next_retry_at IS NOT NULL""",
+        parameters,
+    ).get
+    return parse_time(retry_at) if retry_at is not None else None
 
 
 def attempts_of(db: apsw.Connection, link_ids: Iterable[str]) -> dict[str, int]:
