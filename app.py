@@ -181,6 +181,14 @@ def links() -> dict:
     return reads.list_links(current.read_cache, current.store, caller.org, _query())
 
 
+@app.route("/v1/tags", methods=["GET"])
+@answers_errors
+def tags() -> dict:
+    caller = _caller()
+    current = services()
+    return reads.list_tags(current.read_cache, current.store, caller.org)
+
+
 @app.route("/v1/links/{link_id}", methods=["GET"])
 @answers_errors
 def link(link_id: str) -> dict:

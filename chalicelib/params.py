@@ -30,3 +30,13 @@ def integer(params: dict, name: str, default: int) -> int:
         return int(raw, 10)
     except ValueError:
         raise invalid_field(name, "must be an integer", "int_parsing") from None
+
+
+def boolean(params: dict, name: str) -> bool | None:
+    """``params[name]`` as ``true`` or ``false``; None when absent."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise invalid_field(name, "must be true or false", "bool_parsing")
+    return raw == "true"
