@@ -33,6 +33,7 @@ _LINK_COLUMNS = """
     links.created_at, links.completed_at, links.deleted_at,
     status.status, status.attempts, status.started_at, status.finished_at,
     status.next_retry_at, status.error_code, status.error_message, status.retryable,
+    (SELECT reading_minutes FROM link_text WHERE link_text.link_id = links.id),
     meta.link_id, meta.title, meta.description, meta.image, meta.site_name, meta.favicon,
     meta.canonical_url, meta.author, meta.published_at, meta.lang
 """
@@ -78,7 +79,7 @@ class QueryRejected(Exception):
 def _link_dict(row: tuple) -> dict:
     (seq, link_id, url, normalized_url, domain, source, created_at, completed_at,
      deleted_at, status, attempts, started_at, finished_at, next_retry_at,
-     error_code, error_message, retryable, metadata_link, *metadata) = row
+     error_code, error_message, retryable, reading_minutes, metadata_link, *metadata) = row
     return {
         "id": link_id,
         "url": url,
@@ -99,6 +100,7 @@ def _link_dict(row: tuple) -> dict:
             else None
         ),
         "metadata": dict(zip(_METADATA_KEYS, metadata)) if metadata_link else None,
+        "reading_minutes": reading_minutes,
     }
 
 
