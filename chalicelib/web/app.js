@@ -236,7 +236,6 @@ async function reload() {
   try {
     await loadTags();
     await loadLinks();
-    say("");
   } catch (error) {
     report(error);
   }
