@@ -11,6 +11,7 @@ const PAGE_SIZE = 30;
 const MAX_PAGE = 200;
 const MAX_EVENTS_PER_PUSH = 500;
 const POLL_MS = 1500;
+const IDLE_REFRESH_MS = 20000;
 const UNDO_MS = 10000;
 const VIEWS = {
   unread: {title: "Unread", params: {archived: "false"}},
@@ -210,11 +211,17 @@ async function loadTags() {
   renderTags();
 }
 
+let latestLoad = 0;
+
 async function loadLinks({more = false, keep = false} = {}) {
+  // Answers can arrive out of order (a view chosen while an action's
+  // refresh is under way): only the newest request's answer is shown.
+  const mine = ++latestLoad;
   state.loading = true;
   try {
     if (state.query) {
       const answer = await api("/v1/search?" + query({q: state.query, limit: 100}));
+      if (mine !== latestLoad) return;
       state.links = answer.results.map((result) => ({...result.link, highlights: result.highlights}));
       state.cursor = null;
     } else {
@@ -223,11 +230,12 @@ async function loadLinks({more = false, keep = false} = {}) {
       const limit = keep ? Math.min(MAX_PAGE, Math.max(PAGE_SIZE, state.links.length)) : PAGE_SIZE;
       const params = {...viewParams(), limit, cursor: more ? state.cursor : null};
       const answer = await api("/v1/links?" + query(params));
+      if (mine !== latestLoad) return;
       state.links = more ? state.links.concat(answer.links) : answer.links;
       state.cursor = answer.next_cursor;
     }
   } finally {
-    state.loading = false;
+    if (mine === latestLoad) state.loading = false;
   }
   renderLinks();
 }
@@ -335,9 +343,9 @@ function card(link) {
   select.checked = state.selected.has(link.id);
   return el("li", {className: "card", dataset: {id: link.id, status: link.status}},
     image ? el("img", {className: "thumb", src: image, alt: "", loading: "lazy", referrerpolicy: "no-referrer", onerror: (failed) => failed.target.remove()}) : null,
-    select,
     el("div", {className: "body"},
-      el("h3", {}, el("button", {type: "button", className: "title-button", onclick: () => openReader(link.id), text: title})),
+      el("div", {className: "heading"}, select,
+        el("h3", {}, el("button", {type: "button", className: "title-button", onclick: () => openReader(link.id), text: title}))),
       el("p", {className: "domain", text: domainOf(link)}),
       info,
       link.error && link.status === "failed" ? el("p", {className: "error", text: link.error.message}) : null,
@@ -501,7 +509,7 @@ async function renderReader(linkId) {
     link.word_count ? `${link.word_count} words` : null,
     link.reading_minutes ? `${link.reading_minutes} min read` : null].filter(Boolean).join(" · ");
   const suggestions = link.suggestions.filter((suggestion) => suggestion.status === "suggested");
-  $("reader-body").replaceChildren(
+  $("reader-body").replaceChildren(...[
     el("h2", {id: "reader-title", text: titleOf(link)}),
     el("p", {className: "byline", text: byline}),
     el("p", {className: "info"}, statusBadge(link),
@@ -527,7 +535,7 @@ async function renderReader(linkId) {
       el("h3", {text: "Summary"}), paragraphs(link.summary)) : null,
     link.text ? el("section", {className: "text", "aria-label": "Readable text"}, paragraphs(link.text))
       : el("p", {className: "hint", text: link.status === "completed" ? "No readable text was found on this page." : "The readable text appears once the page is processed."}),
-  );
+  ].filter(Boolean));
 }
 
 $("reader-close").addEventListener("click", () => $("reader").close());
@@ -722,9 +730,15 @@ async function saveShared() {
 
 // --- Live status -----------------------------------------------------------------
 
+let lastRefresh = 0;
+
+// While links are being processed the list is read again every POLL_MS;
+// otherwise now and then, for changes made elsewhere (another device).
 async function poll() {
   const busy = state.links.some((link) => link.status === "new" || link.status === "pending");
-  if (busy && !state.loading && !document.hidden && token()) {
+  const due = busy || Date.now() - lastRefresh > IDLE_REFRESH_MS;
+  if (due && !state.loading && !document.hidden && token() && !$("sign-in").open) {
+    lastRefresh = Date.now();
     try {
       await loadLinks({keep: true});
       if (state.readerId) await renderReader(state.readerId);
