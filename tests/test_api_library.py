@@ -174,3 +174,9 @@ def test_any_other_archived_value_is_a_422(value):
     with pytest.raises(ApiError) as refused:
         reads.list_links(reads.ReadCache(), None, "acme", {"archived": value})
     assert refused.value.status == 422
+
+
+def test_listed_links_carry_their_reading_time(api):
+    links = get(api, "/v1/links").json()["links"]
+
+    assert {link["reading_minutes"] for link in links} == {1}

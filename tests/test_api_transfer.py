@@ -12,8 +12,13 @@ import json
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from chalicelib import exports
+from chalicelib import exports, imports, sync
+from chalicelib.api_errors import ApiError
+from chalicelib.links.addresses import AllowList
+from chalicelib.state.schema import new_database
 from chalicelib.formats import netscape
 from chalicelib.keys import log_prefix
 from tests.api_server import serving
@@ -186,3 +191,31 @@ def test_the_local_store_answers_any_export_directly(local_store):
 
     assert export.download_url is None
     assert export.body.decode().count("\n") == 51
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.one_of(
+        st.binary(max_size=400),
+        st.text(max_size=400).map(str.encode),
+        st.lists(st.sampled_from(["<DT><A HREF=\"", "https://a.example/", "\"", ">", "<DL>", "TAGS=\"",
+                                  "<!DOCTYPE NETSCAPE-Bookmark-file-1>", "{", "}", "[", "]", "\"url\":",
+                                  ",", "\n", "javascript:", "%00", "\u202e", "http://[::1]/"]),
+                 max_size=40).map(lambda parts: "".join(parts).encode()),
+    )
+)
+def test_no_file_breaks_an_import(local_store, data):
+    # Whatever the bytes, the answer is a summary or a 4xx refusal, and a
+    # refusal writes nothing.
+    index = sync.LogIndex()
+    before = len(local_store.list(log_prefix("acme")))
+    try:
+        result = imports.import_file(
+            local_store, "acme", new_database(), data, format=None, allow=AllowList(),
+            notify=lambda org: None, index=index,
+        )
+    except ApiError as error:
+        assert error.status in (413, 422)
+        assert len(local_store.list(log_prefix("acme"))) == before
+    else:
+        assert result["saved"] + result["refused"] + result["duplicates"] == result["found"]
