@@ -164,14 +164,19 @@ def test_ten_thousand_links_go_in_and_come_out(api):
     assert len(exported.content) < 6 * 1024 * 1024
 
 
-def test_a_large_export_on_s3_is_a_presigned_link(server_store):
-    with serving(server_store) as running:
-        running.store = server_store
+def export_after_upload(store, format: str, inline_limit: int) -> exports.Export:
+    """Import 50 links through the API, then export them with a chosen inline limit."""
+    with serving(store) as running:
+        running.store = store
         upload(running, netscape_file(50)).raise_for_status()
         from app import services
 
-        with services().read_cache.state(server_store, "acme") as state:
-            export = exports.export_links(server_store, "acme", state.db, "json", inline_limit=1000)
+        with services().read_cache.state(store, "acme") as state:
+            return exports.export_links(store, "acme", state.db, format, inline_limit=inline_limit)
+
+
+def test_a_large_export_on_s3_is_a_presigned_link(server_store):
+    export = export_after_upload(server_store, "json", inline_limit=1000)
 
     assert export.body is None
     downloaded = requests.get(export.download_url, timeout=30)
@@ -181,13 +186,7 @@ def test_a_large_export_on_s3_is_a_presigned_link(server_store):
 
 
 def test_the_local_store_answers_any_export_directly(local_store):
-    with serving(local_store) as running:
-        running.store = local_store
-        upload(running, netscape_file(50)).raise_for_status()
-        from app import services
-
-        with services().read_cache.state(local_store, "acme") as state:
-            export = exports.export_links(local_store, "acme", state.db, "csv", inline_limit=10)
+    export = export_after_upload(local_store, "csv", inline_limit=10)
 
     assert export.download_url is None
     assert export.body.decode().count("\n") == 51
