@@ -13,16 +13,16 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from datetime import datetime, timezone
 from typing import Callable
 
 from chalice import Chalice, Response
 
-from chalicelib import config, cyclelog, params, reads, sync, triggers
+from chalicelib import config, cyclelog, exports, imports, params, reads, sync, triggers, web
 from chalicelib.api_errors import STATUSES, ApiError
 from chalicelib.auth import Principal, Verify, make_verifier
 from chalicelib.jwt_secret import token_secret
+from chalicelib.links.addresses import AllowList
 from chalicelib.queue import Queue, open_queue
 from chalicelib.store import ObjectStore, open_store
 
@@ -124,13 +124,14 @@ def _json_response(body: dict, status: int = 200) -> Response:
     )
 
 
-def answers_errors(route: Callable[..., dict]) -> Callable[..., Response]:
-    """Run a route; refusals and surprises leave in the one error shape."""
+def answers_errors(route: Callable[..., dict | Response]) -> Callable[..., Response]:
+    """Run a route; a dict answers as JSON; refusals and surprises leave in the one error shape."""
 
     @functools.wraps(route)
     def handler(**uri_params: str) -> Response:
         try:
-            return _json_response(route(**uri_params))
+            answer = route(**uri_params)
+            return answer if isinstance(answer, Response) else _json_response(answer)
         except ApiError as error:
             return _error_response(error)
         except config.ConfigError as error:
@@ -168,17 +169,46 @@ def _caller() -> Principal:
     return services().verify(app.current_request.headers.get("authorization"))
 
 
-WEB_PAGE = Path(__file__).parent / "chalicelib" / "web" / "index.html"
+def _asset(name: str) -> Response:
+    found = web.asset(name)
+    if found is None:
+        return _error_response(ApiError(404, "no such file"))
+    body, headers = found
+    return Response(body=body, status_code=200, headers=headers)
 
 
 @app.route("/", methods=["GET"])
 def web_page() -> Response:
-    """The small page of DESIGN §9: save links and watch them being processed."""
-    return Response(
-        body=WEB_PAGE.read_text(encoding="utf-8"),
-        status_code=200,
-        headers={"Content-Type": "text/html; charset=utf-8"},
-    )
+    """The web app (chalicelib/web): a client of this API like any other."""
+    return _asset("index.html")
+
+
+@app.route("/share", methods=["GET"])
+def share_target() -> Response:
+    """The web app's share target and bookmarklet address: the page saves ``?url=``."""
+    return _asset("index.html")
+
+
+@app.route("/web/{name}", methods=["GET"])
+def web_asset(name: str) -> Response:
+    return _asset(name)
+
+
+@app.route("/favicon.ico", methods=["GET"])
+def favicon() -> Response:
+    return _asset("icon.svg")
+
+
+@app.route("/manifest.webmanifest", methods=["GET"])
+def web_manifest() -> Response:
+    return _asset("manifest.webmanifest")
+
+
+# A service worker controls the pages under its own path: served from the
+# root, it may control the whole app.
+@app.route("/sw.js", methods=["GET"])
+def service_worker() -> Response:
+    return _asset("sw.js")
 
 
 @app.route("/openapi.json", methods=["GET"])
@@ -234,6 +264,14 @@ def links() -> dict:
     return reads.list_links(current.read_cache, current.store, caller.org, _query())
 
 
+@app.route("/v1/tags", methods=["GET"])
+@answers_errors
+def tags() -> dict:
+    caller = _caller()
+    current = services()
+    return reads.list_tags(current.read_cache, current.store, caller.org)
+
+
 @app.route("/v1/links/{link_id}", methods=["GET"])
 @answers_errors
 def link(link_id: str) -> dict:
@@ -259,6 +297,51 @@ def query() -> dict:
     current = services()
     return reads.run_query(
         current.read_cache, current.store, caller.org, app.current_request.raw_body or b""
+    )
+
+
+IMPORT_CONTENT_TYPES = PUSH_CONTENT_TYPES + ["application/zip", "text/html", "text/csv"]
+
+
+@app.route("/v1/import", methods=["POST"], content_types=IMPORT_CONTENT_TYPES)
+@answers_errors
+def import_upload() -> dict:
+    caller = _caller()
+    current = services()
+    with current.read_cache.state(current.store, caller.org) as state:
+        return imports.import_file(
+            current.store,
+            caller.org,
+            state.db,
+            app.current_request.raw_body or b"",
+            format=_query().get("format"),
+            allow=AllowList.parse(current.settings.allow_hosts),
+            notify=current.notify,
+            index=current.index,
+        )
+
+
+@app.route("/v1/export", methods=["GET"])
+@answers_errors
+def export_download() -> dict | Response:
+    caller = _caller()
+    current = services()
+    with current.read_cache.state(current.store, caller.org) as state:
+        export = exports.export_links(current.store, caller.org, state.db, _query().get("format"))
+    if export.download_url is not None:
+        return {
+            "download_url": export.download_url,
+            "filename": export.filename,
+            "count": export.count,
+            "size": export.size,
+        }
+    return Response(
+        body=export.body.decode("utf-8"),
+        status_code=200,
+        headers={
+            "Content-Type": export.content_type,
+            "Content-Disposition": f'attachment; filename="{export.filename}"',
+        },
     )
 
 

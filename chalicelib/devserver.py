@@ -4,8 +4,10 @@ Serves the Chalice app with chalice.local on 127.0.0.1:$LINKLOG_PORT over
 $LINKLOG_STORE (a local directory by default; an s3:// URL with
 AWS_ENDPOINT_URL serves over moto's server, MinIO or a real bucket), and
 runs the local worker that processes saved links. Without a token setting
-it makes up a JWT secret for this run and prints a development token and a
-curl line that saves a link (with fresh ids each time it is run).
+it uses a development JWT secret kept in the data directory (made up on the
+first run), so a token it printed stays valid across restarts, and prints a
+development token and a curl line that saves a link (with fresh ids each
+time it is run).
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ HOST = "127.0.0.1"
 DEV_ORG = "demo"
 DEV_TOKEN_SECONDS = 30 * 24 * 3600
 LISTEN_BACKLOG = 128
+# Starts with a dot: the local store ignores it (not an object), so it sits
+# beside the org data without becoming part of it.
+DEV_SECRET_FILE = ".dev-jwt-secret"
+DEFAULT_DATA_DIRECTORY = "./data"
 
 
 EXAMPLE_URL = "https://example.com/"
@@ -85,14 +91,44 @@ def curl_line(base_url: str, token: str, body: dict) -> str:
     )
 
 
+def dev_secret(store_url: str) -> str:
+    """The development JWT secret kept in the data directory, made on first use.
+
+    The directory is the ``file://`` store's; for another store it is
+    ``./data``. The file is readable by its owner only.
+    """
+    directory = (
+        store_url[len("file://"):] if store_url.startswith("file://") else DEFAULT_DATA_DIRECTORY
+    )
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, DEV_SECRET_FILE)
+    try:
+        with open(path, encoding="ascii") as existing:
+            secret = existing.read().strip()
+        if len(secret) >= 32:
+            return secret
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_urlsafe(32)
+    # A new file, then a rename: a run killed half-way leaves no empty secret.
+    temporary = f"{path}.{os.getpid()}.tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as new:
+        new.write(secret + "\n")
+    os.replace(temporary, path)
+    return secret
+
+
 def main() -> None:
     """Serve until interrupted."""
     import app as api  # app.py lives at the project root, beside chalicelib
 
     settings = config.load()
     if not (settings.jwt_secret or settings.jwt_secret_from or settings.jwks_url):
-        # A fresh secret per run: tokens printed by an earlier run stop working.
-        settings = config.load({**os.environ, "LINKLOG_JWT_SECRET": secrets.token_urlsafe(32)})
+        # One secret per data directory: the address printed by an earlier
+        # run, and the token an open page keeps, stay valid after a restart.
+        secret = dev_secret(settings.store)
+        settings = config.load({**os.environ, "LINKLOG_JWT_SECRET": secret})
     store = open_store(settings.store)
     queue = open_queue(settings.queue)
     api.use_services(api.build_services(settings, store=store, queue=queue))

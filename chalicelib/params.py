@@ -54,3 +54,13 @@ def checked_query(params: dict) -> dict:
     for name, value in params.items():
         check_text(name, value)
     return params
+
+
+def boolean(params: dict, name: str) -> bool | None:
+    """``params[name]`` as ``true`` or ``false``; None when absent."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise invalid_field(name, "must be true or false", "bool_parsing")
+    return raw == "true"

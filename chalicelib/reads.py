@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 from chalicelib import log as commit_log
 from chalicelib.api_errors import ApiError
-from chalicelib.params import check_text, integer, invalid_field
+from chalicelib.params import boolean, check_text, integer, invalid_field
 from chalicelib.keys import check_org
 from chalicelib.orgstate import OrgState, catch_up, open_state
 from chalicelib.state import queries
@@ -88,20 +88,28 @@ class ReadCache:
 
 
 def list_links(cache: ReadCache, store: ObjectStore, org: str, params: dict) -> dict:
-    """``GET /v1/links``: ``status``, ``tag``, ``cursor`` and ``limit`` filters."""
+    """``GET /v1/links``: ``status``, ``tag``, ``archived``, ``cursor`` and ``limit`` filters."""
     limit = integer(params, "limit", queries.DEFAULT_PAGE)
+    archived = boolean(params, "archived")
     with cache.state(store, org) as state:
         try:
             page = queries.list_links(
                 state.db,
                 status=params.get("status"),
                 tag=params.get("tag"),
+                archived=archived,
                 cursor=params.get("cursor"),
                 limit=limit,
             )
         except ValueError as error:
             raise invalid_field(_field_named_in(str(error)), str(error)) from None
         return {"links": page.links, "next_cursor": page.next_cursor, "version": state.version}
+
+
+def list_tags(cache: ReadCache, store: ObjectStore, org: str) -> dict:
+    """``GET /v1/tags``: the org's tags with how many links carry each."""
+    with cache.state(store, org) as state:
+        return {"tags": queries.list_tags(state.db), "version": state.version}
 
 
 def _field_named_in(message: str) -> str:

@@ -10,38 +10,45 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 
-from chalicelib.auth import issue_token
 from processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "devserver-test-secret-long-enough-for-hs256"
-SERVING = re.compile(r"linklog serving on (http://\S+)")
+ADDRESS = re.compile(r"^open (http://\S+)/#token=(\S+)$")
 
 
 class DevServer:
     """``python -m chalicelib.devserver`` over ``data_dir``, on a free port,
-    with a known JWT secret (so tokens outlive a restart). Its output is
-    read all along (so the pipe never fills) and kept in ``lines``."""
+    with a known JWT secret (so tokens outlive a restart), or with ``secret=None``
+    the one it keeps in the data directory, as `make run` does. Its output is
+    read all along (so the pipe never fills) and kept in ``lines``; ``url``
+    and ``token`` are the address and token it prints."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str]):
+    def __init__(self, data_dir: Path, env: dict[str, str], *, secret: str | None = SECRET):
+        environment = {
+            **os.environ,
+            "LINKLOG_STORE": f"file://{data_dir}",
+            "LINKLOG_QUEUE": "local",
+            "LINKLOG_PORT": "0",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        environment.pop("LINKLOG_JWKS_URL", None)
+        if secret is None:
+            environment.pop("LINKLOG_JWT_SECRET", None)
+        else:
+            environment["LINKLOG_JWT_SECRET"] = secret
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "chalicelib.devserver"],
             cwd=ROOT,
-            env={
-                **os.environ,
-                "LINKLOG_STORE": f"file://{data_dir}",
-                "LINKLOG_QUEUE": "local",
-                "LINKLOG_PORT": "0",
-                "LINKLOG_JWT_SECRET": SECRET,
-                "PYTHONUNBUFFERED": "1",
-                **env,
-            },
+            env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -49,13 +56,11 @@ class DevServer:
         threading.Thread(
             target=lambda: [self.lines.put(line) for line in self.process.stdout], daemon=True
         ).start()
-        self.url = self._wait_for_address()
+        self.url, self.token = self._wait_for_address()
         self.http = requests.Session()
-        token = issue_token(SECRET, sub="tester", org="demo", lifetime_seconds=3600,
-                            now=time.time())
-        self.http.headers["Authorization"] = f"Bearer {token}"
+        self.http.headers["Authorization"] = f"Bearer {self.token}"
 
-    def _wait_for_address(self, timeout: float = 60) -> str:
+    def _wait_for_address(self, timeout: float = 60) -> tuple[str, str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -65,9 +70,9 @@ class DevServer:
                     break
                 continue
             self.seen.append(line)
-            found = SERVING.search(line)
+            found = ADDRESS.match(line.strip())
             if found:
-                return found.group(1)
+                return found.group(1), found.group(2)
         self.stop()
         raise AssertionError("the dev server did not start:\n" + "".join(self.seen))
 
@@ -103,3 +108,14 @@ class DevServer:
     def stop(self) -> None:
         stop(self.process)
         self.http.close()
+
+
+@contextmanager
+def running_devserver(data_dir: Path, allow_hosts: str = ""):
+    """The dev server as `make run` starts it (its own kept secret), stopped
+    when the block ends."""
+    server = DevServer(data_dir, {"LINKLOG_ALLOW_HOSTS": allow_hosts}, secret=None)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -214,7 +214,9 @@ def test_the_web_page_is_served_without_a_token(api):
 
     assert answer.status_code == 200
     assert answer.headers["Content-Type"].startswith("text/html")
-    assert "/v1/sync/push" in answer.text and "/v1/links" in answer.text
+    assert '<script src="/web/app.js"' in answer.text
+    script = api.http.get(f"{api.url}/web/app.js", timeout=30).text
+    assert "/v1/sync/push" in script and "/v1/links" in script
 
 
 def test_a_store_that_does_not_answer_is_a_503_like_the_sync_routes_and_not_remembered(api):

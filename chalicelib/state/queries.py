@@ -39,6 +39,7 @@ _LINK_COLUMNS = """
     links.created_at, links.completed_at, links.deleted_at,
     status.status, status.attempts, status.started_at, status.finished_at,
     status.next_retry_at, status.error_code, status.error_message, status.retryable,
+    (SELECT reading_minutes FROM link_text WHERE link_text.link_id = links.id),
     meta.link_id, meta.title, meta.description, meta.image, meta.site_name, meta.favicon,
     meta.canonical_url, meta.author, meta.published_at, meta.lang
 """
@@ -88,7 +89,7 @@ class QueryRejected(Exception):
 def _link_dict(row: tuple) -> dict:
     (seq, link_id, url, normalized_url, domain, source, created_at, completed_at,
      deleted_at, status, attempts, started_at, finished_at, next_retry_at,
-     error_code, error_message, retryable, metadata_link, *metadata) = row
+     error_code, error_message, retryable, reading_minutes, metadata_link, *metadata) = row
     return {
         "id": link_id,
         "url": url,
@@ -109,6 +110,7 @@ def _link_dict(row: tuple) -> dict:
             else None
         ),
         "metadata": dict(zip(_METADATA_KEYS, metadata)) if metadata_link else None,
+        "reading_minutes": reading_minutes,
     }
 
 
@@ -133,14 +135,17 @@ def list_links(
     *,
     status: str | None = None,
     tag: str | None = None,
+    archived: bool | None = None,
     cursor: str | None = None,
     limit: int = DEFAULT_PAGE,
 ) -> LinkPage:
     """Saved links that are not deleted, newest first, with status, metadata and tags.
 
     ``status`` is one of STATUSES ("new": not processed yet); ``tag`` a tag
-    id; ``cursor`` the next_cursor of the previous page. Bad values raise
-    ValueError.
+    id; ``archived`` True for links marked read (``v1.LinkCompleted``),
+    False for the others; ``cursor`` the next_cursor of the previous page.
+    The cursor is a position in saving order, so pages stay stable while
+    links are saved, processed or archived. Bad values raise ValueError.
     """
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
@@ -148,6 +153,8 @@ def list_links(
         raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}")
     if tag is not None and not isinstance(tag, str):
         raise ValueError("tag must be a tag id")
+    if archived is not None and not isinstance(archived, bool):
+        raise ValueError("archived must be true or false")
     before = _cursor_position(cursor)
     conditions = ["links.deleted_at IS NULL"]
     params: dict[str, Any] = {"limit": limit + 1}
@@ -164,6 +171,8 @@ def list_links(
             "EXISTS (SELECT 1 FROM link_tags WHERE link_tags.link_id = links.id AND link_tags.tag_id = :tag)"
         )
         params["tag"] = tag
+    if archived is not None:
+        conditions.append(f"links.completed_at IS {'NOT ' if archived else ''}NULL")
     rows = db.execute(
         f"SELECT {_LINK_COLUMNS} {_LINK_JOINS} WHERE {' AND '.join(conditions)} "
         "ORDER BY links.seq DESC LIMIT :limit",
@@ -176,6 +185,37 @@ def list_links(
     for link in links:
         link["tags"] = tags[link["id"]]
     return LinkPage(links=links, next_cursor=str(rows[-1][0]) if more else None)
+
+
+def list_tags(db: apsw.Connection) -> list[dict]:
+    """The org's tags (deleted ones left out), in their sort order and then by
+    name, each with ``count``: how many saved (not deleted) links carry it."""
+    rows = db.execute(
+        """SELECT tags.id, tags.name, tags.sort_order, tags.created_at,
+                  (SELECT count(*) FROM link_tags JOIN links ON links.id = link_tags.link_id
+                   WHERE link_tags.tag_id = tags.id AND links.deleted_at IS NULL)
+           FROM tags WHERE tags.deleted_at IS NULL
+           ORDER BY tags.sort_order IS NULL, tags.sort_order, tags.name, tags.id"""
+    )
+    return [
+        {"id": tag_id, "name": name, "sort_order": sort_order, "created_at": created_at, "count": count}
+        for tag_id, name, sort_order, created_at, count in rows
+    ]
+
+
+def _links_by_id(db: apsw.Connection, link_ids: list[str]) -> dict[str, dict]:
+    """The link dicts (as list_links has them, tags included) of ``link_ids``."""
+    if not link_ids:
+        return {}
+    rows = db.execute(
+        f"SELECT {_LINK_COLUMNS} {_LINK_JOINS} WHERE links.id IN ({','.join('?' * len(link_ids))})",
+        link_ids,
+    ).fetchall()
+    links = {link["id"]: link for link in map(_link_dict, rows)}
+    tags = _tags_of(db, list(links))
+    for link_id, link in links.items():
+        link["tags"] = tags[link_id]
+    return links
 
 
 def _cursor_position(cursor: str | None) -> int | None:
@@ -245,7 +285,9 @@ def search(
 ) -> list[dict]:
     """Links matching every word of ``q`` in title, description or text,
     best first (bm25), each with a snippet whose matches are wrapped in
-    ``mark``. Deleted links are left out."""
+    ``mark``, the same snippet as ``highlights`` (``[text, is_match]``
+    pieces, for clients that mark matches themselves) and the ``link`` as
+    list_links shows it. Deleted links are left out."""
     if not isinstance(q, str) or len(q) > MAX_SEARCH_QUERY:
         raise ValueError(f"q must be text of at most {MAX_SEARCH_QUERY} characters")
     if type(limit) is not int or not 1 <= limit <= MAX_SEARCH_RESULTS:
@@ -265,18 +307,41 @@ def search(
            LIMIT :limit""",
         {
             "query": query,
-            "open": mark[0],
-            "close": mark[1],
+            "open": _MATCH_OPEN,
+            "close": _MATCH_CLOSE,
             "title_weight": SEARCH_WEIGHTS[0],
             "description_weight": SEARCH_WEIGHTS[1],
             "text_weight": SEARCH_WEIGHTS[2],
             "limit": limit,
         },
     ).fetchall()
+    links = _links_by_id(db, [row[0] for row in rows])
     return [
-        {"id": link_id, "url": url, "title": title, "snippet": snippet, "score": -score}
+        {
+            "id": link_id,
+            "url": url,
+            "title": title,
+            "snippet": snippet.replace(_MATCH_OPEN, mark[0]).replace(_MATCH_CLOSE, mark[1]),
+            "highlights": _highlights(snippet),
+            "score": -score,
+            "link": links[link_id],
+        }
         for link_id, url, title, snippet, score in rows
     ]
+
+
+# FTS5 wraps matches in these (Unicode private-use characters, which page
+# text does not use), so the pieces are found without guessing whether a
+# bracket was the page's own.
+_MATCH_OPEN, _MATCH_CLOSE = "\ue000", "\ue001"
+
+
+def _highlights(snippet: str) -> list[list]:
+    pieces: list[list] = []
+    for index, part in enumerate(snippet.split(_MATCH_OPEN)):
+        match, _, rest = part.partition(_MATCH_CLOSE) if index else ("", "", part)
+        pieces.extend([text, is_match] for text, is_match in ((match, True), (rest, False)) if text)
+    return pieces
 
 
 _ALLOWED_ACTIONS = frozenset(

@@ -179,6 +179,18 @@ class S3Store:
             )
         return response["ETag"]
 
+    def presigned_get(self, key: str, *, seconds: int, filename: str) -> str:
+        """A URL that downloads the object, as ``filename``, for ``seconds``, without credentials."""
+        return self.client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": self._full(key),
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+            },
+            ExpiresIn=seconds,
+        )
+
     def delete(self, key: str, *, if_match: str | None = None) -> None:
         """Remove the object; with ``if_match`` only that exact version."""
         conditions = {"IfMatch": _quoted(if_match)} if if_match is not None else {}
