@@ -205,6 +205,47 @@ def test_racing_writers_each_get_their_own_version(local_store):
     )
 
 
+class MeetAtFirstPut(CountingStore):
+    """Holds each writer's first log put until ``writers`` have reached it,
+    so all of them found the same head and race for one version."""
+
+    def __init__(self, inner, writers: int):
+        super().__init__(inner)
+        self.gate = threading.Barrier(writers, timeout=10)
+        self.waited: set[int] = set()
+
+    def put(self, key, body, *, if_absent=False, if_match=None):
+        if threading.get_ident() not in self.waited:
+            self.waited.add(threading.get_ident())
+            self.gate.wait()
+        return super().put(key, body, if_absent=if_absent, if_match=if_match)
+
+
+def test_two_clients_racing_with_the_same_batch_id_each_keep_their_events(local_store):
+    # Batch ids are chosen by clients, so two of them may pick the same
+    # one. The loser of the race reads the winner's commit under the same
+    # batch id: only the author tells it that the commit is not its own.
+    store = MeetAtFirstPut(local_store, writers=2)
+    landed: dict[str, dict] = {}
+
+    def write(client: str, n: int) -> None:
+        landed[client] = append(store, "acme", [event(n)], batch_id="batch-1",
+                                author={"kind": "client", "id": client}, sleep=no_sleep)
+
+    threads = [threading.Thread(target=write, args=(client, n))
+               for n, client in enumerate(["phone", "laptop"], start=1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(commit["version"] for commit in landed.values()) == [1, 2]
+    assert landed["phone"]["events"] == [event(1)]
+    assert landed["laptop"]["events"] == [event(2)]
+    stored = {c["author"]["id"]: c["events"] for c in read_commits(local_store, "acme", 0)}
+    assert stored == {"phone": [event(1)], "laptop": [event(2)]}
+
+
 class LandsThenFails(CountingStore):
     """Performs the first ``times`` puts, then raises as a lost response does."""
 
