@@ -293,6 +293,30 @@ def test_links_unfinished_when_the_budget_ends_get_no_result_and_stay_pending(lo
     assert history[link_id(1)].terminal == []
 
 
+def test_links_not_yet_started_when_the_budget_ends_are_never_started(local_store):
+    # A cycle that has returned must not go on fetching in the background:
+    # on Lambda the process is frozen, and the results would be thrown away.
+    save_links(local_store, "acme", range(3))
+    release = threading.Event()
+    processor = FakeProcessor()
+
+    def first_link_outlasts_the_budget(job):
+        if job.link_id == link_id(0):
+            release.wait(10)
+        return processor(job)
+
+    report = cycle.run_cycle(
+        local_store, "acme", process=first_link_outlasts_the_budget, holder="proc-a",
+        now=WallClock(), budget_seconds=0.3, link_seconds=0.1, concurrency=1,
+        emit=lambda line: None,
+    )
+    release.set()
+    # Time enough for a pool that was not cancelled to start the next link.
+    time.sleep(0.5)
+    assert report.outcome == "work_left"
+    assert dict(processor.calls) == {link_id(0): 1}
+
+
 def test_a_held_lease_means_no_work_and_no_writes(local_store):
     save_links(local_store, "acme", range(2))
     lease.acquire(local_store, "acme", "someone-else", duration=60, clock=FakeClock())
@@ -344,9 +368,13 @@ def test_a_long_cycle_renews_its_lease_so_no_one_can_take_it(local_store):
                 time.sleep(0.005)
         rival_got.append(
             lease.acquire(local_store, "acme", "rival", duration=60, clock=rival_clock))
-        # Each link takes 40 s of the cycle's (and the rival's) time.
+        # Each link takes 40 s of the cycle's (and the rival's) time. The
+        # rival looks again before the cycle sees the link end: a lease
+        # renewed only once expired would be taken over here.
         clock.advance(40)
         rival_clock.advance(40)
+        rival_got.append(
+            lease.acquire(local_store, "acme", "rival", duration=60, clock=rival_clock))
         last_seen.append(lease_etag())
         return processor(job)
 
@@ -354,7 +382,7 @@ def test_a_long_cycle_renews_its_lease_so_no_one_can_take_it(local_store):
     report = run(recorder, process=slow, clock=clock, lease_seconds=60, concurrency=1,
                  budget_seconds=600)
     assert report.outcome == "done"
-    assert rival_got == [None, None, None]
+    assert rival_got == [None] * 6
     assert recorder.keys.count("orgs/acme/lease.json") > 2
 
 
