@@ -266,21 +266,26 @@ def test_a_cycle_starts_no_more_links_than_its_budget_allows_and_enqueues_the_re
     assert enqueued == ["acme"]
 
 
+def holding(held_link: str, release: threading.Event, processor: FakeProcessor):
+    """A link processor that keeps ``held_link`` until ``release`` is set."""
+
+    def process(job):
+        if job.link_id == held_link:
+            release.wait(10)
+        return processor(job)
+
+    return process
+
+
 def test_links_unfinished_when_the_budget_ends_get_no_result_and_stay_pending(local_store):
     save_links(local_store, "acme", range(3))
     release = threading.Event()
-    processor = FakeProcessor()
-
-    def slow_for_link_1(job):
-        if job.link_id == link_id(1):
-            release.wait(10)
-        return processor(job)
 
     enqueued = []
     try:
         report = cycle.run_cycle(
-            local_store, "acme", process=slow_for_link_1, holder="proc-a",
-            now=WallClock(), budget_seconds=0.5, link_seconds=0.1, concurrency=3,
+            local_store, "acme", process=holding(link_id(1), release, FakeProcessor()),
+            holder="proc-a", now=WallClock(), budget_seconds=0.5, link_seconds=0.1, concurrency=3,
             enqueue=enqueued.append, emit=lambda line: None,
         )
     finally:
@@ -300,13 +305,8 @@ def test_links_not_yet_started_when_the_budget_ends_are_never_started(local_stor
     release = threading.Event()
     processor = FakeProcessor()
 
-    def first_link_outlasts_the_budget(job):
-        if job.link_id == link_id(0):
-            release.wait(10)
-        return processor(job)
-
     report = cycle.run_cycle(
-        local_store, "acme", process=first_link_outlasts_the_budget, holder="proc-a",
+        local_store, "acme", process=holding(link_id(0), release, processor), holder="proc-a",
         now=WallClock(), budget_seconds=0.3, link_seconds=0.1, concurrency=1,
         emit=lambda line: None,
     )
