@@ -71,13 +71,13 @@ def find_head(store: ObjectStore, org: str, known: int = 0) -> int:
     """
     check_org(org)
     while True:
-        page = _list_versions(store, org, known)
+        page = _list_versions(store, org, known, LIST_PAGE)
         if len(page) < LIST_PAGE:
             return page[-1] if page else known
         known = _gallop(store, org, page[-1])
 
 
-def _list_versions(store: ObjectStore, org: str, after: int, limit: int = LIST_PAGE) -> list[int]:
+def _list_versions(store: ObjectStore, org: str, after: int, limit: int) -> list[int]:
     """Up to ``limit`` commit versions after ``after``, in order.
 
     Other names under log/ are passed over, but a listing they fill up is

@@ -15,13 +15,24 @@ its conditional writes are not atomic on their own. Every store comes
 wrapped in a CountingStore. Clients are built with explicit
 fake credentials and region, so no test depends on, or leaves behind, AWS
 settings in the environment.
+
+Every test has a time limit (pytest-timeout, set in pytest.ini). Its signal
+fails a test stuck in Python, but not one stuck inside C code, such as a
+SQLite statement that never ends: the signal's handler runs only once C
+returns. So a backstop interrupts every SQLite connection a little later,
+which lets the handler fail the test; if even that does not free it, the
+backstop dumps every thread's stack and ends the process, as pytest-timeout's
+"thread" method does.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 
+import apsw
 import pytest
+import pytest_timeout
 from moto import mock_aws
 
 from chalicelib.store import CountingStore, LocalStore
@@ -85,3 +96,39 @@ def s3_env(moto_server, monkeypatch) -> str:
     bucket = fresh_bucket_name()
     moto_client(moto_server).create_bucket(Bucket=bucket)
     return bucket
+
+
+# How long after the time limit the backstop first interrupts SQLite, and
+# then how long it waits before ending the process.
+BACKSTOP_GRACE_SECONDS = 5
+_backstop_key = pytest.StashKey[threading.Event]()
+
+
+def _backstop(item, settings, finished: threading.Event) -> None:
+    if finished.wait(settings.timeout + BACKSTOP_GRACE_SECONDS):
+        return
+    for connection in apsw.connections():
+        connection.interrupt()
+    if not finished.wait(BACKSTOP_GRACE_SECONDS):
+        pytest_timeout.timeout_timer(item, settings)
+
+
+@pytest.hookimpl
+def pytest_timeout_set_timer(item, settings):
+    """Start the backstop beside pytest-timeout's own timer (returning None
+    lets pytest-timeout set that one up too)."""
+    if settings.timeout and settings.timeout > 0 and settings.method == "signal":
+        finished = threading.Event()
+        item.stash[_backstop_key] = finished
+        threading.Thread(
+            target=_backstop, args=(item, settings, finished),
+            name=f"timeout backstop {item.nodeid}", daemon=True,
+        ).start()
+
+
+@pytest.hookimpl
+def pytest_timeout_cancel_timer(item):
+    """The test is over: stop its backstop."""
+    finished = item.stash.get(_backstop_key, None)
+    if finished is not None:
+        finished.set()

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from chalicelib import cycle, lease, log, snapshots, state
-from chalicelib.keys import InvalidOrg, snapshot_prefix
+from chalicelib.keys import InvalidOrg, lease_key, snapshot_prefix
 from chalicelib.links.outcome import LinkOutcome
 from chalicelib.state.apply import MAX_ATTEMPTS
 from chalicelib.store.base import CountingStore
@@ -281,21 +281,26 @@ def test_a_cycle_starts_no_more_links_than_its_budget_allows_and_enqueues_the_re
     assert enqueued == ["acme"]
 
 
+def holding(held_link: str, release: threading.Event, processor: FakeProcessor):
+    """A link processor that keeps ``held_link`` until ``release`` is set."""
+
+    def process(job):
+        if job.link_id == held_link:
+            release.wait(10)
+        return processor(job)
+
+    return process
+
+
 def test_links_unfinished_when_the_budget_ends_get_no_result_and_stay_pending(local_store):
     save_links(local_store, "acme", range(3))
     release = threading.Event()
-    processor = FakeProcessor()
-
-    def slow_for_link_1(job):
-        if job.link_id == link_id(1):
-            release.wait(10)
-        return processor(job)
 
     enqueued = []
     try:
         report = cycle.run_cycle(
-            local_store, "acme", process=slow_for_link_1, holder="proc-a",
-            now=WallClock(), budget_seconds=0.5, link_seconds=0.1, concurrency=3,
+            local_store, "acme", process=holding(link_id(1), release, FakeProcessor()),
+            holder="proc-a", now=WallClock(), budget_seconds=0.5, link_seconds=0.1, concurrency=3,
             enqueue=enqueued.append, emit=lambda line: None,
         )
     finally:
@@ -306,6 +311,25 @@ def test_links_unfinished_when_the_budget_ends_get_no_result_and_stay_pending(lo
     history = processor_history(all_commits(local_store, "acme"))
     assert history[link_id(1)].attempts_started == [1]
     assert history[link_id(1)].terminal == []
+
+
+def test_links_not_yet_started_when_the_budget_ends_are_never_started(local_store):
+    # A cycle that has returned must not go on fetching in the background:
+    # on Lambda the process is frozen, and the results would be thrown away.
+    save_links(local_store, "acme", range(3))
+    release = threading.Event()
+    processor = FakeProcessor()
+
+    report = cycle.run_cycle(
+        local_store, "acme", process=holding(link_id(0), release, processor), holder="proc-a",
+        now=WallClock(), budget_seconds=0.3, link_seconds=0.1, concurrency=1,
+        emit=lambda line: None,
+    )
+    release.set()
+    # Time enough for a pool that was not cancelled to start the next link.
+    time.sleep(0.5)
+    assert report.outcome == "work_left"
+    assert dict(processor.calls) == {link_id(0): 1}
 
 
 def test_a_held_lease_means_no_work_and_no_writes(local_store):
@@ -359,9 +383,13 @@ def test_a_long_cycle_renews_its_lease_so_no_one_can_take_it(local_store):
                 time.sleep(0.005)
         rival_got.append(
             lease.acquire(local_store, "acme", "rival", duration=60, clock=rival_clock))
-        # Each link takes 40 s of the cycle's (and the rival's) time.
+        # Each link takes 40 s of the cycle's (and the rival's) time. The
+        # rival looks again before the cycle sees the link end: a lease
+        # renewed only once expired would be taken over here.
         clock.advance(40)
         rival_clock.advance(40)
+        rival_got.append(
+            lease.acquire(local_store, "acme", "rival", duration=60, clock=rival_clock))
         last_seen.append(lease_etag())
         return processor(job)
 
@@ -369,7 +397,7 @@ def test_a_long_cycle_renews_its_lease_so_no_one_can_take_it(local_store):
     report = run(recorder, process=slow, clock=clock, lease_seconds=60, concurrency=1,
                  budget_seconds=600)
     assert report.outcome == "done"
-    assert rival_got == [None, None, None]
+    assert rival_got == [None] * 6
     assert recorder.keys.count("orgs/acme/lease.json") > 2
 
 
@@ -386,6 +414,77 @@ def test_a_commit_of_a_higher_epoch_stops_the_cycle(local_store):
     assert "Fenced" in report.record.error
     assert report.snapshot_key is None
     assert local_store.list(snapshot_prefix("acme", state.SCHEMA_HASH)) == []
+
+
+def commit_epochs(store) -> list[int]:
+    return [c["author"]["epoch"] for c in processor_commits(all_commits(store, "acme"))]
+
+
+def test_a_lost_lease_object_restarts_above_the_epochs_in_the_log(local_store):
+    # Five cycles, each taking over the released lease: commits of epochs 1 to 5.
+    for n in range(5):
+        save_links(local_store, "acme", [n])
+        assert run(local_store).outcome == "done"
+    assert commit_epochs(local_store)[-1] == 5
+    # The lease object is lost; the next acquire starts again at epoch 1.
+    local_store.delete(lease_key("acme"))
+    save_links(local_store, "acme", [5, 6])
+    before = len(commit_epochs(local_store))
+
+    report = run(local_store)
+
+    assert report.outcome == "done"
+    assert report.links_done == (link_id(5), link_id(6))
+    assert report.epoch == 6
+    assert commit_epochs(local_store)[before:] == [6, 6]
+    assert json.loads(local_store.get(lease_key("acme")).body)["epoch"] == 6
+
+
+def test_a_holder_whose_lease_object_was_lost_is_fenced_by_the_next(local_store):
+    # proc-a holds epoch 1 and has started its links when the lease object
+    # is lost. proc-b then gets epoch 1 too, from an empty key: it must move
+    # above the epoch already in the log, so that proc-a is fenced off.
+    save_links(local_store, "acme", range(2))
+    second = {}
+
+    def lease_lost_then_proc_b_runs(step):
+        if step == "processed":
+            local_store.delete(lease_key("acme"))
+            save_links(local_store, "acme", [2])
+            second["report"] = run(local_store, holder="proc-b")
+
+    first = run(local_store, checkpoint=lease_lost_then_proc_b_runs)
+
+    assert (second["report"].outcome, second["report"].epoch) == ("done", 2)
+    assert second["report"].links_done == (link_id(2),)
+    assert (first.outcome, first.epoch) == ("stopped", 1)
+    assert "Fenced" in first.record.error
+    # proc-a's results came after proc-b's epoch and were not applied.
+    db = replay(local_store, "acme")
+    assert state.statuses_of(db, [link_id(n) for n in range(3)]) == {
+        link_id(0): "pending", link_id(1): "pending", link_id(2): "completed"}
+
+
+def test_a_restore_slower_than_the_lease_writes_nothing_once_taken_over(local_store):
+    save_links(local_store, "acme", range(2))
+    clock = FakeClock()
+    rival_clock = FakeClock(clock.now)
+
+    def restore_outlasts_the_lease(step):
+        if step == "leased":
+            assert lease.acquire(local_store, "acme", "rival", duration=60,
+                                 clock=rival_clock) is None
+            # The restore (a big snapshot, a long delta) takes 61 s.
+            clock.advance(61)
+            rival_clock.advance(61)
+            assert lease.acquire(local_store, "acme", "rival", duration=60, clock=rival_clock)
+
+    report = run(local_store, clock=clock, lease_seconds=60, checkpoint=restore_outlasts_the_lease)
+
+    assert report.outcome == "stopped"
+    assert "LeaseLost" in report.record.error
+    assert report.commits_written == 0
+    assert processor_commits(all_commits(local_store, "acme")) == []
 
 
 def test_a_link_deleted_mid_cycle_ends_consistent(local_store):

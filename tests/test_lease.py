@@ -108,6 +108,52 @@ def test_renew_can_raise_the_epoch(any_store):
     assert lease.renew(any_store, a, clock, epoch=3).epoch == 5
 
 
+class SlowResponse:
+    """A store whose writes land at once but answer ``seconds`` later on ``clock``."""
+
+    def __init__(self, inner, clock: FakeClock, seconds: float):
+        self.inner = inner
+        self.clock = clock
+        self.seconds = seconds
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put(self, key, body, **conditions):
+        etag = self.inner.put(key, body, **conditions)
+        self.clock.advance(self.seconds)
+        return etag
+
+
+@pytest.mark.parametrize("write", ["first acquire", "takeover", "renewal"])
+def test_a_slow_write_response_is_counted_against_the_lease(local_store, write):
+    # A rival may see our write the moment it lands, before our slow
+    # response comes back, and its wait starts then: the holder must count
+    # its lease from before it sent the write.
+    clock = FakeClock()
+    if write == "takeover":
+        lease.release(local_store, lease.acquire(local_store, "acme", "old", duration=30,
+                                                 clock=clock))
+    held = None
+    if write == "renewal":
+        held = lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock)
+    # The rival's clock stays at the moment our write lands.
+    rival_clock = FakeClock(clock.now)
+
+    store = SlowResponse(local_store, clock, seconds=20)
+    if held is None:
+        held = lease.acquire(store, "acme", "proc-a", duration=30, clock=clock)
+    else:
+        held = lease.renew(store, held, clock)
+    assert lease.acquire(local_store, "acme", "rival", duration=30, clock=rival_clock) is None
+
+    assert held.remaining(clock) <= 10
+    rival_clock.advance(30)
+    clock.advance(10)
+    assert lease.acquire(local_store, "acme", "rival", duration=30, clock=rival_clock)
+    assert held.remaining(clock) <= 0, "the rival took over a lease we still thought ours"
+
+
 def race_to_acquire(store, clock, racers=8) -> list[lease.Lease]:
     """``racers`` threads, released together, each trying to take the
     lease once; returns the leases they got."""

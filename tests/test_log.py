@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 
 import pytest
@@ -101,9 +102,10 @@ def test_find_head_starts_from_the_known_version(local_store):
     assert after["get"] == before["get"]
 
 
-def test_find_head_gallops_over_a_long_log(local_store, monkeypatch):
-    # A listing page of 4 stands in for S3's 1,000, so 300 commits are "long".
-    monkeypatch.setattr(log, "LIST_PAGE", 4)
+@pytest.mark.parametrize("page", [1, 4])
+def test_find_head_gallops_over_a_long_log(local_store, monkeypatch, page):
+    # A listing page of 1 or 4 stands in for S3's 1,000, so 300 commits are "long".
+    monkeypatch.setattr(log, "LIST_PAGE", page)
     for version in range(1, 301):
         local_store.put(log_key("acme", version), commit_body("acme", version), if_absent=True)
     before = local_store.counts()
@@ -111,10 +113,19 @@ def test_find_head_gallops_over_a_long_log(local_store, monkeypatch):
     assert find_head(local_store, "acme") == 300
 
     spent = {kind: local_store.counts()[kind] - before[kind] for kind in ("list", "head")}
-    # Listing 4 at a time would take 75 listings; galloping and bisecting
-    # takes a handful of HEADs and a couple of listings.
+    # Listing a page at a time would take 75 or 300 listings; galloping
+    # (steps doubling) and bisecting takes about 2 * log2(300) HEADs.
     assert spent["list"] <= 3
-    assert spent["head"] <= 20
+    assert spent["head"] <= 2 * math.log2(300) + 2
+
+
+def test_read_commits_never_returns_more_than_a_listing_page(local_store, monkeypatch):
+    monkeypatch.setattr(log, "LIST_PAGE", 4)
+    for n in range(1, 8):
+        append(local_store, "acme", [event(n)], batch_id=f"b{n}", author=CLIENT)
+
+    assert [c["version"] for c in read_commits(local_store, "acme", 0, limit=100)] == [1, 2, 3, 4]
+    assert [c["version"] for c in read_commits(local_store, "acme", 4, limit=100)] == [5, 6, 7]
 
 
 def test_a_damaged_commit_reads_as_its_stand_in_and_the_log_goes_on(local_store):
@@ -221,6 +232,47 @@ def test_racing_writers_each_get_their_own_version(local_store):
     )
 
 
+class MeetAtFirstPut(CountingStore):
+    """Holds each writer's first log put until ``writers`` have reached it,
+    so all of them found the same head and race for one version."""
+
+    def __init__(self, inner, writers: int):
+        super().__init__(inner)
+        self.gate = threading.Barrier(writers, timeout=10)
+        self.waited: set[int] = set()
+
+    def put(self, key, body, *, if_absent=False, if_match=None):
+        if threading.get_ident() not in self.waited:
+            self.waited.add(threading.get_ident())
+            self.gate.wait()
+        return super().put(key, body, if_absent=if_absent, if_match=if_match)
+
+
+def test_two_clients_racing_with_the_same_batch_id_each_keep_their_events(local_store):
+    # Batch ids are chosen by clients, so two of them may pick the same
+    # one. The loser of the race reads the winner's commit under the same
+    # batch id: only the author tells it that the commit is not its own.
+    store = MeetAtFirstPut(local_store, writers=2)
+    landed: dict[str, dict] = {}
+
+    def write(client: str, n: int) -> None:
+        landed[client] = append(store, "acme", [event(n)], batch_id="batch-1",
+                                author={"kind": "client", "id": client}, sleep=no_sleep)
+
+    threads = [threading.Thread(target=write, args=(client, n))
+               for n, client in enumerate(["phone", "laptop"], start=1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(commit["version"] for commit in landed.values()) == [1, 2]
+    assert landed["phone"]["events"] == [event(1)]
+    assert landed["laptop"]["events"] == [event(2)]
+    stored = {c["author"]["id"]: c["events"] for c in read_commits(local_store, "acme", 0)}
+    assert stored == {"phone": [event(1)], "laptop": [event(2)]}
+
+
 class LandsThenFails(CountingStore):
     """Performs the first ``times`` puts, then raises as a lost response does."""
 
@@ -257,6 +309,34 @@ def test_a_put_that_lands_but_keeps_failing_is_still_recognized(local_store):
 
     assert commit["version"] == 1
     assert find_head(local_store, "acme") == 1
+
+
+def test_our_put_whose_response_is_lost_on_the_last_attempt_is_still_ours(local_store):
+    # No attempt is left to earn the 412 that would tell: the log is read
+    # once more rather than answer "busy, nothing written" for a commit
+    # that landed.
+    store = LandsThenFails(local_store, Transient)
+
+    commit = append(store, "acme", [event(1)], batch_id="b1", author=CLIENT,
+                    max_attempts=1, sleep=no_sleep)
+
+    assert (commit["version"], commit["batch_id"]) == (1, "b1")
+    assert [c["batch_id"] for c in read_commits(local_store, "acme", 0)] == ["b1"]
+
+
+def test_a_412_whose_read_fails_on_the_last_attempt_is_resolved_by_reading_again(local_store):
+    # The put landed but answered 412 (a retried request), and reading the
+    # version back failed: whether it is ours is still open.
+    def plan(kind, key, n):
+        if (kind, n) in (("put", 1), ("get", 1)):
+            return Fault.RETRIED_412 if kind == "put" else Fault.TRANSIENT
+        return None
+
+    store = FaultyStore(local_store, plan=plan)
+    commit = append(store, "acme", [event(1)], batch_id="b1", author=CLIENT,
+                    max_attempts=1, sleep=no_sleep)
+
+    assert (commit["version"], commit["batch_id"]) == (1, "b1")
 
 
 class FailsFirst(CountingStore):

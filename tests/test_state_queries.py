@@ -1,8 +1,9 @@
 import itertools
 
+import apsw
 import pytest
 
-from chalicelib.state import apply_commits, new_database
+from chalicelib.state import apply_commits, new_database, queries
 from chalicelib.state.queries import (
     QueryRejected,
     fts_query,
@@ -223,6 +224,33 @@ def test_hostile_sql_is_refused_and_changes_nothing(db, sql, code):
     assert db.execute("SELECT count(*) FROM temp.sqlite_master WHERE name = 't'").get == 0
 
 
+WRITES = [
+    "INSERT INTO links (id, url, created_at, created_version) VALUES ('x', 'u', 't', 1)",
+    "UPDATE links SET url = 'evil'",
+    "DELETE FROM links",
+    "WITH x AS (SELECT 1) DELETE FROM links",
+    "DROP TABLE links",
+    "CREATE TABLE t (a)",
+    "INSERT INTO link_search (link_search) VALUES ('delete-all')",
+]
+
+
+@pytest.mark.parametrize("sql", WRITES)
+def test_query_only_alone_refuses_writes_the_authorizer_let_through(db, monkeypatch, sql):
+    # Two guards keep user SQL read-only, so that one mistake (an action
+    # the authorizer allows that it should not) still changes nothing.
+    monkeypatch.setattr(queries._Authorizer, "__call__", lambda self, *args: apsw.SQLITE_OK)
+    before = dump(db)
+    with pytest.raises(QueryRejected) as refused:
+        run_readonly_sql(db, sql)
+    assert refused.value.code == "invalid_sql"
+    assert "readonly" in refused.value.message
+    assert dump(db) == before
+
+
+# Without the time limit this query runs forever: fail in seconds, not
+# after the suite's default limit.
+@pytest.mark.timeout(30)
 def test_a_query_that_never_ends_hits_the_time_limit(db):
     ticks = itertools.count()
     with pytest.raises(QueryRejected) as refused:
