@@ -13,6 +13,7 @@ import pytest
 
 from chalicelib import cycle, orgstate, snapshots, state
 from chalicelib.store import CountingStore, LocalStore
+from chalicelib.state.apply import MAX_ATTEMPTS
 from chalicelib.store.faulty import FaultyStore
 from clocks import T0, FakeClock
 from processing_org import (
@@ -105,11 +106,11 @@ def test_a_processor_killed_at_each_step_loses_nothing_and_doubles_nothing(
 
     db = check_every_link_ended_once(store, "acme", LINKS)
     # Each start a stopped or killed cycle left pending counts as an attempt:
-    # a link fails for good only after three of them.
+    # a link fails for good only after MAX_ATTEMPTS of them.
     history = processor_history(commits)
     gave_up = {link for link, code in db.execute(
         "SELECT link_id, error_code FROM link_status WHERE status = 'failed'")
-        if code == "too_many_attempts" and history[link].attempts_started == [1, 2, 3]}
+        if code == "too_many_attempts" and history[link].attempts_started == list(range(1, MAX_ATTEMPTS + 1))}
     statuses = dict(db.execute("SELECT status, count(*) FROM link_status GROUP BY status"))
     assert statuses == {key: n for key, n in
                         [("completed", LINKS - len(gave_up)), ("failed", len(gave_up))] if n}
