@@ -79,7 +79,7 @@ def _outcome(job: LinkJob, page: FetchedPage, summarizer: Summarizer) -> LinkOut
     if media_type in _HTML_TYPES or (not media_type and _looks_like_html(page.body)):
         tree = parse_document(page.text())
         metadata = extract_metadata(tree, page.final_url)
-        readable = readable_text(tree)
+        readable = readable_text(tree, page.final_url)
     elif media_type == "text/plain":
         metadata = _file_metadata(page)
         readable = text_stats(page.text().strip())
