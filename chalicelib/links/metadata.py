@@ -25,6 +25,8 @@ import lxml.html
 
 from chalicelib.links.document import parse_document
 from chalicelib.links.outcome import PageMetadata
+from chalicelib.links.sentences import trim_to_sentences
+from chalicelib.links.summary import MAX_SUMMARY_CHARS
 
 # schema.org types whose headline, author and dates describe the page's own article.
 _ARTICLE_TYPES = frozenset(
@@ -111,7 +113,7 @@ def extract_metadata(html_or_tree: str | bytes | lxml.html.HtmlElement, url: str
     site_name = _first(ld.get("site_name"), meta.get("og:site_name"))
     return PageMetadata(
         title=title_without_site_name(title, [site_name, meta.get("application-name"), _host(url)]),
-        description=_first(
+        description=_description(
             meta.get("og:description"),
             meta.get("description"),
             meta.get("twitter:description"),
@@ -160,6 +162,13 @@ def _first(*values: str | None) -> str | None:
         if cleaned:
             return cleaned
     return None
+
+
+def _description(*values: str | None) -> str | None:
+    """The first description, cut to whole sentences within 400 characters
+    (some sites put the whole article in it)."""
+    description = _first(*values)
+    return trim_to_sentences(description, MAX_SUMMARY_CHARS) if description else None
 
 
 def _http_url(value: str | None, base: str | None = None) -> str | None:

@@ -86,12 +86,33 @@ def article_candidates(tree: lxml.html.HtmlElement, url: str | None = None) -> t
     readability drops hidden elements from ``tree``; trafilatura works on
     its own copy, so it goes first.
     """
+    _separate_blocks(tree)
     trafilatura_text = html_to_text(trafilatura.extract(tree, url=url, output_format="html", include_comments=False) or "")
     try:
         readability_text = html_to_text(Document(tree).summary(html_partial=True))
     except Unparseable:
         readability_text = ""
     return trafilatura_text, readability_text
+
+
+def _separate_blocks(tree: lxml.html.HtmlElement) -> None:
+    """Put a space before and after every block element's text.
+
+    trafilatura flattens the blocks it keeps, so text from adjacent
+    elements would run together ("Kristi Noem" in a <span> beside a <div>
+    holding "Kristi Lynn Noem"); a browser shows them apart. Preformatted
+    text is left as it is.
+    """
+    for element in tree.iter(*_BLOCK_TAGS):
+        if element.tag in ("body", "pre") or next(element.iterancestors("pre"), None) is not None:
+            continue
+        try:
+            if element.text is None or not element.text[:1].isspace():
+                element.text = " " + (element.text or "")
+            if element.tail is None or not element.tail[:1].isspace():
+                element.tail = " " + (element.tail or "")
+        except ValueError:  # text with control characters, which lxml parses but will not set
+            continue
 
 
 def combine_articles(base: str, other: str) -> str:
