@@ -18,7 +18,7 @@ MAX_SUMMARY_CHARS = 400
 # Function words say nothing about what a page is about; without them the
 # frequent words are the topic's words. English only: in other languages
 # the length filter below does most of the same work.
-_STOPWORDS = frozenset(
+STOPWORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been before being below
     between both but by can could did do does doing down during each few for from further had has have having he
     her here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not
@@ -142,7 +142,7 @@ def _starts_like_a_sentence(text: str) -> bool:
 
 
 def _content_words(sentence: str) -> list[str]:
-    return [w for w in _WORD.findall(sentence.lower()) if len(w) > 2 and w not in _STOPWORDS and not w.isdigit()]
+    return [w for w in _WORD.findall(sentence.lower()) if len(w) > 2 and w not in STOPWORDS and not w.isdigit()]
 
 
 def summarizer_from_setting(
