@@ -96,23 +96,25 @@ def article_candidates(tree: lxml.html.HtmlElement, url: str | None = None) -> t
 
 
 def _separate_blocks(tree: lxml.html.HtmlElement) -> None:
-    """Put a space before and after every block element's text.
+    """Put a space between a block element and an inline element beside it.
 
     trafilatura flattens the blocks it keeps, so text from adjacent
     elements would run together ("Kristi Noem" in a <span> beside a <div>
-    holding "Kristi Lynn Noem"); a browser shows them apart. Preformatted
-    text is left as it is.
+    holding "Kristi Lynn Noem"); a browser shows them apart. Only element
+    neighbours are separated: text beside a block ("(<div>x</div>)") is
+    left as written, which measured better on the development set.
     """
     for element in tree.iter(*_BLOCK_TAGS):
-        if element.tag in ("body", "pre") or next(element.iterancestors("pre"), None) is not None:
-            continue
-        try:
-            if element.text is None or not element.text[:1].isspace():
-                element.text = " " + (element.text or "")
-            if element.tail is None or not element.tail[:1].isspace():
-                element.tail = " " + (element.tail or "")
-        except ValueError:  # text with control characters, which lxml parses but will not set
-            continue
+        for neighbour, tail_owner in ((element.getprevious(), element.getprevious()), (element.getnext(), element)):
+            if neighbour is None or not isinstance(neighbour.tag, str) or neighbour.tag in _BLOCK_TAGS:
+                continue
+            tail = tail_owner.tail or ""
+            if tail and not tail.isspace():
+                continue
+            try:
+                tail_owner.tail = tail or " "
+            except ValueError:  # lxml parses but will not set text with control characters
+                continue
 
 
 def combine_articles(base: str, other: str) -> str:
