@@ -111,18 +111,18 @@ def _sentences_beside(title: str | None, sentences: list[str]) -> list[str]:
     """``sentences`` without the title and without repeats.
 
     A sentence that is the title, or a piece of it, goes; one that starts
-    with the title (a heading run into the first paragraph) loses it, or
-    goes when what is left does not start like a sentence (the title was
-    the sentence's start, cut short); a sentence seen before goes.
+    with the title (a heading run into the first paragraph) loses it,
+    unless what is left does not start like a sentence (then the title
+    was only the sentence's first words); a sentence seen before goes.
     """
     title_key = " ".join((title or "").split()).casefold()
     seen: set[str] = set()
     kept = []
     for sentence in sentences:
         if title_key and sentence[: len(title_key)].casefold() == title_key:
-            sentence = sentence[len(title_key) :].lstrip(" :|-–—")
-            if not _starts_like_a_sentence(sentence):
-                continue
+            rest = sentence[len(title_key) :].lstrip(" :|-–—")
+            if _starts_like_a_sentence(rest):
+                sentence = rest
         key = sentence.casefold()
         if not key or key in seen or (title_key and key in title_key):
             continue
