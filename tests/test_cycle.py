@@ -261,7 +261,7 @@ def test_a_processor_answering_nonsense_fails_that_link(local_store):
     assert sorted(codes) == [
         ("internal_error", "link processing answered LinkOutcome(link_id='someone-else', "
                            "metadata=None, text=None, word_count=0, reading_minutes=0, "
-                           "summary=None, suggestions=(), failure=None)"),
+                           "summary=None, suggestions=(), new_tags=(), failure=None)"),
         ("internal_error", "link processing answered None"),
     ]
 

@@ -14,7 +14,7 @@ import pytest
 from fetch_servers import PageServer, html, policy_for
 
 from chalicelib.links.fetch import fetch_page
-from chalicelib.links.metadata import extract_metadata
+from chalicelib.links.metadata import byline_names, extract_metadata, title_without_site_name
 from chalicelib.links.outcome import PageMetadata
 
 _paths = itertools.count()
@@ -349,3 +349,52 @@ def test_any_markup_gives_metadata_never_an_error(page, url):
         assert value is None or (isinstance(value, str) and value == value.strip() and value)
     for link in (metadata.image, metadata.favicon, metadata.canonical_url):
         assert link is None or link.startswith(("http://", "https://"))
+
+
+@pytest.mark.parametrize(
+    ("title", "site_names", "clean"),
+    [
+        ("New SUVs and electric vehicles highlight L.A. auto show - Los Angeles Times", ["Los Angeles Times"], "New SUVs and electric vehicles highlight L.A. auto show"),
+        ("Raptors win again - Sportsnet.ca", [None, "www.sportsnet.ca"], "Raptors win again"),
+        ("Senate passes the bill | TheHill", ["The Hill"], "Senate passes the bill"),
+        ("BBC News - Obama admits gun laws frustrate him", ["BBC News"], "Obama admits gun laws frustrate him"),
+        ("How to Build a Terrarium | eHow | eHow", ["eHow"], "How to Build a Terrarium"),
+        ("The latimes: story", ["www.latimes.com"], "The latimes: story"),
+        ("Medium-rare steak, done right", ["Medium"], "Medium-rare steak, done right"),
+        ("Medium", ["Medium"], "Medium"),
+        ("Mozilla - Wikipedia", [None], "Mozilla - Wikipedia"),
+    ],
+)
+def test_title_without_the_site_name_joined_to_it(title, site_names, clean):
+    assert title_without_site_name(title, site_names) == clean
+
+
+def test_the_page_title_loses_its_og_site_name(metadata_of):
+    metadata = metadata_of(
+        '<meta property="og:title" content="Senate passes the bill | TheHill">'
+        '<meta property="og:site_name" content="The Hill">'
+    )
+
+    assert (metadata.title, metadata.site_name) == ("Senate passes the bill", "The Hill")
+
+
+@pytest.mark.parametrize(
+    ("byline", "names"),
+    [
+        ("Associated Press November 19, 2019, 9:02 AM", "Associated Press"),
+        ("By Jane Doe | Updated 9:02 AM", "Jane Doe"),
+        ("by Lucas Nolan22 Dec 2016651", "Lucas Nolan"),
+        ("Written by Rob Ewaschuk Edited by Betsy Beyer", "Rob Ewaschuk, Betsy Beyer"),
+        ("Mike Conley on May 5", "Mike Conley"),
+        ("Ann, Bob", "Ann, Bob"),
+        ("Contributors to Wikimedia projects", "Contributors to Wikimedia projects"),
+        ("By", None),
+        ("April 28, 2019 at 6:01 am", None),
+    ],
+)
+def test_byline_names_only(byline, names):
+    assert byline_names(byline) == names
+
+
+def test_the_meta_author_is_cleaned(metadata_of):
+    assert metadata_of('<meta name="author" content="Associated Press November 19, 2019, 9:02 AM">').author == "Associated Press"

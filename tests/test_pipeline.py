@@ -305,8 +305,8 @@ def test_a_bad_allow_list_setting_is_refused_when_the_processor_is_made(monkeypa
     [
         pytest.param(b"", None, False, id="empty"),
         pytest.param(b"<html><head><title>Broken", "Broken", False, id="truncated"),
-        # readability-lxml itself keeps nothing of this one.
-        pytest.param(b"<div><p>unclosed <b>tags <table><tr><td>cell</div></p>", None, False, id="malformed"),
+        # readability-lxml keeps nothing of this one, trafilatura its words.
+        pytest.param(b"<div><p>unclosed <b>tags <table><tr><td>cell</div></p>", None, True, id="malformed"),
         pytest.param(bytes(range(256)) * 40, None, True, id="binary-garbage"),
         pytest.param(b"\x00\x00\x00<html>\x00</html>", None, False, id="nul-bytes"),
         pytest.param(b"<html>" + b"<div>" * 5000 + b"deep" + b"</div>" * 5000 + b"</html>", None, False, id="deep-nesting"),
@@ -379,3 +379,28 @@ def test_a_failing_summarizer_leaves_the_description_as_summary(server):
     assert outcome.failure is None
     assert outcome.summary == "Small space, big harvest: how to grow tomatoes in pots."
     assert outcome.word_count == 119
+
+
+SOURDOUGH = (
+    "<html><head><title>How to bake sourdough bread at home | The Loaf</title>"
+    "<meta property='og:site_name' content='The Loaf'></head><body><article><h1>How to bake sourdough bread at home</h1>"
+    + "<p>Sourdough bread is made with a starter instead of commercial yeast. Feed your starter the day before you bake. "
+    "Mix flour, water and salt, then fold the dough every half hour, and bake the bread in a hot dutch oven.</p>" * 4
+    + "</article></body></html>"
+)
+
+
+@pytest.mark.parametrize("new_tags_on", [True, False])
+def test_new_tags_are_suggested_only_when_the_job_asks(server, new_tags_on):
+    server.routes["/recipes/sourdough"] = page(SOURDOUGH.encode("utf-8"))
+    bread = TagChoice("t-bread", "Bread")
+
+    outcome = processor_for(server)(LinkJob("link-sd", server.url + "/recipes/sourdough", (bread,), suggest_new_tags=new_tags_on))
+
+    assert outcome.metadata.title == "How to bake sourdough bread at home"
+    assert [s.tag_id for s in outcome.suggestions] == ["t-bread"]
+    if new_tags_on:
+        assert "sourdough" in [tag.name for tag in outcome.new_tags]
+        assert "bread" not in [tag.name for tag in outcome.new_tags]
+    else:
+        assert outcome.new_tags == ()

@@ -64,7 +64,8 @@ def test_one_huge_sentence_is_cut_at_a_word_with_an_ellipsis():
 def test_text_starting_after_a_long_blank_stretch_is_still_summarized():
     text = " " * 25_000 + "Late words. " * 50
 
-    assert ExtractiveSummarizer().summarize(None, text).startswith("Late words. Late words.")
+    # Said again and again, a sentence is still said once.
+    assert ExtractiveSummarizer().summarize(None, text) == "Late words."
 
 
 # Sentences whose words occur nowhere else: they never look topical.
@@ -247,4 +248,9 @@ def test_any_text_gives_a_short_deterministic_summary(title, text):
 
     assert len(summary) <= 400
     assert summary == summarizer.summarize(title, text)
-    assert (summary == "") == (text.split() == [])
+    if not text.split():
+        assert summary == ""
+    title_line = " ".join((title or "").split()).casefold()
+    if summary and title_line:
+        # Only what is left of a text after its title lines makes a summary.
+        assert summary.casefold() != title_line

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.links.outcome import TagChoice, TagSuggestion
-from chalicelib.links.tags import suggest_tags
+from chalicelib.links.tags import suggest_new_tags, suggest_tags
 
 PYTHON = TagChoice("t-py", "Python")
 ML = TagChoice("t-ml", "machine-learning")
@@ -110,3 +111,62 @@ def test_any_input_gives_at_most_three_known_tags_scored_in_range(names, title, 
     assert {s.tag_id for s in found} <= {t.id for t in tags}
     assert all(0.5 <= s.score <= 1.0 for s in found)
     assert [s.score for s in found] == sorted((s.score for s in found), reverse=True)
+
+
+SOURDOUGH_TITLE = "How to bake sourdough bread at home"
+SOURDOUGH_TEXT = (
+    "Sourdough bread is made with a starter instead of commercial yeast. Feed your starter the day before you bake. "
+    "Mix flour, water and salt, then fold the dough every half hour. Shape the loaf and let it rise overnight. "
+    "Bake the bread in a hot dutch oven so the crust turns dark and crisp. Baking sourdough takes patience, "
+    "but the bread keeps for days and the crumb stays soft. "
+) * 2
+SOURDOUGH_URL = "https://example.com/recipes/sourdough-bread"
+
+
+def test_a_sourdough_page_suggests_new_bread_and_baking_tags():
+    existing, new = suggest_new_tags((PYTHON,), SOURDOUGH_TITLE, SOURDOUGH_TEXT, SOURDOUGH_URL)
+
+    names = [tag.name for tag in new]
+    assert existing == ()
+    assert {"bread", "bake"} <= set(names), names
+    assert len(names) <= 3
+    assert all(0.5 <= tag.score <= 1 for tag in new)
+    assert [tag.score for tag in new] == sorted((tag.score for tag in new), reverse=True)
+
+
+@pytest.mark.parametrize("spelling", ["Bread", "breads", "BREAD"])
+def test_an_existing_tag_in_another_spelling_is_preferred_over_a_new_one(spelling):
+    bread = TagChoice("t-bread", spelling)
+
+    existing, new = suggest_new_tags((PYTHON, bread), SOURDOUGH_TITLE, SOURDOUGH_TEXT, SOURDOUGH_URL)
+
+    assert "t-bread" in [s.tag_id for s in existing]
+    assert not any("bread" in tag.name for tag in new), new
+
+
+@pytest.mark.parametrize("spelling", ["Sour-Dough", "sourdogh", "Sourdoughs"])
+def test_a_two_word_or_near_spelling_of_a_keyphrase_counts_as_existing(spelling):
+    existing, new = suggest_new_tags((TagChoice("t-sd", spelling),), SOURDOUGH_TITLE, SOURDOUGH_TEXT, SOURDOUGH_URL)
+
+    assert [s.tag_id for s in existing] == ["t-sd"]
+    assert "sourdough" not in [tag.name for tag in new]
+
+
+def test_new_tags_leave_out_function_words_numbers_and_headline_only_words():
+    existing, new = suggest_new_tags((), "The 2024 results are here", "Results came in on Monday. The results were good.", None)
+
+    assert [tag.name for tag in new] == ["result"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(title=st.none() | st.text(max_size=60), text=st.text(max_size=400), names=st.lists(st.text(max_size=12), max_size=4))
+def test_any_page_gives_deterministic_clean_new_tags(title, text, names):
+    tags = tuple(TagChoice(f"t{i}", name) for i, name in enumerate(names))
+
+    first = suggest_new_tags(tags, title, text, "https://example.com/x")
+
+    assert first == suggest_new_tags(tags, title, text, "https://example.com/x")
+    existing, new = first
+    assert len(new) <= 3 and len(existing) <= 3
+    assert all(tag.name and tag.name == tag.name.strip().lower() for tag in new)
+    assert len({tag.name for tag in new}) == len(new)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.links.text import count_words, html_to_text, readable_text, text_stats
+from chalicelib.links.text import combine_articles, count_words, html_to_text, readable_text, text_stats
 
 
 def test_blocks_are_separated_by_a_blank_line_and_br_by_a_line_break():
@@ -135,3 +135,29 @@ def test_any_markup_gives_clean_text_never_an_error(page):
         assert text == text.strip("\n")
         assert not any(ord(c) < 32 and c not in "\n\t" for c in text)
     assert result.word_count == count_words(result.text)
+
+
+def test_combined_article_starts_from_trafilatura_and_restores_readability_prose_in_place():
+    prose = "This paragraph only readability kept is long enough to be article prose, " * 3 + "and it ends like one."
+    intro, second, third = (f"The {n} paragraph both extractors kept, with a few more words in it." for n in ("first", "second", "third"))
+    base = f"{intro}\n\n{second}\n\n{third}"
+    other = f"{intro}\n\n{prose}\n\nShare this\n\n{second}"
+
+    assert combine_articles(base, other) == f"{intro}\n\n{prose}\n\n{second}\n\n{third}"
+
+
+def test_short_or_unfinished_blocks_only_readability_kept_are_left_out():
+    base = "The article's one paragraph, long enough not to be replaced by the other. " * 3
+    other = "Related: ten things you missed\n\n" + "A long line of teaser titles without an end " * 6
+
+    assert combine_articles(base, other) == base
+
+
+def test_a_much_longer_readability_article_replaces_a_fragment():
+    fragment = "A photo caption."
+    article = "\n\n".join(f"Paragraph {i} of the article, with enough words to read." for i in range(5))
+
+    assert combine_articles(fragment, article).startswith("Paragraph 0 of the article")
+    assert combine_articles(fragment, article).count("Paragraph") == 5
+    assert combine_articles(article, "") == article
+    assert combine_articles("", "") == ""

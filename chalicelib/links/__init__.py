@@ -27,5 +27,5 @@ def extract_page(html: str | bytes, url: str) -> dict:
 
     tree = parse_document(html)
     metadata = extract_metadata(tree, url)
-    readable = readable_text(tree)
+    readable = readable_text(tree, url)
     return {**asdict(metadata), "text": readable.text, "word_count": readable.word_count}

@@ -7,6 +7,9 @@ extraction"). In short: what the page states about its article in JSON-LD
 (an Article, NewsArticle, BlogPosting... object, in @graph or lists too)
 comes first, then meta tags (Dublin Core, OpenGraph, Twitter, Parse.ly),
 then plain HTML (<title> without the site name, a byline in the body).
+Whatever the source, a title loses a site name joined to it ("… | TheHill",
+from og:site_name, the publisher, application-name or the host) and a
+byline keeps the names only (no "By", no dates or times).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import lxml.html
 
 from chalicelib.links.document import parse_document
 from chalicelib.links.outcome import PageMetadata
+from chalicelib.links.sentences import trim_to_sentences
+from chalicelib.links.summary import MAX_SUMMARY_CHARS
 
 # schema.org types whose headline, author and dates describe the page's own article.
 _ARTICLE_TYPES = frozenset(
@@ -52,6 +57,19 @@ _UNLIKELY_ROLES = frozenset({"menu", "menubar", "complementary", "navigation", "
 # Separators between the article's title and the site's name in <title>.
 _TITLE_SEPARATOR = re.compile(r" [|\-–—\\/>»] ")
 _WHITESPACE = re.compile(r"\s+")
+# A site name joined to a title: "Title | Site", "Site - Title", "Title :: Site".
+# A hyphen or slash only counts with spaces around it ("Spider-Man" is one word).
+_SITE_JOINER = r"(?:\s+[|\-–—·•»/\\]\s+|\s*[|·•»]\s*|\s*::\s*|:\s+)"
+# Where the names in a byline stop: a digit (a date, a time), "Month 5", a
+# word that starts a date ("Updated", "on"), or a separator.
+_BYLINE_END = re.compile(
+    r"\d|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d"
+    r"|\b(?:updated|published|posted|on)\b|\s[|•·—–-]\s|\s[|•·]",
+    re.I,
+)
+_BYLINE_PREFIX = re.compile(r"^\s*(?:(?:written|posted|reported|words|text)\s+)?by\b\s*:?\s*", re.I)
+# A second role in one byline: "Rob Ewaschuk Edited by Betsy Beyer".
+_BYLINE_ROLE = re.compile(r"\s+(?:edited|reviewed|photos?|illustrations?|additional reporting|and)\s+by\s+", re.I)
 
 
 def extract_metadata(html_or_tree: str | bytes | lxml.html.HtmlElement, url: str) -> PageMetadata:
@@ -92,9 +110,10 @@ def extract_metadata(html_or_tree: str | bytes | lxml.html.HtmlElement, url: str
     if author is None:
         # Walking the body costs more than everything else here together: only when needed.
         author = _byline_in_body(tree)
+    site_name = _first(ld.get("site_name"), meta.get("og:site_name"))
     return PageMetadata(
-        title=title,
-        description=_first(
+        title=title_without_site_name(title, [site_name, meta.get("application-name"), _host(url)]),
+        description=_description(
             meta.get("og:description"),
             meta.get("description"),
             meta.get("twitter:description"),
@@ -114,10 +133,10 @@ def extract_metadata(html_or_tree: str | bytes | lxml.html.HtmlElement, url: str
             meta.get("image"),
             meta.get("thumbnailurl"),
         ),
-        site_name=_first(ld.get("site_name"), meta.get("og:site_name")),
+        site_name=site_name,
         favicon=_favicon(tree, base, url),
         canonical_url=_first_url(base, _link_href(tree, "canonical"), meta.get("og:url"), ld.get("url")) or _http_url(url),
-        author=author,
+        author=byline_names(author),
         published_at=_timestamp(
             _first(
                 ld.get("published_at"),
@@ -145,6 +164,13 @@ def _first(*values: str | None) -> str | None:
     return None
 
 
+def _description(*values: str | None) -> str | None:
+    """The first description, cut to whole sentences within 400 characters
+    (some sites put the whole article in it)."""
+    description = _first(*values)
+    return trim_to_sentences(description, MAX_SUMMARY_CHARS) if description else None
+
+
 def _http_url(value: str | None, base: str | None = None) -> str | None:
     """``value`` made absolute against ``base``; None unless it is http(s)."""
     value = _text(value)
@@ -166,6 +192,11 @@ def _first_url(base: str | None, *values: str | None) -> str | None:
         if absolute:
             return absolute
     return None
+
+
+def _host(url: str) -> str | None:
+    page_url = _http_url(url)
+    return urlsplit(page_url).hostname if page_url else None
 
 
 def _looks_like_url(value: str | None) -> bool:
@@ -281,6 +312,53 @@ def _title_without_site(title: str, tree: lxml.html.HtmlElement) -> str:
     if _words(candidate) <= 4 and (not hierarchical or _words(candidate) != words_without_separators - 1):
         return title
     return candidate
+
+
+def title_without_site_name(title: str | None, site_names: list[str | None]) -> str | None:
+    """``title`` without a site name joined to its start or end by a separator.
+
+    A site name matches ignoring case, spaces and punctuation, so "TheHill"
+    is "The Hill" and "sportsnet.ca" is "Sportsnet.ca". A host name also
+    matches without "www." and without its last label ("latimes" for
+    "www.latimes.com"). The title is kept whole when nothing would remain.
+    """
+    if not title:
+        return title
+    keys = set()
+    for name in filter(None, site_names):
+        name = name.lower().removeprefix("www.")
+        keys.add(_letters(name))
+        if "." in name:
+            keys.add(_letters(name.rsplit(".", 1)[0]))
+    keys.discard("")
+    for pattern in (rf"^(?P<site>.+?){_SITE_JOINER}(?P<rest>.+)$", rf"^(?P<rest>.+){_SITE_JOINER}(?P<site>.+?)$"):
+        for match in re.finditer(pattern, title):
+            rest = match.group("rest").strip()
+            if _letters(match.group("site")) in keys and _letters(rest):
+                return title_without_site_name(rest, site_names)
+    return title
+
+
+def _letters(text: str) -> str:
+    return "".join(c for c in text.casefold() if c.isalnum())
+
+
+def byline_names(author: str | None) -> str | None:
+    """The names in a byline, without "By", dates, times and what follows them.
+
+    "By Jane Doe | Updated 9:02 AM" gives "Jane Doe";
+    "Associated Press November 19, 2019, 9:02 AM" gives "Associated Press".
+    A byline with no name left is None.
+    """
+    if not author:
+        return author
+    names = _BYLINE_PREFIX.sub("", author)
+    names = _BYLINE_ROLE.sub(", ", names)
+    end = _BYLINE_END.search(names)
+    if end:
+        names = names[: end.start()]
+    names = _text(names.strip(" ,;:|•·-–—/")) if names else None
+    return names
 
 
 def _byline_in_body(tree: lxml.html.HtmlElement) -> str | None:

@@ -22,9 +22,13 @@ class TagChoice:
 
 @dataclass(frozen=True)
 class LinkJob:
+    """One link to process; ``suggest_new_tags`` is the org's choice of
+    suggesting tags it does not have yet (keyphrases of the page)."""
+
     link_id: str
     url: str
     tags: tuple[TagChoice, ...] = ()
+    suggest_new_tags: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,14 @@ class TagSuggestion:
 
 
 @dataclass(frozen=True)
+class NewTagSuggestion:
+    """A tag the org does not have yet, named from a keyphrase of the page."""
+
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
 class LinkOutcome:
     """Everything learned about one link.
 
@@ -76,6 +88,7 @@ class LinkOutcome:
     reading_minutes: int = 0
     summary: str | None = None
     suggestions: tuple[TagSuggestion, ...] = field(default_factory=tuple)
+    new_tags: tuple[NewTagSuggestion, ...] = field(default_factory=tuple)
     failure: LinkFailure | None = None
 
 

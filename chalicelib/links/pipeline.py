@@ -1,6 +1,7 @@
 """The link-processing function the processor calls: fetch, then extract.
 
-fetch -> metadata + readable text + summary + tag suggestions -> LinkOutcome.
+fetch -> metadata + readable text + summary + tag suggestions (existing
+tags, and new ones when the job asks) -> LinkOutcome.
 Errors are data: a fetch error becomes the outcome's LinkFailure with the
 fetcher's code; a fetch function failing any other way becomes
 ``fetch_failed`` (retryable), anything going wrong while reading a page
@@ -28,7 +29,7 @@ from chalicelib.links.fetch import FetchedPage, FetchError, FetchPolicy, fetch_p
 from chalicelib.links.metadata import extract_metadata
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, PageMetadata, ProcessLink
 from chalicelib.links.summary import ExtractiveSummarizer, Summarizer
-from chalicelib.links.tags import suggest_tags
+from chalicelib.links.tags import suggest_new_tags, suggest_tags
 from chalicelib.links.text import readable_text, text_stats
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def _outcome(job: LinkJob, page: FetchedPage, summarizer: Summarizer) -> LinkOut
     if media_type in _HTML_TYPES or (not media_type and _looks_like_html(page.body)):
         tree = parse_document(page.text())
         metadata = extract_metadata(tree, page.final_url)
-        readable = readable_text(tree)
+        readable = readable_text(tree, page.final_url)
     elif media_type == "text/plain":
         metadata = _file_metadata(page)
         readable = text_stats(page.text().strip())
@@ -87,6 +88,10 @@ def _outcome(job: LinkJob, page: FetchedPage, summarizer: Summarizer) -> LinkOut
         return LinkOutcome(job.link_id, metadata=_file_metadata(page))
     text = _cap(readable.text)
     summary = _summarize(summarizer, metadata.title, text) or metadata.description
+    if job.suggest_new_tags:
+        suggestions, new_tags = suggest_new_tags(job.tags, metadata.title, text, page.final_url)
+    else:
+        suggestions, new_tags = suggest_tags(job.tags, metadata.title, text, page.final_url), ()
     return LinkOutcome(
         link_id=job.link_id,
         metadata=metadata,
@@ -94,7 +99,8 @@ def _outcome(job: LinkJob, page: FetchedPage, summarizer: Summarizer) -> LinkOut
         word_count=readable.word_count,
         reading_minutes=readable.reading_minutes,
         summary=summary or None,
-        suggestions=suggest_tags(job.tags, metadata.title, text, page.final_url),
+        suggestions=suggestions,
+        new_tags=new_tags,
     )
 
 

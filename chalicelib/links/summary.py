@@ -11,12 +11,14 @@ import re
 from collections import Counter
 from typing import Callable, Protocol
 
+from chalicelib.links.sentences import shorten, split_sentences
+
 MAX_SUMMARY_CHARS = 400
 
 # Function words say nothing about what a page is about; without them the
 # frequent words are the topic's words. English only: in other languages
 # the length filter below does most of the same work.
-_STOPWORDS = frozenset(
+STOPWORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been before being below
     between both but by can could did do does doing down during each few for from further had has have having he
     her here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not
@@ -26,8 +28,6 @@ _STOPWORDS = frozenset(
     new like get got make made many much may might must us via per""".split()
 )
 _WORD = re.compile(r"\w+")
-# A sentence ends at . ! ? (or their CJK forms) followed by space, or at a line break.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|(?<=[。！？])|\n+")
 _MIN_SENTENCE_WORDS = 6
 # Articles put their point first: the start is enough to find it, and it
 # bounds the cost on very long pages.
@@ -47,6 +47,10 @@ class Summarizer(Protocol):
 class ExtractiveSummarizer:
     """Up to three of the page's sentences, at most 400 characters in all.
 
+    Never the title (nor a sentence starting with it: the title is cut
+    off), never one sentence twice, never a sentence starting in lower
+    case (the tail of an abbreviation the split missed).
+
     A sentence scores by how frequent its words are in the page (a proxy
     for the topic), with a bonus for words of the title and for coming
     early (articles put the point first). The chosen sentences keep page
@@ -58,24 +62,27 @@ class ExtractiveSummarizer:
         self.max_sentences = max_sentences
 
     def summarize(self, title: str | None, text: str) -> str:
-        whole = " ".join(text.split())
+        sentences = _sentences_beside(title, split_sentences(text.lstrip()[:_SCAN_CHARS]))
+        if not sentences:
+            return ""
+        # Headings and captions joined to sentences read as glued text, and
+        # a line starting in lower case is the rest of something left out.
+        prose = [s for s in sentences if not _heading(s) and not s[0].islower()] or sentences
+        whole = " ".join(prose)
         if len(whole) <= self.max_chars:
             return whole
-        sentences = [s for s in (" ".join(part.split()) for part in _SENTENCE_END.split(text[:_SCAN_CHARS])) if s]
-        if not sentences:
-            return _shorten(whole, self.max_chars)
         content = [_content_words(s) for s in sentences]
         frequencies = Counter(w for words in content for w in words)
         title_words = set(_content_words(title or ""))
         top = max(frequencies.values(), default=1)
-        title_line = " ".join((title or "").split()).casefold()
 
         def score(index: int) -> float:
             sentence = sentences[index]
             words = content[index]
-            if len(sentence.split()) < _MIN_SENTENCE_WORDS or not words or sentence.casefold() == title_line:
+            # A sentence starting in lower case is the end of one the split got wrong.
+            if len(sentence.split()) < _MIN_SENTENCE_WORDS or not words or sentence[0].islower():
                 return 0.0
-            if not _ENDS_SENTENCE.search(sentence) and len(sentence.split()) < _MAX_HEADING_WORDS:
+            if _heading(sentence):
                 return 0.0
             topical = sum(frequencies[w] / top for w in words) / len(words) ** 0.5
             titled = 0.5 * sum(1 for w in set(words) if w in title_words)
@@ -96,22 +103,46 @@ class ExtractiveSummarizer:
                 chosen.append(index)
                 used += extra
         if not chosen:
-            return _shorten(sentences[ranked[0]], self.max_chars)
+            return shorten(sentences[ranked[0]], self.max_chars)
         return " ".join(sentences[i] for i in sorted(chosen))
 
 
+def _sentences_beside(title: str | None, sentences: list[str]) -> list[str]:
+    """``sentences`` without the title and without repeats.
+
+    A sentence that is the title, or a piece of it, goes; one that starts
+    with the title (a heading run into the first paragraph) loses it,
+    unless what is left does not start like a sentence (then the title
+    was only the sentence's first words); a sentence seen before goes.
+    """
+    title_key = " ".join((title or "").split()).casefold()
+    seen: set[str] = set()
+    kept = []
+    for sentence in sentences:
+        if title_key and sentence[: len(title_key)].casefold() == title_key:
+            rest = sentence[len(title_key) :].lstrip(" :|-–—")
+            if _starts_like_a_sentence(rest):
+                sentence = rest
+        key = sentence.casefold()
+        if not key or key in seen or (title_key and key in title_key):
+            continue
+        seen.add(key)
+        kept.append(sentence)
+    return kept
+
+
+def _heading(line: str) -> bool:
+    """A short line without closing punctuation: a heading or a caption, not a sentence."""
+    return not _ENDS_SENTENCE.search(line) and len(line.split()) < _MAX_HEADING_WORDS
+
+
+def _starts_like_a_sentence(text: str) -> bool:
+    first = text[:1]
+    return first.isdigit() or (first.isalpha() and not first.islower()) or first in "\"'“‘«„([¿¡"
+
+
 def _content_words(sentence: str) -> list[str]:
-    return [w for w in _WORD.findall(sentence.lower()) if len(w) > 2 and w not in _STOPWORDS and not w.isdigit()]
-
-
-def _shorten(sentence: str, max_chars: int) -> str:
-    """``sentence`` cut at a word boundary to fit ``max_chars`` with an ellipsis."""
-    if len(sentence) <= max_chars:
-        return sentence
-    cut = sentence[: max_chars - 1]
-    if " " in cut:
-        cut = cut[: cut.rfind(" ")]
-    return cut.rstrip(" ,;:") + "…"
+    return [w for w in _WORD.findall(sentence.lower()) if len(w) > 2 and w not in STOPWORDS and not w.isdigit()]
 
 
 def summarizer_from_setting(

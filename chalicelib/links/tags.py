@@ -1,4 +1,4 @@
-"""Which of an org's existing tags fit a page.
+"""Which of an org's existing tags fit a page, and which new tags would.
 
 A tag fits when its name shows up in the page: in the title (the strongest
 sign), in the URL, or often enough in the text. Names and page words are
@@ -8,6 +8,12 @@ matches "machine learning" and "APIs" matches "API". Title and URL words
 also match approximately (difflib), for spelling variants such as
 "javascript" / "java-script" / "javscript"; the text is matched exactly,
 because a long text has near-misses of almost any word.
+
+New tags (an org's choice) are the page's keyphrases: words and two-word
+phrases of the title, the URL and the text, without function words,
+scored like existing tags. A keyphrase that is an existing tag under
+another spelling (case, plural, hyphens, a near spelling) suggests that
+tag instead, so the tag list stays clean.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import re
 from collections import Counter
 from urllib.parse import unquote, urlsplit
 
-from chalicelib.links.outcome import TagChoice, TagSuggestion
+from chalicelib.links.outcome import NewTagSuggestion, TagChoice, TagSuggestion
+from chalicelib.links.summary import STOPWORDS
 
 MAX_SUGGESTIONS = 3
 # Below this a tag does not fit: one passing mention in a long text is not enough.
@@ -37,6 +44,11 @@ _WORD = re.compile(r"[^\W_]+")
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 # Common words of URLs that are not about the page.
 _URL_NOISE = frozenset({"http", "https", "www", "com", "org", "net", "html", "htm", "php", "index", "amp"})
+MAX_NEW_TAGS = 3
+# A keyphrase must be a word of this many letters at least, and not a number.
+_MIN_KEYPHRASE_LETTERS = 4
+# A phrase of two words counts from this many mentions in the text.
+_MIN_PHRASE_MENTIONS = 2
 
 
 def suggest_tags(tags: tuple[TagChoice, ...], title: str | None, text: str | None, url: str | None) -> tuple[TagSuggestion, ...]:
@@ -141,3 +153,80 @@ def _similar(a: str, b: str) -> float:
         return 0.0
     ratio = matcher.ratio()
     return ratio if ratio >= _FUZZY_CUTOFF else 0.0
+
+
+def suggest_new_tags(
+    tags: tuple[TagChoice, ...], title: str | None, text: str | None, url: str | None
+) -> tuple[tuple[TagSuggestion, ...], tuple[NewTagSuggestion, ...]]:
+    """Existing tags that fit the page, and up to three new tags, best first.
+
+    The existing ones are ``suggest_tags``'s, plus any existing tag that a
+    keyphrase of the page names in another spelling ("bread" finds
+    "Bread", "Breads", "bred"), scored as the keyphrase. New tags are the
+    other keyphrases reaching the threshold, one per word (no "bread"
+    beside "sourdough bread"), lower case. Deterministic.
+    """
+    suggestions = list(suggest_tags(tags, title, text, url))
+    suggested = {s.tag_id for s in suggestions}
+    names = [(tag, _words(tag.name)) for tag in tags]
+    new: list[NewTagSuggestion] = []
+    taken: set[str] = set()
+    for score, phrase in _keyphrases(title, text, url):
+        match = next((tag for tag, name in names if name and _same_name(phrase, name)), None)
+        if match is not None:
+            if match.id not in suggested and len(suggestions) < MAX_SUGGESTIONS:
+                suggestions.append(TagSuggestion(match.id, score))
+                suggested.add(match.id)
+            taken.update(phrase)
+            continue
+        if len(new) < MAX_NEW_TAGS and not taken.intersection(phrase):
+            new.append(NewTagSuggestion(" ".join(phrase), score))
+            taken.update(phrase)
+    suggestions.sort(key=lambda s: -s.score)
+    return tuple(suggestions), tuple(new)
+
+
+def _same_name(phrase: tuple[str, ...], name: list[str]) -> bool:
+    """Same words after normalizing, run together or apart, or spelled nearly alike."""
+    if list(phrase) == name or "".join(phrase) == "".join(name):
+        return True
+    return _similar("".join(phrase), "".join(name)) > 0
+
+
+def _keyphrases(title: str | None, text: str | None, url: str | None) -> list[tuple[float, tuple[str, ...]]]:
+    """Words and two-word phrases of the page with their scores, best first, above the threshold."""
+    title_words = _content_words(title or "")
+    url_words = [w for w in _content_words(_url_text(url or "")) if w not in _URL_NOISE]
+    text_words = _content_words((text or "")[:_TEXT_SCAN_CHARS])
+    counts = Counter((w,) for w in text_words if w)
+    counts.update(pair for pair in zip(text_words, text_words[1:]) if all(pair))
+    in_title = {(w,) for w in title_words if w} | {p for p in zip(title_words, title_words[1:]) if all(p)}
+    in_url = {(w,) for w in url_words if w} | {p for p in zip(url_words, url_words[1:]) if all(p)}
+    scored = []
+    for phrase in set(counts) | in_title:
+        mentions = counts[phrase]
+        if len(phrase) == 2 and mentions < _MIN_PHRASE_MENTIONS and phrase not in in_title:
+            continue
+        text_weight = min(_TEXT_MAX_WEIGHT, _TEXT_WEIGHT_PER_MENTION * mentions)
+        miss = (1 - _TITLE_WEIGHT * (phrase in in_title)) * (1 - _URL_WEIGHT * (phrase in in_url)) * (1 - text_weight)
+        # A mention in the title alone is a word of a headline, not yet a topic.
+        if mentions == 0:
+            continue
+        score = round(1 - miss, 3)
+        if score >= THRESHOLD:
+            scored.append((score, phrase))
+    # Longer phrases first among equals: "sourdough bread" says more than "bread".
+    scored.sort(key=lambda item: (-item[0], -len(item[1]), item[1]))
+    return scored
+
+
+def _content_words(text: str) -> list[str]:
+    """Normalized words, with "" where a function word, a number or a short word was.
+
+    The gaps keep two-word phrases from spanning a word left out.
+    """
+    words = []
+    for raw in _WORD.findall(_CAMEL.sub(" ", text).casefold()):
+        keep = len(raw) >= _MIN_KEYPHRASE_LETTERS and raw.isalpha() and raw not in STOPWORDS
+        words.append(_singular(raw) if keep else "")
+    return words
