@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from pydantic import ValidationError
 
-from chalicelib.events import StoredCommit
+from chalicelib.events import StoredCommit, is_stored_event
 from chalicelib.keys import check_org, log_key, log_prefix, version_of_log_key
 from chalicelib.store.base import (
     Conflict,
@@ -126,7 +126,9 @@ def read_commits(store: ObjectStore, org: str, after: int, limit: int = 1000) ->
     """Commits with versions ``after + 1`` onwards, in order, at most ``limit``.
 
     Every commit read is checked (JSON, shape, version and org matching its
-    key, no gap); a damaged one raises CorruptLog naming the key.
+    key, no gap); a damaged one raises CorruptLog naming the key. Its events
+    are handed on as stored, malformed ones too: the state skips and counts
+    them, pull leaves them out.
     """
     check_org(org)
     limit = max(0, min(limit, LIST_PAGE))
@@ -151,7 +153,7 @@ def decode_commit(key: str, body: bytes, org: str, version: int) -> dict:
     """The commit stored under ``key``, checked; raises CorruptLog."""
     try:
         commit = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise CorruptLog(key, f"not JSON: {error}") from None
     try:
         StoredCommit.model_validate(commit)
@@ -258,6 +260,10 @@ def _check_shape(commit: dict) -> None:
         StoredCommit.model_validate(commit)
     except ValidationError as error:
         raise ValueError(f"not a valid commit: {error}") from None
+    # Reading tolerates a malformed event; writing one is a bug.
+    for index, event in enumerate(commit["events"]):
+        if not is_stored_event(event):
+            raise ValueError(f"not a valid commit: events.{index} is not an event")
 
 
 def _backoff(attempt: int) -> float:

@@ -4,11 +4,17 @@ Every write happens inside one ``BEGIN IMMEDIATE ... COMMIT`` per call
 (datasette's one-write-function style), so a caller sees either all of a
 batch of commits applied or none. The log is outside input: an event that
 is malformed, names something unknown, or was seen before is skipped and
-counted, never a crash, so one bad event cannot wedge an org.
+counted, never a crash, so one bad event cannot wedge an org. Each event applies inside its own
+savepoint: an event that fails in a way nobody foresaw (a value SQLite
+cannot hold, a bug) is rolled back alone, skipped and counted, and the
+events around it still apply.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -18,7 +24,7 @@ from urllib.parse import urlsplit
 import apsw
 
 from chalicelib.links.urls import normalize_url
-from chalicelib.state.schema import processor_epoch, version
+from chalicelib.state.schema import INT64_MAX, INT64_MIN, processor_epoch, version
 from chalicelib.state.times import format_time
 
 MAX_ATTEMPTS = 3
@@ -29,6 +35,27 @@ RETRY_GROWTH = 4
 MAX_RETRY_AFTER_SECONDS = 86_400
 MAX_EVENT_ID_LENGTH = 64
 MAX_URL_LENGTH = 8192
+# The state adds up to a day to a processor's times (a retry's delay, the
+# moment a pending link counts as stuck); a later time would overflow.
+LATEST_PROCESSOR_TIME = datetime.max.replace(tzinfo=timezone.utc) - timedelta(days=2)
+# Failures of the machine rather than of one event: they stop the whole
+# call (and roll it back) instead of being counted against an event.
+ENVIRONMENT_FAILURES = (
+    MemoryError,
+    apsw.FullError,
+    apsw.IOError,
+    apsw.NoMemError,
+    apsw.CorruptError,
+    apsw.BusyError,
+    apsw.LockedError,
+    apsw.InterruptError,
+    apsw.ReadOnlyError,
+    apsw.CantOpenError,
+)
+# Lone surrogates: JSON can spell them, UTF-8 (and so SQLite) cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+log = logging.getLogger(__name__)
 
 PROCESSOR_EVENTS = frozenset(
     {
@@ -148,11 +175,15 @@ def _apply_all(db: apsw.Connection, commits: Iterable[dict]) -> ApplyStats:
 
 def _record_batch(db: apsw.Connection, commit: dict, at_version: int) -> None:
     batch_id = commit.get("batch_id")
-    if isinstance(batch_id, str) and batch_id:
+    if _storable_text(batch_id):
         db.execute(
             "INSERT OR IGNORE INTO batches (batch_id, version) VALUES (?, ?)",
             (batch_id, at_version),
         )
+
+
+def _storable_text(value: Any) -> bool:
+    return isinstance(value, str) and value != "" and not _SURROGATE.search(value)
 
 
 def _count_skip(stats: ApplyStats, reason: str) -> None:
@@ -172,7 +203,7 @@ def _apply_event(
         _count_skip(stats, "event is not an object")
         return
     event_id = event.get("id")
-    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_LENGTH:
+    if not _storable_text(event_id) or len(event_id) > MAX_EVENT_ID_LENGTH:
         _count_skip(stats, "event has no valid id")
         return
     db.execute(
@@ -195,11 +226,23 @@ def _apply_event(
         _count_skip(stats, f"{name}: args are not an object")
         return
     at = event.get("at")
+    context = _Context(at_version, at if isinstance(at, str) else None, reindex)
+    db.execute("SAVEPOINT event")
     try:
-        handler(db, args, _Context(at_version, at if isinstance(at, str) else None, reindex))
-    except _Skip as skip:
-        _count_skip(stats, f"{name}: {skip}")
+        handler(db, args, context)
+    except ENVIRONMENT_FAILURES:
+        raise
+    except Exception as error:
+        db.execute("ROLLBACK TO event")
+        db.execute("RELEASE event")
+        if isinstance(error, _Skip):
+            _count_skip(stats, f"{name}: {error}")
+        else:
+            log.warning("event %r (%s) at version %d failed to apply: %r",
+                        event_id, name, at_version, error)
+            _count_skip(stats, f"{name}: failed to apply ({type(error).__name__})")
         return
+    db.execute("RELEASE event")
     stats.events_applied += 1
 
 
@@ -211,6 +254,7 @@ def _text(args: dict, name: str, *, max_length: int | None = None) -> str:
     value = args.get(name)
     if not isinstance(value, str) or not value:
         raise _Skip(f"{name} must be a non-empty string")
+    _refuse_surrogates(value, name)
     if max_length is not None and len(value) > max_length:
         raise _Skip(f"{name} is longer than {max_length} characters")
     return value
@@ -222,13 +266,19 @@ def _optional_text(args: dict, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise _Skip(f"{name} must be a string")
+    _refuse_surrogates(value, name)
     return value
+
+
+def _refuse_surrogates(value: str, name: str) -> None:
+    if _SURROGATE.search(value):
+        raise _Skip(f"{name} holds a lone surrogate, which UTF-8 cannot store")
 
 
 def _count(args: dict, name: str, *, minimum: int = 0) -> int:
     value = args.get(name)
-    if type(value) is not int or value < minimum:
-        raise _Skip(f"{name} must be an integer of at least {minimum}")
+    if type(value) is not int or not minimum <= value <= INT64_MAX:
+        raise _Skip(f"{name} must be an integer from {minimum} to 2**63-1")
     return value
 
 
@@ -258,6 +308,12 @@ def _parse_time(value: Any, name: str) -> datetime:
         return parsed.astimezone(timezone.utc)
     except (ValueError, OverflowError):
         raise _Skip(f"{name} must be an ISO 8601 time") from None
+
+
+def _processor_time(moment: datetime, name: str) -> datetime:
+    if moment > LATEST_PROCESSOR_TIME:
+        raise _Skip(f"{name} is too late to add a retry delay to")
+    return moment
 
 
 def _time(args: dict, name: str) -> str:
@@ -367,14 +423,20 @@ def _tag_created(db: apsw.Connection, args: dict, context: _Context) -> None:
     name = _text(args, "name")
     created_at = _time(args, "createdAt")
     sort_order = args.get("sortOrder")
-    if sort_order is not None and type(sort_order) not in (int, float):
-        raise _Skip("sortOrder must be a number")
+    if sort_order is not None and not _sortable(sort_order):
+        raise _Skip("sortOrder must be a finite number (an integer within signed 64 bits)")
     if db.execute("SELECT 1 FROM tags WHERE id = ?", (tag_id,)).get is not None:
         raise _Skip("tag id already exists")
     db.execute(
         "INSERT INTO tags (id, name, sort_order, created_at) VALUES (?, ?, ?, ?)",
         (tag_id, name, sort_order, created_at),
     )
+
+
+def _sortable(value: Any) -> bool:
+    if type(value) is int:
+        return INT64_MIN <= value <= INT64_MAX
+    return type(value) is float and math.isfinite(value)
 
 
 def _tag_renamed(db: apsw.Connection, args: dict, context: _Context) -> None:
@@ -482,8 +544,10 @@ def _set_status(db: apsw.Connection, link_id: str, **columns: Any) -> None:
 def _processing_started(db: apsw.Connection, args: dict, context: _Context) -> None:
     link_id = _link(db, args, "linkId")
     attempt = _count(args, "attempt", minimum=1)
-    started_at = _time(args, "startedAt")
-    _set_status(db, link_id, status="pending", attempts=attempt, started_at=started_at)
+    started_at = _processor_time(_parse_time(args.get("startedAt"), "startedAt"), "startedAt")
+    _set_status(
+        db, link_id, status="pending", attempts=attempt, started_at=format_time(started_at)
+    )
 
 
 def _pending_link(db: apsw.Connection, args: dict) -> str:
@@ -526,7 +590,7 @@ def _processing_failed(db: apsw.Connection, args: dict, context: _Context) -> No
     message = _optional_text(args, "message") or ""
     retryable = _flag(args, "retryable")
     retry_after = _number(args, "retryAfter")
-    failed_at = _moment_or_event_time(args, "failedAt", context)
+    failed_at = _processor_time(_moment_or_event_time(args, "failedAt", context), "failedAt")
     attempts, _ = _previous_status(db, link_id)
     delay = retry_delay(attempts, retry_after) if retryable else None
     _set_status(
