@@ -35,7 +35,7 @@ from pydantic import (
 from chalicelib.api_errors import ApiError
 from chalicelib.jsonbody import parse_json_body
 from chalicelib.keys import ORG_PATTERN
-from chalicelib.state.schema import INT64_MAX, INT64_MIN
+from chalicelib.storable import CONTROL_CHARACTERS, INT64_MAX, INT64_MIN
 from chalicelib.state.times import format_time
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -46,7 +46,6 @@ MAX_URL_CHARS = 2048
 # wrong everywhere should not answer with a megabyte of details.
 MAX_ERROR_DETAILS = 50
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 EVENT_NAME_PATTERN = re.compile(r"^v[1-9][0-9]*\.[A-Za-z][A-Za-z0-9]*$")
 # The one time form accepted (RFC 3339): the state keeps instants to the
 # microsecond, so a finer fraction would be cut without a word.
@@ -56,13 +55,13 @@ _TIME_FORM = re.compile(
 
 
 def _no_control_characters(value: str) -> str:
-    if _CONTROL.search(value):
+    if CONTROL_CHARACTERS.search(value):
         raise ValueError("must not contain control characters")
     return value
 
 
 def _http_url(value: str) -> str:
-    if _CONTROL.search(value) or " " in value:
+    if CONTROL_CHARACTERS.search(value) or " " in value:
         raise ValueError("must not contain spaces or control characters")
     try:
         parts = urlsplit(value)

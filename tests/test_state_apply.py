@@ -599,3 +599,27 @@ def test_a_batch_id_sqlite_cannot_store_is_not_recorded_and_the_commit_applies(d
 
     assert stats.events_applied == 1
     assert db.execute("SELECT count(*) FROM batches").get == 0
+
+
+@pytest.mark.parametrize("bad_id", ["a\nb", "t\x00", "\x7f"])
+def test_an_id_processor_events_could_not_carry_is_skipped(db, bad_id):
+    log = Log()
+    log.client(created(bad_id, "https://example.com/1"),
+               event("v1.TagCreated", {"id": bad_id, "name": "x", "createdAt": T0}))
+
+    stats = apply(db, log)
+
+    assert stats.skip_reasons == {"v1.LinkCreated: id must not contain control characters": 1,
+                                  "v1.TagCreated: id must not contain control characters": 1}
+
+
+def test_processor_epochs_beyond_64_bits_apply_and_are_kept_at_the_largest_integer(db):
+    log = org_with_one_link()
+    log.processor(started("l1"), epoch=2**63)
+    log.processor(completed("l1"), epoch=2**63 + 1)
+
+    stats = apply(db, log)
+
+    assert (stats.fenced_commits, stats.events_applied) == (0, 4)
+    assert db.execute("SELECT processor_epoch FROM meta").get == 2**63 - 1
+    assert status_of(db, "l1")[0] == "completed"

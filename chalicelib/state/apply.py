@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -24,8 +23,9 @@ from urllib.parse import urlsplit
 import apsw
 
 from chalicelib.links.urls import normalize_url
-from chalicelib.state.schema import INT64_MAX, INT64_MIN, processor_epoch, version
+from chalicelib.state.schema import processor_epoch, version
 from chalicelib.state.times import format_time
+from chalicelib.storable import CONTROL_CHARACTERS, INT64_MAX, INT64_MIN, LONE_SURROGATES
 
 MAX_ATTEMPTS = 3
 FIRST_RETRY_SECONDS = 60
@@ -52,8 +52,6 @@ ENVIRONMENT_FAILURES = (
     apsw.ReadOnlyError,
     apsw.CantOpenError,
 )
-# Lone surrogates: JSON can spell them, UTF-8 (and so SQLite) cannot.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +141,10 @@ def _apply_all(db: apsw.Connection, commits: Iterable[dict]) -> ApplyStats:
             if type(commit_epoch) is not int or commit_epoch < epoch:
                 stats.fenced_commits += 1
                 continue
-            epoch = commit_epoch
+            # SQLite cannot hold a larger epoch. Only a hand-written log
+            # gets there, and a processor that follows one (at epoch + 1)
+            # must still be applied, not fenced off for good.
+            epoch = min(commit_epoch, INT64_MAX)
             from_processor = True
         else:
             from_processor = False
@@ -183,7 +184,7 @@ def _record_batch(db: apsw.Connection, commit: dict, at_version: int) -> None:
 
 
 def _storable_text(value: Any) -> bool:
-    return isinstance(value, str) and value != "" and not _SURROGATE.search(value)
+    return isinstance(value, str) and value != "" and not LONE_SURROGATES.search(value)
 
 
 def _count_skip(stats: ApplyStats, reason: str) -> None:
@@ -260,6 +261,15 @@ def _text(args: dict, name: str, *, max_length: int | None = None) -> str:
     return value
 
 
+def _id(args: dict, name: str) -> str:
+    # Ids go back into the log in processor events, which refuse control
+    # characters: an id they cannot carry would fail every link it touches.
+    value = _text(args, name, max_length=MAX_EVENT_ID_LENGTH)
+    if CONTROL_CHARACTERS.search(value):
+        raise _Skip(f"{name} must not contain control characters")
+    return value
+
+
 def _optional_text(args: dict, name: str) -> str | None:
     value = args.get(name)
     if value is None:
@@ -271,7 +281,7 @@ def _optional_text(args: dict, name: str) -> str | None:
 
 
 def _refuse_surrogates(value: str, name: str) -> None:
-    if _SURROGATE.search(value):
+    if LONE_SURROGATES.search(value):
         raise _Skip(f"{name} holds a lone surrogate, which UTF-8 cannot store")
 
 
@@ -332,7 +342,7 @@ def _time_or_event_time(args: dict, name: str, context: _Context) -> str:
 
 def _link(db: apsw.Connection, args: dict, name: str) -> str:
     """The id of the link ``args[name]`` names, directly or through an alias."""
-    named = _text(args, name, max_length=MAX_EVENT_ID_LENGTH)
+    named = _id(args, name)
     found = db.execute(
         """SELECT id FROM links WHERE id = ?1
            UNION ALL SELECT link_id FROM link_aliases WHERE alias_id = ?1""",
@@ -344,7 +354,7 @@ def _link(db: apsw.Connection, args: dict, name: str) -> str:
 
 
 def _tag(db: apsw.Connection, args: dict, name: str) -> str:
-    tag_id = _text(args, name, max_length=MAX_EVENT_ID_LENGTH)
+    tag_id = _id(args, name)
     if db.execute("SELECT 1 FROM tags WHERE id = ?", (tag_id,)).get is None:
         raise _Skip("unknown tag")
     return tag_id
@@ -354,7 +364,7 @@ def _tag(db: apsw.Connection, args: dict, name: str) -> str:
 
 
 def _link_created(db: apsw.Connection, args: dict, context: _Context) -> None:
-    link_id = _text(args, "id", max_length=MAX_EVENT_ID_LENGTH)
+    link_id = _id(args, "id")
     url = _text(args, "url", max_length=MAX_URL_LENGTH)
     created_at = _time(args, "createdAt")
     domain = _optional_text(args, "domain")
@@ -419,7 +429,7 @@ def _link_reprocess_requested(db: apsw.Connection, args: dict, context: _Context
 
 
 def _tag_created(db: apsw.Connection, args: dict, context: _Context) -> None:
-    tag_id = _text(args, "id", max_length=MAX_EVENT_ID_LENGTH)
+    tag_id = _id(args, "id")
     name = _text(args, "name")
     created_at = _time(args, "createdAt")
     sort_order = args.get("sortOrder")
@@ -467,7 +477,7 @@ def _link_untagged(db: apsw.Connection, args: dict, context: _Context) -> None:
 
 
 def _suggestion(db: apsw.Connection, args: dict) -> tuple[str, str]:
-    suggestion_id = _text(args, "id", max_length=MAX_EVENT_ID_LENGTH)
+    suggestion_id = _id(args, "id")
     pair = db.execute(
         "SELECT link_id, tag_id FROM tag_suggestion_ids WHERE id = ?", (suggestion_id,)
     ).fetchone()
@@ -694,7 +704,7 @@ def _summarized(db: apsw.Connection, args: dict, context: _Context) -> None:
 
 
 def _tag_suggested(db: apsw.Connection, args: dict, context: _Context) -> None:
-    suggestion_id = _text(args, "id", max_length=MAX_EVENT_ID_LENGTH)
+    suggestion_id = _id(args, "id")
     link_id = _link(db, args, "linkId")
     tag_id = _tag(db, args, "tagId")
     score = _number(args, "score")

@@ -9,10 +9,6 @@ import hashlib
 
 import apsw
 
-# SQLite's INTEGER is signed 64-bit: a larger integer cannot be stored.
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
-
 SCHEMA = """
 CREATE TABLE meta (
     id INTEGER PRIMARY KEY CHECK (id = 1),
