@@ -164,7 +164,7 @@ def check_reads_and_a_cycle(api, org: str) -> None:
 
 # No shrinking: a failing example here is a few dozen pushes, shrinking it
 # takes minutes, and the failure message already names the event and value.
-SETTINGS = settings(max_examples=25, deadline=None, database=None,
+SETTINGS = settings(deadline=None, database=None,
                     phases=[Phase.explicit, Phase.generate],
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.function_scoped_fixture])
