@@ -4,10 +4,10 @@ Every write happens inside one ``BEGIN IMMEDIATE ... COMMIT`` per call
 (datasette's one-write-function style), so a caller sees either all of a
 batch of commits applied or none. The log is outside input: an event that
 is malformed, names something unknown, or was seen before is skipped and
-counted, never a crash, so one bad event cannot wedge an org. Each event applies inside its own
-savepoint: an event that fails in a way nobody foresaw (a value SQLite
-cannot hold, a bug) is rolled back alone, skipped and counted, and the
-events around it still apply.
+counted, never a crash, so one bad event cannot wedge an org. Each event
+applies inside its own savepoint: an event that fails in a way nobody
+foresaw (a value SQLite cannot hold, a bug) is rolled back alone, skipped
+and counted, and the events around it still apply.
 """
 
 from __future__ import annotations
