@@ -13,7 +13,6 @@ checks the envelope of each event, not its name (``StoredCommit``).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -33,7 +33,10 @@ from pydantic import (
 )
 
 from chalicelib.api_errors import ApiError
+from chalicelib.jsonbody import parse_json_body
 from chalicelib.keys import ORG_PATTERN
+from chalicelib.storable import CONTROL_CHARACTERS, INT64_MAX, INT64_MIN
+from chalicelib.state.times import format_time
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS_PER_PUSH = 500
@@ -43,18 +46,22 @@ MAX_URL_CHARS = 2048
 # wrong everywhere should not answer with a megabyte of details.
 MAX_ERROR_DETAILS = 50
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 EVENT_NAME_PATTERN = re.compile(r"^v[1-9][0-9]*\.[A-Za-z][A-Za-z0-9]*$")
+# The one time form accepted (RFC 3339): the state keeps instants to the
+# microsecond, so a finer fraction would be cut without a word.
+_TIME_FORM = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 def _no_control_characters(value: str) -> str:
-    if _CONTROL.search(value):
+    if CONTROL_CHARACTERS.search(value):
         raise ValueError("must not contain control characters")
     return value
 
 
 def _http_url(value: str) -> str:
-    if _CONTROL.search(value) or " " in value:
+    if CONTROL_CHARACTERS.search(value) or " " in value:
         raise ValueError("must not contain spaces or control characters")
     try:
         parts = urlsplit(value)
@@ -69,16 +76,25 @@ def _http_url(value: str) -> str:
 
 
 def _iso_time(value: str) -> str:
-    # fromisoformat (3.11) accepts the ISO 8601 forms clients send, "Z"
-    # included; a time without a zone is refused because it names no instant.
-    if "T" not in value and " " not in value:
-        raise ValueError("must be an ISO 8601 date and time")
+    if not _TIME_FORM.fullmatch(value):
+        raise ValueError(
+            "must be an RFC 3339 time: 2026-11-23T20:00:00Z, at most 6 fraction "
+            "digits, Z or an offset like +02:00"
+        )
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError("must be an ISO 8601 date and time") from None
-    if parsed.tzinfo is None:
-        raise ValueError("must carry a time zone (e.g. Z or +02:00)")
+        # The state keeps the instant in UTC; one whose UTC day falls
+        # outside years 1 to 9999 cannot be kept.
+        format_time(datetime.fromisoformat(value))
+    except (ValueError, OverflowError):
+        raise ValueError("must be a real time between years 1 and 9999 in UTC") from None
+    return value
+
+
+def _int64(value: Any) -> Any:
+    # Runs before pydantic turns an integer into a float: 10**30 would pass
+    # as 1e30 while the log keeps the integer the state cannot store.
+    if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("must be within signed 64 bits (-2**63 to 2**63-1)")
     return value
 
 
@@ -102,7 +118,8 @@ Url = Annotated[
 ]
 Time = Annotated[str, StringConstraints(max_length=64), AfterValidator(_iso_time)]
 Name = _bounded(200, 1)
-Number = Annotated[float, AfterValidator(_finite)]
+Number = Annotated[float, BeforeValidator(_int64), AfterValidator(_finite)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
 class Strict(BaseModel):
@@ -198,8 +215,8 @@ class LinkContentExtractedArgs(Strict):
     # Extracted text keeps its line breaks, so it is not checked for
     # control characters; the bound keeps one commit object reasonable.
     text: Annotated[str, StringConstraints(max_length=2_000_000)]
-    wordCount: Annotated[int, Field(ge=0)]
-    readingMinutes: Annotated[int, Field(ge=0)]
+    wordCount: Count
+    readingMinutes: Count
 
 
 class LinkSummarizedArgs(Strict):
@@ -356,14 +373,9 @@ def parse_push(body: bytes) -> Push:
 
 def _json_document(body: bytes) -> Any:
     try:
-        text = body.decode("utf-8")
-        return json.loads(text, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise InvalidPush(400, f"body is not valid JSON: {error}", code="malformed_json") from None
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
+        return parse_json_body(body)
+    except ApiError as error:
+        raise InvalidPush(error.status, error.message, code=error.code, details=error.details) from None
 
 
 def _refuse_repeated_ids(batch: PushBatch) -> None:
@@ -439,9 +451,25 @@ class Author(Lenient):
 
 
 class StoredCommit(Lenient):
+    """A commit's envelope. Its events are checked one by one (``is_stored_event``):
+    one malformed event (hand-written, or from a bug) must not make the
+    commit around it unreadable."""
+
     version: Annotated[int, Field(ge=1)]
     org: Annotated[str, StringConstraints(pattern=ORG_PATTERN.pattern)]
     batch_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     committed_at: str
     author: Author
-    events: list[StoredEvent]
+    events: list[Any]
+
+
+_stored_event = TypeAdapter(StoredEvent)
+
+
+def is_stored_event(event: Any) -> bool:
+    """Whether ``event`` has an event's envelope: an id, a vN.Name name, args, at."""
+    try:
+        _stored_event.validate_python(event)
+    except ValidationError:
+        return False
+    return True

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 
 from pydantic import ValidationError
 
-from chalicelib.events import StoredCommit
+from chalicelib.events import StoredCommit, is_stored_event
 from chalicelib.keys import check_org, log_key, log_prefix, version_of_log_key
 from chalicelib.store.base import (
     Conflict,
@@ -131,6 +131,8 @@ def read_commits(store: ObjectStore, org: str, after: int, limit: int = 1000) ->
     key). A damaged one comes back as its stand-in (see ``damaged_commit``),
     so one garbled object costs its own events, not the org; a gap (a
     version missing below a later one) raises CorruptLog naming the key.
+    The events of a sound commit are handed on as stored, malformed ones
+    too: the state skips and counts them, pull leaves them out.
     """
     check_org(org)
     limit = max(0, min(limit, LIST_PAGE))
@@ -177,10 +179,10 @@ def decode_commit(key: str, body: bytes, org: str, version: int) -> dict:
     """The commit stored under ``key``, checked; raises CorruptLog."""
     try:
         commit = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise CorruptLog(key, f"not JSON: {error}") from None
     except RecursionError:
         raise CorruptLog(key, "not JSON: nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise CorruptLog(key, f"not JSON: {error}") from None
     try:
         StoredCommit.model_validate(commit)
     except ValidationError as error:
@@ -286,6 +288,10 @@ def _check_shape(commit: dict) -> None:
         StoredCommit.model_validate(commit)
     except ValidationError as error:
         raise ValueError(f"not a valid commit: {error}") from None
+    # Reading tolerates a malformed event; writing one is a bug.
+    for index, event in enumerate(commit["events"]):
+        if not is_stored_event(event):
+            raise ValueError(f"not a valid commit: events.{index} is not an event")
 
 
 def _backoff(attempt: int) -> float:

@@ -8,7 +8,6 @@ goes into the log.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime, timezone
 from typing import Iterable
@@ -17,8 +16,7 @@ from pydantic import ValidationError
 
 from chalicelib.events import validate_processor_event
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+from chalicelib.storable import CONTROL_CHARACTERS
 
 
 def _iso(moment: datetime) -> str:
@@ -122,7 +120,7 @@ def result_events(outcome: LinkOutcome, at: datetime) -> list[dict]:
 
 
 def _plain(text: str, limit: int) -> str:
-    return _CONTROL.sub(" ", str(text))[:limit]
+    return CONTROL_CHARACTERS.sub(" ", str(text))[:limit]
 
 
 def link_events(outcome: LinkOutcome, at: datetime) -> list[dict]:

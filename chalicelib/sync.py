@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from chalicelib.api_errors import ApiError
-from chalicelib.events import parse_push
+from chalicelib.events import is_stored_event, parse_push
 from chalicelib.keys import check_org
 from chalicelib.log import (
     LIST_PAGE,
@@ -64,7 +64,7 @@ class _OrgIndex:
 
     def record(self, commit: dict, max_events: int) -> None:
         version = commit["version"]
-        ids = [event["id"] for event in commit["events"]]
+        ids = [event["id"] for event in commit["events"] if is_stored_event(event)]
         # A damaged commit's batch is unknown: a retry of it commits again.
         key = None if is_damaged(commit) else _batch_key(commit["author"], commit["batch_id"])
         if key is not None:
@@ -188,7 +188,8 @@ def pull(
 
     A page holds at most ``limit`` events (at most 1,000) and never splits
     a commit; a first commit larger than the limit comes alone. Events whose
-    id an earlier commit already carried are left out.
+    id an earlier commit already carried are left out, and so are objects
+    in a commit that are not events (no id, name, args and at).
     """
     check_org(org)
     _check_pull_arguments(since, limit)
@@ -247,6 +248,9 @@ def _unseen_events(commit: dict, first_seen: dict[str, int], handed: set[str]) -
     version = commit["version"]
     kept, ids = [], set()
     for event in commit["events"]:
+        if not is_stored_event(event):
+            # Not an event at all (hand-written, or a bug): no client could use it.
+            continue
         event_id = event["id"]
         if first_seen.get(event_id, version) < version or event_id in handed or event_id in ids:
             continue

@@ -16,6 +16,7 @@ from chalicelib.events import (
     parse_push,
     validate_processor_event,
 )
+from chalicelib.jsonbody import MAX_JSON_DEPTH, nesting_depth
 
 AT = "2026-11-23T20:00:00.000Z"
 
@@ -202,3 +203,61 @@ def test_processor_events_are_validated_by_their_own_models():
                                   "args": {"id": "s", "linkId": "l", "tagId": "t", "score": 1.5}})
     with pytest.raises(ValidationError):
         validate_processor_event(link_created())
+
+
+@pytest.mark.parametrize(
+    "text, depth",
+    [("1", 0), ("[]", 1), ('{"a": [[{}]]}', 4), ('["[[[", "]"]', 1), ('["\\"[[", {"\\\\": ["{"]}]', 3),
+     ("[" * 1000 + "]" * 1000, 1000)],
+)
+def test_nesting_depth_counts_arrays_and_objects_not_brackets_in_strings(text, depth):
+    assert nesting_depth(text) == depth
+
+
+def test_json_nested_past_the_limit_is_a_400_before_parsing():
+    at_limit = "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1)
+    assert refusal(body(link_created(), extra=json.loads(at_limit))).code == "invalid"
+
+    error = refusal(b'{"events": ' + b"[" * 33 + b"]" * 33 + b"}")
+
+    assert (error.status, error.code) == (400, "json_too_deep")
+    assert error.details == {"limit_depth": 32}
+
+
+@pytest.mark.parametrize(
+    "args, path",
+    [
+        ({"sortOrder": 2**63}, "events.0.args.sortOrder"),
+        ({"sortOrder": -(2**63) - 1}, "events.0.args.sortOrder"),
+        ({"createdAt": "20261123T200000Z"}, "events.0.args.createdAt"),
+        ({"createdAt": "2026-W48-1T20:00:00Z"}, "events.0.args.createdAt"),
+        ({"createdAt": "0001-01-01T00:00:00+01:00"}, "events.0.args.createdAt"),
+        ({"createdAt": "9999-12-31T23:59:59-01:00"}, "events.0.args.createdAt"),
+        ({"createdAt": "2026-11-23T20:00:00.1234567Z"}, "events.0.args.createdAt"),
+        ({"name": "a\ud800"}, "events.0.args.name"),
+    ],
+)
+def test_values_the_state_cannot_keep_are_refused(args, path):
+    tag = {"id": "e1", "name": "v1.TagCreated", "at": AT,
+           "args": {"id": "t1", "name": "n", "createdAt": AT, **args}}
+
+    error = refusal(body(tag))
+
+    assert error.status == 422
+    assert [detail["path"] for detail in error.details] == [path]
+
+
+def test_the_edges_of_what_the_state_keeps_are_accepted():
+    tag = {"id": "e1", "name": "v1.TagCreated", "at": "9999-12-31T23:59:59.999999Z",
+           "args": {"id": "t1", "name": "n", "createdAt": "0001-01-01T00:00:00Z",
+                    "sortOrder": 2**63 - 1}}
+
+    assert parse_push(body(tag)).events == [tag]
+
+
+def test_processor_counts_past_64_bits_are_refused():
+    extracted = {"id": "p1", "name": "v1.LinkContentExtracted", "at": AT,
+                 "args": {"linkId": "l1", "text": "t", "wordCount": 2**63, "readingMinutes": 1}}
+
+    with pytest.raises(ValidationError):
+        validate_processor_event(extracted)

@@ -436,3 +436,24 @@ def test_one_writer_through_a_failing_store_commits_each_batch_exactly_once(loca
     assert faults == set(Fault)
     commits = read_commits(local_store, "acme", 0)
     assert [c["batch_id"] for c in commits] == [f"b{n}" for n in range(1, 41)]
+
+
+def test_a_malformed_event_leaves_its_commit_readable(local_store):
+    body = json.loads(commit_body("acme", 1))
+    body["events"] += [[1, 2], {"id": "e9", "args": {}}]
+    local_store.put(log_key("acme", 1), json.dumps(body).encode(), if_absent=True)
+
+    (commit,) = read_commits(local_store, "acme", 0)
+
+    assert commit["events"] == [event(1), [1, 2], {"id": "e9", "args": {}}]
+
+
+def test_a_commit_nested_too_deep_to_parse_is_corrupt_not_a_crash(local_store):
+    body = json.loads(commit_body("acme", 1))
+    body["events"][0]["args"]["deep"] = "NEST"
+    raw = json.dumps(body).replace('"NEST"', "[" * 100_000 + "]" * 100_000)
+    local_store.put(log_key("acme", 1), raw.encode(), if_absent=True)
+
+    with pytest.raises(CorruptLog) as caught:
+        read_commits(local_store, "acme", 0)
+    assert "not JSON" in caught.value.reason

@@ -435,16 +435,30 @@ MALFORMED = [
     ({"id": "m6", "name": "v1.LinkCreated", "args": {"id": "l2", "url": "https://example.com/b", "createdAt": T0, "source": 3}},
      "v1.LinkCreated: source must be a string"),
     ({"id": "m7", "name": "v1.TagCreated", "args": {"id": "t2", "name": "x", "createdAt": T0, "sortOrder": "first"}},
-     "v1.TagCreated: sortOrder must be a number"),
+     "v1.TagCreated: sortOrder must be a finite number (an integer within signed 64 bits)"),
+    ({"id": "m9", "name": "v1.TagCreated", "args": {"id": "t2", "name": "x", "createdAt": T0, "sortOrder": 2**63}},
+     "v1.TagCreated: sortOrder must be a finite number (an integer within signed 64 bits)"),
+    ({"id": "m10", "name": "v1.TagCreated", "args": {"id": "t2", "name": "x", "createdAt": T0, "sortOrder": -(2**63) - 1}},
+     "v1.TagCreated: sortOrder must be a finite number (an integer within signed 64 bits)"),
+    ({"id": "m11", "name": "v1.TagCreated", "args": {"id": "t2", "name": "x", "createdAt": T0, "sortOrder": float("inf")}},
+     "v1.TagCreated: sortOrder must be a finite number (an integer within signed 64 bits)"),
+    ({"id": "m12", "name": "v1.TagCreated", "args": {"id": "t2", "name": "a\ud800", "createdAt": T0}},
+     "v1.TagCreated: name holds a lone surrogate, which UTF-8 cannot store"),
+    ({"id": "m13", "name": "v1.LinkCreated", "args": {"id": "l2", "url": "https://example.com/b", "createdAt": T0, "source": "\udfff"}},
+     "v1.LinkCreated: source holds a lone surrogate, which UTF-8 cannot store"),
+    ({"id": "m14", "name": "v1.LinkDeleted", "args": {"id": "l1", "deletedAt": "0001-01-01T00:00:00+01:00"}},
+     "v1.LinkDeleted: deletedAt must be an ISO 8601 time"),
+    ({"id": "\ud800", "name": "v1.LinkDeleted", "args": {"id": "l1", "deletedAt": T0}},
+     "event has no valid id"),
     ({"id": "m8", "name": "v1.LinkTagged", "args": {"linkId": "l1", "tagId": "t1", "createdAt": 5}},
      "v1.LinkTagged: createdAt must be an ISO 8601 time"),
 ]
 
 MALFORMED_PROCESSOR = [
     ({"id": "p1", "name": "v1.LinkProcessingStarted", "args": {"linkId": "l1", "attempt": 0, "startedAt": T0}},
-     "v1.LinkProcessingStarted: attempt must be an integer of at least 1"),
+     "v1.LinkProcessingStarted: attempt must be an integer from 1 to 2**63-1"),
     ({"id": "p2", "name": "v1.LinkProcessingStarted", "args": {"linkId": "l1", "attempt": True, "startedAt": T0}},
-     "v1.LinkProcessingStarted: attempt must be an integer of at least 1"),
+     "v1.LinkProcessingStarted: attempt must be an integer from 1 to 2**63-1"),
     ({"id": "p3", "name": "v1.LinkProcessingFailed", "args": {"linkId": "l1", "code": "x", "retryable": "yes", "failedAt": T0}},
      "v1.LinkProcessingFailed: retryable must be true or false"),
     ({"id": "p4", "name": "v1.LinkProcessingFailed", "args": {"linkId": "l1", "code": "x", "retryable": True, "retryAfter": -1, "failedAt": T0}},
@@ -454,7 +468,13 @@ MALFORMED_PROCESSOR = [
     ({"id": "p6", "name": "v1.LinkContentExtracted", "args": {"linkId": "l1", "text": 42, "wordCount": 1, "readingMinutes": 1}},
      "v1.LinkContentExtracted: text must be a string"),
     ({"id": "p7", "name": "v1.LinkContentExtracted", "args": {"linkId": "l1", "text": "a", "wordCount": -1, "readingMinutes": 1}},
-     "v1.LinkContentExtracted: wordCount must be an integer of at least 0"),
+     "v1.LinkContentExtracted: wordCount must be an integer from 0 to 2**63-1"),
+    ({"id": "p12", "name": "v1.LinkContentExtracted", "args": {"linkId": "l1", "text": "a", "wordCount": 2**63, "readingMinutes": 1}},
+     "v1.LinkContentExtracted: wordCount must be an integer from 0 to 2**63-1"),
+    ({"id": "p13", "name": "v1.LinkProcessingStarted", "args": {"linkId": "l1", "attempt": 2, "startedAt": "9999-12-31T23:59:59Z"}},
+     "v1.LinkProcessingStarted: startedAt is too late to add a retry delay to"),
+    ({"id": "p14", "name": "v1.LinkProcessingFailed", "args": {"linkId": "l1", "code": "x", "message": "", "retryable": True, "failedAt": "9999-12-31T23:00:00Z"}},
+     "v1.LinkProcessingFailed: failedAt is too late to add a retry delay to"),
     ({"id": "p8", "name": "v1.LinkMetadataFetched", "args": {"linkId": "l1", "title": ["a"]}},
      "v1.LinkMetadataFetched: title must be a string"),
     ({"id": "p9", "name": "v1.TagSuggested", "args": {"id": "s1", "linkId": "l1", "tagId": "t1", "score": 2}},
@@ -609,3 +629,81 @@ def test_a_title_saved_with_the_link_is_searchable_until_the_page_gives_its_own(
     assert search(db, "grandma") == []
     assert get_link(db, "l2")["metadata"]["title"] == "Kept title"
     db.execute("INSERT INTO link_search (link_search) VALUES ('integrity-check')")
+
+
+def test_an_event_that_fails_unforeseen_is_rolled_back_alone_and_counted(db, monkeypatch):
+    from chalicelib.state import apply as apply_module
+
+    def creates_then_breaks(db, args, context):
+        # Writes first, then fails the way a bug or a value SQLite cannot
+        # bind would: the write must not survive.
+        apply_module._link_created(db, args, context)
+        raise OverflowError("int too big to convert")
+
+    log = Log()
+    log.client(created("l1", "https://example.com/1"),
+               event("v1.LinkBroken", {"id": "l2", "url": "https://example.com/2", "createdAt": T0}),
+               created("l3", "https://example.com/3"))
+    monkeypatch.setitem(apply_module.HANDLERS, "v1.LinkBroken", creates_then_breaks)
+
+    stats = apply(db, log)
+
+    assert stats.skip_reasons == {"v1.LinkBroken: failed to apply (OverflowError)": 1}
+    assert stats.events_applied == 2
+    assert [row[0] for row in db.execute("SELECT id FROM links ORDER BY id")] == ["l1", "l3"]
+    assert db.execute("SELECT skipped_events FROM meta").get == 1
+    assert version(db) == 1
+
+
+def test_a_failure_of_the_machine_is_not_blamed_on_the_event(db, monkeypatch):
+    import apsw
+
+    from chalicelib.state import apply as apply_module
+
+    def disk_full(db, args, context):
+        raise apsw.FullError("database or disk is full")
+
+    log = org_with_one_link()
+    apply(db, log)
+    before = dump(db)
+    log.client(created("l2", "https://example.com/2"), event("v1.LinkBroken", {}))
+    monkeypatch.setitem(apply_module.HANDLERS, "v1.LinkBroken", disk_full)
+
+    with pytest.raises(apsw.FullError):
+        apply(db, log, since=1)
+    assert dump(db) == before
+    assert not db.in_transaction
+
+
+def test_a_batch_id_sqlite_cannot_store_is_not_recorded_and_the_commit_applies(db):
+    log = Log()
+    log.client(created("l1", "https://example.com/1"), batch_id="b\udc80")
+
+    stats = apply(db, log)
+
+    assert stats.events_applied == 1
+    assert db.execute("SELECT count(*) FROM batches").get == 0
+
+
+@pytest.mark.parametrize("bad_id", ["a\nb", "t\x00", "\x7f"])
+def test_an_id_processor_events_could_not_carry_is_skipped(db, bad_id):
+    log = Log()
+    log.client(created(bad_id, "https://example.com/1"),
+               event("v1.TagCreated", {"id": bad_id, "name": "x", "createdAt": T0}))
+
+    stats = apply(db, log)
+
+    assert stats.skip_reasons == {"v1.LinkCreated: id must not contain control characters": 1,
+                                  "v1.TagCreated: id must not contain control characters": 1}
+
+
+def test_processor_epochs_beyond_64_bits_apply_and_are_kept_at_the_largest_integer(db):
+    log = org_with_one_link()
+    log.processor(started("l1"), epoch=2**63)
+    log.processor(completed("l1"), epoch=2**63 + 1)
+
+    stats = apply(db, log)
+
+    assert (stats.fenced_commits, stats.events_applied) == (0, 4)
+    assert db.execute("SELECT processor_epoch FROM meta").get == 2**63 - 1
+    assert status_of(db, "l1")[0] == "completed"

@@ -4,11 +4,16 @@ Every write happens inside one ``BEGIN IMMEDIATE ... COMMIT`` per call
 (datasette's one-write-function style), so a caller sees either all of a
 batch of commits applied or none. The log is outside input: an event that
 is malformed, names something unknown, or was seen before is skipped and
-counted, never a crash, so one bad event cannot wedge an org.
+counted, never a crash, so one bad event cannot wedge an org. Each event
+applies inside its own savepoint: an event that fails in a way nobody
+foresaw (a value SQLite cannot hold, a bug) is rolled back alone, skipped
+and counted, and the events around it still apply.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -20,6 +25,7 @@ import apsw
 from chalicelib.links.urls import normalize_url
 from chalicelib.state.schema import processor_epoch, version
 from chalicelib.state.times import format_time
+from chalicelib.storable import CONTROL_CHARACTERS, INT64_MAX, INT64_MIN, LONE_SURROGATES
 
 # Six attempts, 1 min x 6^(n-1) apart: 1 min, 6 min, 36 min, 3.6 h, 21.6 h.
 # The last comes about a day after the first, so a name that does not
@@ -33,6 +39,25 @@ RETRY_GROWTH = 6
 MAX_RETRY_AFTER_SECONDS = 86_400
 MAX_EVENT_ID_LENGTH = 64
 MAX_URL_LENGTH = 8192
+# The state adds up to a day to a processor's times (a retry's delay, the
+# moment a pending link counts as stuck); a later time would overflow.
+LATEST_PROCESSOR_TIME = datetime.max.replace(tzinfo=timezone.utc) - timedelta(days=2)
+# Failures of the machine rather than of one event: they stop the whole
+# call (and roll it back) instead of being counted against an event.
+ENVIRONMENT_FAILURES = (
+    MemoryError,
+    apsw.FullError,
+    apsw.IOError,
+    apsw.NoMemError,
+    apsw.CorruptError,
+    apsw.BusyError,
+    apsw.LockedError,
+    apsw.InterruptError,
+    apsw.ReadOnlyError,
+    apsw.CantOpenError,
+)
+
+log = logging.getLogger(__name__)
 
 PROCESSOR_EVENTS = frozenset(
     {
@@ -120,7 +145,10 @@ def _apply_all(db: apsw.Connection, commits: Iterable[dict]) -> ApplyStats:
             if type(commit_epoch) is not int or commit_epoch < epoch:
                 stats.fenced_commits += 1
                 continue
-            epoch = commit_epoch
+            # SQLite cannot hold a larger epoch. Only a hand-written log
+            # gets there, and a processor that follows one (at epoch + 1)
+            # must still be applied, not fenced off for good.
+            epoch = min(commit_epoch, INT64_MAX)
             from_processor = True
         else:
             from_processor = False
@@ -152,11 +180,15 @@ def _apply_all(db: apsw.Connection, commits: Iterable[dict]) -> ApplyStats:
 
 def _record_batch(db: apsw.Connection, commit: dict, at_version: int) -> None:
     batch_id = commit.get("batch_id")
-    if isinstance(batch_id, str) and batch_id:
+    if _storable_text(batch_id):
         db.execute(
             "INSERT OR IGNORE INTO batches (batch_id, version) VALUES (?, ?)",
             (batch_id, at_version),
         )
+
+
+def _storable_text(value: Any) -> bool:
+    return isinstance(value, str) and value != "" and not LONE_SURROGATES.search(value)
 
 
 def _count_skip(stats: ApplyStats, reason: str) -> None:
@@ -176,7 +208,7 @@ def _apply_event(
         _count_skip(stats, "event is not an object")
         return
     event_id = event.get("id")
-    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_LENGTH:
+    if not _storable_text(event_id) or len(event_id) > MAX_EVENT_ID_LENGTH:
         _count_skip(stats, "event has no valid id")
         return
     db.execute(
@@ -199,11 +231,23 @@ def _apply_event(
         _count_skip(stats, f"{name}: args are not an object")
         return
     at = event.get("at")
+    context = _Context(at_version, at if isinstance(at, str) else None, reindex)
+    db.execute("SAVEPOINT event")
     try:
-        handler(db, args, _Context(at_version, at if isinstance(at, str) else None, reindex))
-    except _Skip as skip:
-        _count_skip(stats, f"{name}: {skip}")
+        handler(db, args, context)
+    except ENVIRONMENT_FAILURES:
+        raise
+    except Exception as error:
+        db.execute("ROLLBACK TO event")
+        db.execute("RELEASE event")
+        if isinstance(error, _Skip):
+            _count_skip(stats, f"{name}: {error}")
+        else:
+            log.warning("event %r (%s) at version %d failed to apply: %r",
+                        event_id, name, at_version, error)
+            _count_skip(stats, f"{name}: failed to apply ({type(error).__name__})")
         return
+    db.execute("RELEASE event")
     stats.events_applied += 1
 
 
@@ -215,8 +259,18 @@ def _text(args: dict, name: str, *, max_length: int | None = None) -> str:
     value = args.get(name)
     if not isinstance(value, str) or not value:
         raise _Skip(f"{name} must be a non-empty string")
+    _refuse_surrogates(value, name)
     if max_length is not None and len(value) > max_length:
         raise _Skip(f"{name} is longer than {max_length} characters")
+    return value
+
+
+def _id(args: dict, name: str) -> str:
+    # Ids go back into the log in processor events, which refuse control
+    # characters: an id they cannot carry would fail every link it touches.
+    value = _text(args, name, max_length=MAX_EVENT_ID_LENGTH)
+    if CONTROL_CHARACTERS.search(value):
+        raise _Skip(f"{name} must not contain control characters")
     return value
 
 
@@ -226,13 +280,19 @@ def _optional_text(args: dict, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise _Skip(f"{name} must be a string")
+    _refuse_surrogates(value, name)
     return value
+
+
+def _refuse_surrogates(value: str, name: str) -> None:
+    if LONE_SURROGATES.search(value):
+        raise _Skip(f"{name} holds a lone surrogate, which UTF-8 cannot store")
 
 
 def _count(args: dict, name: str, *, minimum: int = 0) -> int:
     value = args.get(name)
-    if type(value) is not int or value < minimum:
-        raise _Skip(f"{name} must be an integer of at least {minimum}")
+    if type(value) is not int or not minimum <= value <= INT64_MAX:
+        raise _Skip(f"{name} must be an integer from {minimum} to 2**63-1")
     return value
 
 
@@ -264,6 +324,12 @@ def _parse_time(value: Any, name: str) -> datetime:
         raise _Skip(f"{name} must be an ISO 8601 time") from None
 
 
+def _processor_time(moment: datetime, name: str) -> datetime:
+    if moment > LATEST_PROCESSOR_TIME:
+        raise _Skip(f"{name} is too late to add a retry delay to")
+    return moment
+
+
 def _time(args: dict, name: str) -> str:
     return format_time(_parse_time(args.get(name), name))
 
@@ -280,7 +346,7 @@ def _time_or_event_time(args: dict, name: str, context: _Context) -> str:
 
 def _link(db: apsw.Connection, args: dict, name: str) -> str:
     """The id of the link ``args[name]`` names, directly or through an alias."""
-    named = _text(args, name, max_length=MAX_EVENT_ID_LENGTH)
+    named = _id(args, name)
     found = db.execute(
         """SELECT id FROM links WHERE id = ?1
            UNION ALL SELECT link_id FROM link_aliases WHERE alias_id = ?1""",
@@ -292,7 +358,7 @@ def _link(db: apsw.Connection, args: dict, name: str) -> str:
 
 
 def _tag(db: apsw.Connection, args: dict, name: str) -> str:
-    tag_id = _text(args, name, max_length=MAX_EVENT_ID_LENGTH)
+    tag_id = _id(args, name)
     if db.execute("SELECT 1 FROM tags WHERE id = ?", (tag_id,)).get is None:
         raise _Skip("unknown tag")
     return tag_id
@@ -302,7 +368,7 @@ def _tag(db: apsw.Connection, args: dict, name: str) -> str:
 
 
 def _link_created(db: apsw.Connection, args: dict, context: _Context) -> None:
-    link_id = _text(args, "id", max_length=MAX_EVENT_ID_LENGTH)
+    link_id = _id(args, "id")
     url = _text(args, "url", max_length=MAX_URL_LENGTH)
     created_at = _time(args, "createdAt")
     domain = _optional_text(args, "domain")
@@ -383,18 +449,24 @@ def _link_reprocess_requested(db: apsw.Connection, args: dict, context: _Context
 
 
 def _tag_created(db: apsw.Connection, args: dict, context: _Context) -> None:
-    tag_id = _text(args, "id", max_length=MAX_EVENT_ID_LENGTH)
+    tag_id = _id(args, "id")
     name = _text(args, "name")
     created_at = _time(args, "createdAt")
     sort_order = args.get("sortOrder")
-    if sort_order is not None and type(sort_order) not in (int, float):
-        raise _Skip("sortOrder must be a number")
+    if sort_order is not None and not _sortable(sort_order):
+        raise _Skip("sortOrder must be a finite number (an integer within signed 64 bits)")
     if db.execute("SELECT 1 FROM tags WHERE id = ?", (tag_id,)).get is not None:
         raise _Skip("tag id already exists")
     db.execute(
         "INSERT INTO tags (id, name, sort_order, created_at) VALUES (?, ?, ?, ?)",
         (tag_id, name, sort_order, created_at),
     )
+
+
+def _sortable(value: Any) -> bool:
+    if type(value) is int:
+        return INT64_MIN <= value <= INT64_MAX
+    return type(value) is float and math.isfinite(value)
 
 
 def _tag_renamed(db: apsw.Connection, args: dict, context: _Context) -> None:
@@ -425,7 +497,7 @@ def _link_untagged(db: apsw.Connection, args: dict, context: _Context) -> None:
 
 
 def _suggestion(db: apsw.Connection, args: dict) -> tuple[str, str]:
-    suggestion_id = _text(args, "id", max_length=MAX_EVENT_ID_LENGTH)
+    suggestion_id = _id(args, "id")
     pair = db.execute(
         "SELECT link_id, tag_id FROM tag_suggestion_ids WHERE id = ?", (suggestion_id,)
     ).fetchone()
@@ -502,8 +574,10 @@ def _set_status(db: apsw.Connection, link_id: str, **columns: Any) -> None:
 def _processing_started(db: apsw.Connection, args: dict, context: _Context) -> None:
     link_id = _link(db, args, "linkId")
     attempt = _count(args, "attempt", minimum=1)
-    started_at = _time(args, "startedAt")
-    _set_status(db, link_id, status="pending", attempts=attempt, started_at=started_at)
+    started_at = _processor_time(_parse_time(args.get("startedAt"), "startedAt"), "startedAt")
+    _set_status(
+        db, link_id, status="pending", attempts=attempt, started_at=format_time(started_at)
+    )
 
 
 def _pending_link(db: apsw.Connection, args: dict) -> str:
@@ -547,7 +621,7 @@ def _processing_failed(db: apsw.Connection, args: dict, context: _Context) -> No
     message = _optional_text(args, "message") or ""
     retryable = _flag(args, "retryable")
     retry_after = _number(args, "retryAfter")
-    failed_at = _moment_or_event_time(args, "failedAt", context)
+    failed_at = _processor_time(_moment_or_event_time(args, "failedAt", context), "failedAt")
     attempts, _ = _previous_status(db, link_id)
     delay = retry_delay(attempts, retry_after) if retryable else None
     _set_status(
@@ -656,7 +730,7 @@ def _summarized(db: apsw.Connection, args: dict, context: _Context) -> None:
 
 
 def _tag_suggested(db: apsw.Connection, args: dict, context: _Context) -> None:
-    suggestion_id = _text(args, "id", max_length=MAX_EVENT_ID_LENGTH)
+    suggestion_id = _id(args, "id")
     link_id = _link(db, args, "linkId")
     tag_id = _tag(db, args, "tagId")
     score = _number(args, "score")
