@@ -300,10 +300,7 @@ def query() -> dict:
     )
 
 
-IMPORT_CONTENT_TYPES = PUSH_CONTENT_TYPES + ["application/zip", "text/html", "text/csv"]
-
-
-@app.route("/v1/import", methods=["POST"], content_types=IMPORT_CONTENT_TYPES)
+@app.route("/v1/import", methods=["POST"], content_types=imports.UPLOAD_CONTENT_TYPES)
 @answers_errors
 def import_upload() -> dict:
     caller = _caller()

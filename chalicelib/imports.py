@@ -34,6 +34,17 @@ from chalicelib.store.base import ObjectStore
 
 # API Gateway takes at most 10 MB in a request.
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# The body is read as raw bytes whatever it is labelled: curl -d's form type,
+# the push route's types, and those bookmark files come as.
+UPLOAD_CONTENT_TYPES = [
+    "application/json",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "application/octet-stream",
+    "application/zip",
+    "text/html",
+    "text/csv",
+]
 CLIENT_ID = "import"
 # A batch is cut well below the push body limit: the JSON around the events
 # and a long URL's escaping must still fit.

@@ -28,6 +28,8 @@ from schemathesis.specs.openapi.checks import (
 import app as api
 from chalicelib.auth import issue_token
 from chalicelib.config import Settings
+from chalicelib.cycle import run_cycle
+from chalicelib.links.outcome import LinkOutcome, PageMetadata
 from chalicelib.localserver import create_server
 from chalicelib.openapi.document import openapi_document
 from chalicelib.openapi.models import ErrorResponse
@@ -161,3 +163,57 @@ def test_the_api_keeps_its_contract(base_url):
         keeps_the_contract()
         tried.append(operation.label)
     assert len(tried) == len(list(operations()))
+
+
+def describe(job) -> LinkOutcome:
+    """A deterministic processor: every page is about sourdough."""
+    text = "Flour, water and patience make a loaf of sourdough bread."
+    return LinkOutcome(link_id=job.link_id, metadata=PageMetadata(title="Sourdough at home"),
+                       text=text, word_count=len(text.split()), reading_minutes=1, summary=text)
+
+
+def test_answers_random_requests_rarely_reach_keep_the_contract(base_url):
+    """A search hit, a saved import, a tag count, a blob and a truncated query, both exports:
+    each answer checked against the document itself, as the schemathesis run checks its own."""
+    contract = schemathesis.openapi.from_dict(json.loads(json.dumps(openapi_document())))
+    at = "2026-11-23T20:00:00Z"
+    requests.post(f"{base_url}/v1/sync/push", headers=AUTH, timeout=30, json={
+        "batch_id": "tags", "client_id": "c1", "events": [
+            {"id": "t1", "name": "v1.TagCreated", "at": at,
+             "args": {"id": "bread", "name": "bread", "createdAt": at}},
+            {"id": "g1", "name": "v1.LinkTagged", "at": at,
+             "args": {"id": "g1", "linkId": "link-1", "tagId": "bread", "createdAt": at}},
+            {"id": "r1", "name": "v1.LinkCompleted", "at": at,
+             "args": {"id": "link-1", "completedAt": at}}]},
+    ).raise_for_status()
+    report = run_cycle(api.services().store, "acme", process=describe, holder="test",
+                       emit=lambda line: None)
+    assert report.outcome == "done"
+
+    def checked(method: str, path: str, content_type: str | None = None, **request):
+        headers = {**AUTH, **({"Content-Type": content_type} if content_type else {})}
+        answer = requests.request(method, base_url + path, headers=headers, timeout=30, **request)
+        assert answer.status_code == 200, answer.text
+        operation = contract[path.split("?")[0]][method.upper()]
+        operation.validate_response(answer)
+        return answer
+
+    hits = checked("get", "/v1/search?q=sourdough").json()["results"]
+    assert hits[0]["link"]["id"] == "link-1"
+    assert [True] == [is_match for _, is_match in hits[0]["highlights"] if is_match]
+    archived = checked("get", "/v1/links?archived=true").json()["links"]
+    assert [(link["id"], link["reading_minutes"]) for link in archived] == [("link-1", 1)]
+    assert checked("get", "/v1/tags").json()["tags"][0]["count"] == 1
+    blob = checked("post", "/v1/query", json={"sql": "SELECT x'00ff'"}).json()
+    assert blob["rows"] == [[{"base64": "AP8="}]] and blob["truncated_reason"] is None
+    many = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n"
+    assert checked("post", "/v1/query", json={"sql": many}).json()["truncated_reason"] == "max_rows"
+    imported = checked("post", "/v1/import", data=b"https://example.com/b\nhttps://example.com/c\n",
+                       content_type="text/plain").json()
+    assert (imported["format"], imported["saved"]) == ("urls", 2)
+    again = checked("post", "/v1/import", data=b"https://example.com/b\n",
+                    content_type="text/plain").json()
+    assert (again["saved"], again["version"]) == (0, None)
+    export = checked("get", "/v1/export?format=json")
+    assert export.json()["format"] == "linklog" and len(export.json()["links"]) == 3
+    assert checked("get", "/v1/export").headers["Content-Type"].startswith("text/html")

@@ -11,7 +11,9 @@ import functools
 
 from pydantic.json_schema import models_json_schema
 
+from chalicelib import exports, imports, web
 from chalicelib.events import MAX_BODY_BYTES, PushBatch
+from chalicelib.formats import FORMATS as IMPORT_FORMATS
 from chalicelib.openapi import models
 from chalicelib.state.queries import MAX_PAGE, MAX_SEARCH_QUERY, MAX_SEARCH_RESULTS, STATUSES
 from chalicelib.sync import MAX_PULL_EVENTS
@@ -48,6 +50,41 @@ def _body(model: str, description: str) -> dict:
             "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}}}
 
 
+def _media_type(content_type: str) -> str:
+    # A response's media type without its charset, as OpenAPI names it.
+    return content_type.split(";")[0]
+
+
+def _file(content_types, description: str) -> dict:
+    """A file answer (a web app asset) in any of ``content_types``: text, or a JSON document."""
+    content = {}
+    for kind in map(_media_type, content_types):
+        # Clients (and schemathesis) parse a +json answer: it is an object, not a string.
+        shape = "object" if kind.endswith("+json") else "string"
+        content[kind] = {"schema": {"type": shape}}
+    return {"description": description, "content": content}
+
+
+def _asset(operation_id: str, summary: str, names: list[str], refusals: dict | None = None,
+           **more) -> dict:
+    """A web app file route: no token, the content types of ``names``."""
+    return {"operationId": operation_id, "summary": summary, "security": [],
+            "responses": {"200": _file([web.ASSETS[name] for name in names], summary),
+                          **(refusals or {})},
+            **more}
+
+
+def _export_answer() -> dict:
+    """The export file in its format's content type, or on S3 (large) where to fetch it."""
+    content = {_media_type(kind): {"schema": {"type": "string"}}
+               for _, kind in exports.FORMATS.values()}
+    content["application/json"] = {"schema": {"oneOf": [
+        {"$ref": REF.format(model="LinklogExport")}, {"$ref": REF.format(model="ExportLink")}]}}
+    return {"description": "the file (Content-Disposition: attachment), or on S3 a file over "
+                           f"{exports.INLINE_LIMIT} bytes as a presigned link valid for an hour",
+            "content": content}
+
+
 def _operation(operation_id: str, summary: str, answer: str, refusals: dict, **more) -> dict:
     return {"operationId": operation_id, "summary": summary,
             "responses": {"200": _json(answer, summary), **refusals}, **more}
@@ -60,7 +97,9 @@ def openapi_document() -> dict:
         [(model, "validation" if model in (PushBatch, models.QueryRequest) else "serialization")
          for model in (PushBatch, models.QueryRequest, models.ErrorResponse, models.Health,
                        models.PushResult, models.PullPage, models.LinksPage, models.LinkDetail,
-                       models.SearchResults, models.QueryResult, models.Stats)],
+                       models.TagList, models.SearchResults, models.QueryResult,
+                       models.ImportSummary, models.ExportLink, models.LinklogExport,
+                       models.Stats)],
         ref_template=REF,
     )
     limit = lambda most, default: {"type": "integer", "minimum": 1, "maximum": most,  # noqa: E731
@@ -87,12 +126,17 @@ def openapi_document() -> dict:
             parameters=[
                 _query("status", {"type": "string", "enum": list(STATUSES)}, "only this status"),
                 _query("tag", {"type": "string"}, "only links with this tag id"),
+                _query("archived", {"type": "string", "enum": ["true", "false"]},
+                       "true: only links marked read; false: only the others"),
                 _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
                 _query("limit", limit(MAX_PAGE, 50), "links per page"),
             ])},
+        "/v1/tags": {"get": _operation(
+            "listTags", "The org's tags with how many saved links carry each", "TagList",
+            _refusals())},
         "/v1/links/{link_id}": {"get": _operation(
             "getLink", "One link with its text, summary and tags", "LinkDetail",
-            _refusals({404: "no such link"}),
+            _refusals({404: "no such link", 422: "an id holding NUL or a lone surrogate"}),
             parameters=[{"name": "link_id", "in": "path", "required": True,
                          "schema": {"type": "string"}, "description": "a link id or alias"}])},
         "/v1/search": {"get": _operation(
@@ -107,16 +151,44 @@ def openapi_document() -> dict:
             _refusals({400: "malformed JSON", 413: "SQL too long",
                        422: "not one read-only statement, or over the time limit"}),
             requestBody=_body("QueryRequest", "one SELECT or WITH statement"))},
+        "/v1/import": {"post": _operation(
+            "importFile", "Save the links of an uploaded bookmark file", "ImportSummary",
+            _refusals({413: "a file over 10 MB", 422: "a file in no known format, or empty"}),
+            parameters=[_query("format", {"type": "string", "enum": list(IMPORT_FORMATS)},
+                               "the file's format (detected from its content by default)")],
+            requestBody={
+                "required": True,
+                "description": f"the file's raw bytes, at most {imports.MAX_UPLOAD_BYTES} bytes",
+                "content": {kind: {"schema": {"type": "string", "format": "binary"}}
+                            for kind in imports.UPLOAD_CONTENT_TYPES}})},
+        "/v1/export": {"get": {
+            "operationId": "exportLinks", "summary": "The org's saved links as a file",
+            "parameters": [_query("format", {"type": "string", "enum": list(exports.FORMATS),
+                                             "default": "netscape"}, "the file's format")],
+            "responses": {"200": _export_answer(),
+                          **_refusals({422: "an unknown format"})}}},
         "/v1/stats": {"get": _operation(
             "stats", "Version, snapshot and processing figures", "Stats", _refusals())},
         "/openapi.json": {"get": {
             "operationId": "openapi", "summary": "This document", "security": [],
             "responses": {"200": {"description": "OpenAPI 3.1",
                                   "content": {"application/json": {"schema": {"type": "object"}}}}}}},
-        "/": {"get": {
-            "operationId": "webPage", "summary": "The small web page", "security": [],
-            "responses": {"200": {"description": "HTML",
-                                  "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/": {"get": _asset("webPage", "The web app's page", ["index.html"])},
+        "/share": {"get": _asset(
+            "shareTarget", "The web app's share target: the page, which saves ?url=",
+            ["index.html"],
+            parameters=[_query("url", {"type": "string"}, "the address to save"),
+                        _query("text", {"type": "string"}, "shared text holding an address")])},
+        "/web/{name}": {"get": _asset(
+            "webAsset", "One of the web app's files, by name", list(web.ASSETS),
+            refusals={"404": _json("ErrorResponse", "no such file")},
+            parameters=[{"name": "name", "in": "path", "required": True,
+                         "schema": {"type": "string"}, "examples": list(web.ASSETS),
+                         "description": "a file name; any other is a 404"}])},
+        "/favicon.ico": {"get": _asset("favicon", "The app's icon (SVG)", ["icon.svg"])},
+        "/manifest.webmanifest": {"get": _asset(
+            "webManifest", "The web app manifest", ["manifest.webmanifest"])},
+        "/sw.js": {"get": _asset("serviceWorker", "The service worker", ["sw.js"])},
     }
     return {
         "openapi": "3.1.0",

@@ -73,6 +73,8 @@ class Link(Answer):
     next_retry_at: str | None
     error: LinkError | None
     metadata: dict[str, Any] | None
+    # Null until the page's text is extracted.
+    reading_minutes: int | None
     tags: list[Tag]
 
 
@@ -100,12 +102,28 @@ class LinksPage(Answer):
     version: int
 
 
+class TagCount(Answer):
+    id: str
+    name: str
+    sort_order: int | None
+    created_at: str | None
+    count: int
+
+
+class TagList(Answer):
+    tags: list[TagCount]
+    version: int
+
+
 class SearchHit(Answer):
     id: str
     url: str
     title: str | None
     snippet: str | None
+    # The snippet as ``[text, is_match]`` pieces.
+    highlights: list[tuple[str, bool]]
     score: float
+    link: Link
 
 
 class SearchResults(Answer):
@@ -121,9 +139,47 @@ class QueryRequest(BaseModel):
 
 class QueryResult(Answer):
     columns: list[str]
+    # A blob comes as {"base64": "..."}, an infinite real as "Infinity".
     rows: list[list[Any]]
     truncated: bool
+    truncated_reason: Literal["max_rows", "max_bytes"] | None
     version: int
+
+
+class ImportRefusal(Answer):
+    url: str
+    reason: str
+
+
+class ImportSummary(Answer):
+    format: str
+    found: int
+    saved: int
+    duplicates: int
+    refused: int
+    # The first 50 refusals; ``refused`` counts them all.
+    refusals: list[ImportRefusal]
+    tags_created: int
+    # Null when nothing new was saved (nothing was pushed).
+    version: int | None
+
+
+class ExportLink(Answer):
+    """An export too large for an answer, on S3: where to download it (an hour)."""
+
+    download_url: str
+    filename: str
+    count: int
+    size: int
+
+
+class LinklogExport(Answer):
+    """The ``json`` export file: linklog's own format, imported back as ``linklog``."""
+
+    format: Literal["linklog"]
+    version: int
+    exported_at: str
+    links: list[dict[str, Any]]
 
 
 class SnapshotFigures(Answer):
