@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import requests
 from chalice.config import Config
-from chalice.local import ChaliceRequestHandler, create_local_server
 
 import app as api
 from chalicelib import config
 from chalicelib.auth import issue_token
+from chalicelib.localserver import OneShapeRequestHandler, create_server
 from chalicelib.queue import LocalQueue, Queue
 
 SECRET = "api-test-secret-long-enough-for-hs256-signing"
@@ -48,7 +48,7 @@ class RunningApi:
         )
 
 
-class QuietHandler(ChaliceRequestHandler):
+class QuietHandler(OneShapeRequestHandler):
     """chalice.local's handler without a stderr line per request."""
 
     def log_message(self, *args) -> None:
@@ -60,11 +60,11 @@ _lock = threading.Lock()
 
 
 def _url() -> str:
-    # chalice.local rewrites the app's class when it makes a server, so a
-    # second server in one process fails: one server serves every test.
+    # One server serves every test of the process; create_server copes with
+    # an app an earlier server (another test file's) already made local.
     with _lock:
         if not _started:
-            server = create_local_server(api.app, Config(), "127.0.0.1", 0)
+            server = create_server(api.app, "127.0.0.1", 0)
             server.server.RequestHandlerClass = functools.partial(
                 QuietHandler, app_object=api.app, config=Config()
             )
