@@ -64,10 +64,12 @@ def make_s3_requests_atomic() -> None:
     and linklog's log and lease stand on that, so moto (our stand-in for S3)
     is made to keep the promise. Safe to call more than once.
     """
-    # moto imports its S3 URL table lazily, on the first request; sixteen
-    # threads making that first request at once race in the import system
-    # ("module moto.s3.urls not in sys.modules"). Import it here, once.
+    # moto reloads its S3 URL table (importlib.reload) on every request it
+    # routes; threads reloading it at once race in the import system
+    # ("module moto.s3.urls not in sys.modules"). Import it here, once, and
+    # let one thread at a time reload it.
     import moto.s3.urls  # noqa: F401
+    from moto.s3.models import S3Backend
     from moto.s3.responses import S3Response
 
     if getattr(S3Response, "_linklog_atomic", False):
@@ -82,6 +84,7 @@ def make_s3_requests_atomic() -> None:
 
         return run
 
+    S3Backend._url_module = property(serialized(S3Backend._url_module.fget))
     S3Response.key_response = serialized(S3Response.key_response)
     S3Response.bucket_response = serialized(S3Response.bucket_response)
     S3Response._linklog_atomic = True
