@@ -37,6 +37,7 @@ READ_CONCURRENCY = 8
 # Writers that lost together spread out instead of colliding again.
 BACKOFF_BASE_SECONDS = 0.01
 BACKOFF_CAP_SECONDS = 0.25
+MAX_PUTS = 10
 BUSY_RETRY_AFTER_SECONDS = 1
 
 _COMMIT_NAME = re.compile(r"^[0-9]{20}\.json$")
@@ -204,31 +205,35 @@ def append(
     batch_id: str,
     author: dict,
     known_head: int = 0,
-    max_attempts: int = 10,
+    max_attempts: int = MAX_PUTS,
     sleep=time.sleep,
     head_just_listed: bool = False,
 ) -> dict:
     """Commit ``events`` at the next version and return the landed commit.
 
-    A lost race (412) finds the new head and tries again after a jittered
-    wait, at most ``max_attempts`` puts, then raises LogBusy. A 412 or a
-    Transient on our own put may hide a write that landed (S3 answers a
-    lost-then-retried conditional put with 412), so the object is read and
-    its batch id compared: if it is ours, that commit is the answer.
+    Every attempt is one put. A 412 is certain (the store's contract: the
+    version was taken before we tried), so a writer that loses looks ahead
+    to the next version at once, without reading the winner's commit or
+    listing again. Only when a put of ours at that version may have landed
+    (it answered Transient) is a 412 resolved by reading the version back
+    and comparing batch id and author: if it is ours, that commit is the
+    answer. A 409 wrote nothing and is tried again at the same version.
+    After every failed put the writer waits a jittered, growing delay; past
+    ``max_attempts`` puts it raises LogBusy.
 
     ``head_just_listed`` says ``known_head`` is the head the caller has just
     found, so the first put goes straight to ``known_head + 1`` without
-    listing again; if it is stale by now, that put's 412 finds the new head.
+    listing again; if it is stale by now, look-ahead catches up.
     """
     check_org(org)
     committed_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     committed_at = committed_at.replace("+00:00", "Z")
     head = known_head if head_just_listed else find_head(store, org, known_head)
-    uncertain = False
+    version = head + 1
+    in_doubt = False  # a put of ours at ``version`` may have landed
     for attempt in range(max_attempts):
         if attempt:
             sleep(_backoff(attempt))
-        version = head + 1
         commit = {
             "version": version,
             "org": org,
@@ -242,31 +247,25 @@ def append(
         try:
             store.put(log_key(org, version), _encode(commit), if_absent=True)
             return commit
-        except (Transient, Conflict):
-            # The put may have landed; the next put at the same version will
-            # tell (412), and the read below then recognizes our batch.
-            uncertain = True
+        except Transient:
+            # The next put at the same version tells: a 412 then sends us
+            # to read what landed.
+            in_doubt = True
+            continue
+        except Conflict:
             continue
         except PreconditionFailed:
             pass
-        try:
-            landed = _read_commit(store, org, version)
-        except NotFound:
-            # A 412 with nothing there (throttling dressed as 412): the
-            # version is still free.
-            continue
-        except Transient:
-            uncertain = True
-            continue
-        if _is_ours(landed, batch_id, author):
-            return landed
-        uncertain = False
-        try:
-            head = find_head(store, org, version)
-        except Transient:
-            head = version
-    if uncertain:
-        landed = _landed_at(store, org, head + 1)
+        if in_doubt:
+            landed = _landed_at(store, org, version)
+            if landed is None:
+                continue  # unreadable for now: still in doubt, ask again
+            if _is_ours(landed, batch_id, author):
+                return landed
+        version += 1
+        in_doubt = False
+    if in_doubt:
+        landed = _landed_at(store, org, version)
         if landed is not None and _is_ours(landed, batch_id, author):
             return landed
     raise LogBusy(BUSY_RETRY_AFTER_SECONDS)

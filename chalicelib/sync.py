@@ -29,6 +29,7 @@ from chalicelib.events import is_stored_event, parse_push
 from chalicelib.keys import check_org
 from chalicelib.log import (
     LIST_PAGE,
+    MAX_PUTS,
     CorruptLog,
     LogBusy,
     append,
@@ -133,7 +134,7 @@ def push(
     *,
     notify: Callable[[str], None],
     index: LogIndex,
-    max_attempts: int = 10,
+    max_attempts: int = MAX_PUTS,
     sleep=time.sleep,
 ) -> dict:
     """Validate a client's push body and commit it; returns ``{"version"}``.

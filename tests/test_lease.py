@@ -188,7 +188,7 @@ def test_threads_racing_to_take_over_an_expired_lease_leave_one_winner(local_sto
     assert [w.epoch for w in race_to_acquire(local_store, clock)] == [2]
 
 
-@pytest.mark.parametrize("fault", [Fault.LOST_RESPONSE, Fault.RETRIED_412, Fault.CONFLICT])
+@pytest.mark.parametrize("fault", [Fault.LOST_RESPONSE, Fault.CONFLICT])
 def test_an_acquire_whose_outcome_is_unknown_is_resolved_by_reading(local_store, fault):
     store = FaultyStore(local_store, plan=failing_puts(fault))
     got = lease.acquire(store, "acme", "proc-a", duration=30, clock=FakeClock())

@@ -213,14 +213,6 @@ def test_a_failed_write_returns_none_not_an_error(local_store):
     assert snapshot_keys(local_store) == []
 
 
-def test_a_write_whose_answer_was_lost_and_retried_is_a_success(local_store):
-    db = state_at(story().commits)
-    store = FaultyStore(local_store, plan=failing("put", fault=Fault.RETRIED_412))
-    key = snapshots.write_snapshot(store, ORG, db)
-    assert key == snapshot_key(ORG, SCHEMA_HASH, 6)
-    assert dump(snapshots.restore_latest(local_store, ORG).db) == dump(db)
-
-
 def test_a_write_whose_answer_was_lost_leaves_a_usable_snapshot(local_store):
     db = state_at(story().commits)
     store = FaultyStore(local_store, plan=failing("put", fault=Fault.LOST_RESPONSE))

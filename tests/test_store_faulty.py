@@ -55,15 +55,6 @@ def test_lost_response_writes_then_raises_transient(inner):
     assert inner.get("k3").body == b"mine"
 
 
-def test_retried_412_writes_then_raises_precondition_failed(inner):
-    store = FaultyStore(inner, plan=lambda kind, key, n: Fault.RETRIED_412 if kind == "put" else None)
-
-    with pytest.raises(PreconditionFailed):
-        store.put("orgs/a/log/00000000000000000001.json", b'{"batch_id": "b1"}', if_absent=True)
-
-    assert inner.get("orgs/a/log/00000000000000000001.json").body == b'{"batch_id": "b1"}'
-
-
 def test_conflict_on_conditional_put_changes_nothing(inner):
     old = inner.put("lease.json", b"epoch 1")
     store = FaultyStore(inner, plan=lambda kind, key, n: Fault.CONFLICT if kind == "put" else None)
@@ -123,9 +114,9 @@ def test_a_failed_download_is_cut_off_after_its_first_piece(inner):
     [
         (Fault.CONFLICT, lambda s: s.get("k")),
         (Fault.LOST_RESPONSE, lambda s: s.list("")),
-        (Fault.RETRIED_412, lambda s: s.put("k", b"x")),
+        (Fault.LOST_RESPONSE, lambda s: s.head("k")),
         (Fault.CONFLICT, lambda s: s.put("k", b"x")),
-        (Fault.RETRIED_412, lambda s: s.delete("k", if_match='"abc"')),
+        (Fault.CONFLICT, lambda s: s.delete("k")),
     ],
 )
 def test_plan_naming_an_impossible_fault_is_refused(inner, fault, request_):

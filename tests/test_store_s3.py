@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import http.server
 import socket
 import threading
@@ -203,3 +204,69 @@ def test_a_stopped_moto_server_has_ended_its_process():
     server.stop()
 
     assert server.process.poll() is not None
+
+
+class DropsFirstAnswer:
+    """A proxy to moto's server that forwards every request but drops the
+    answer to the first PUT: the write lands, the client never hears so."""
+
+    def __init__(self, upstream: str):
+        self.puts = 0
+        proxy = self
+        host, port = upstream.removeprefix("http://").split(":")
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                connection = http.client.HTTPConnection(host, int(port), timeout=10)
+                connection.request(self.command, self.path, body, dict(self.headers))
+                answer = connection.getresponse()
+                payload = answer.read()
+                connection.close()
+                if self.command == "PUT":
+                    proxy.puts += 1
+                    if proxy.puts == 1:
+                        self.close_connection = True
+                        return
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_PUT = do_HEAD = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_conditional_put_whose_retry_finds_its_own_write_is_transient_not_412(moto_server):
+    # botocore retries the put whose answer was lost; S3 (here moto) answers
+    # the retry 412 because the first try landed. A PreconditionFailed here
+    # would tell the log that another writer owns the version.
+    bucket = fresh_bucket_name()
+    moto_client(moto_server).create_bucket(Bucket=bucket)
+    proxy = DropsFirstAnswer(moto_server)
+    try:
+        store = S3Store(bucket, client=moto_client(proxy.url))
+        with pytest.raises(Transient) as caught:
+            store.put("orgs/a/log/00000000000000000001.json", b"mine", if_absent=True)
+        assert "may have landed" in str(caught.value)
+        assert proxy.puts == 2
+        assert store.get("orgs/a/log/00000000000000000001.json").body == b"mine"
+        # Without a lost answer, a 412 is certain: the object was there before.
+        with pytest.raises(PreconditionFailed):
+            store.put("orgs/a/log/00000000000000000001.json", b"again", if_absent=True)
+    finally:
+        proxy.close()

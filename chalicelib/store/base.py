@@ -32,11 +32,16 @@ class NotFound(StoreError):
 
 
 class PreconditionFailed(StoreError):
-    """412: the object exists (if_absent) or has another etag (if_match)."""
+    """412: the object exists (if_absent) or has another etag (if_match).
+
+    Certain: the object was there before this write, which did not land. A
+    refusal that may hide our own write (an SDK's retry after a lost answer)
+    is Transient instead, so the log can trust a 412 without reading back.
+    """
 
 
 class Conflict(StoreError):
-    """409: a concurrent conditional write on the key; safe to retry."""
+    """409: a concurrent conditional write on the key; this one did not land, retry."""
 
 
 class Transient(StoreError):

@@ -6,10 +6,9 @@ errors a real S3 raises under load:
 - ``TRANSIENT``: a 5xx or timeout before the request reached the store;
   nothing happened.
 - ``LOST_RESPONSE``: the write or delete happened, but the answer was lost:
-  the caller gets Transient and must find out by reading.
-- ``RETRIED_412``: a conditional put happened, its answer was lost, the SDK
-  retried and S3 said 412 to the retry: the caller gets PreconditionFailed
-  although its own write is the one in place (DESIGN §2).
+  the caller gets Transient and must find out by reading. This is also what
+  S3Store raises when the SDK's retry of a lost conditional put earns a 412,
+  so a store's PreconditionFailed is always certain (docs/decisions.md).
 - ``CONFLICT``: 409, a concurrent conditional write; nothing happened.
 
 Which requests fail is decided by a ``plan`` (a callable ``(kind, key, n)``
@@ -33,7 +32,6 @@ from chalicelib.store.base import (
     Conflict,
     ObjectInfo,
     ObjectStore,
-    PreconditionFailed,
     StoreError,
     StoredObject,
     Transient,
@@ -43,7 +41,6 @@ from chalicelib.store.base import (
 class Fault(enum.Enum):
     TRANSIENT = "transient"
     LOST_RESPONSE = "lost_response"
-    RETRIED_412 = "retried_412"
     CONFLICT = "conflict"
 
 
@@ -65,8 +62,6 @@ def _possible_faults(kind: str, conditional: bool) -> tuple[Fault, ...]:
         return (Fault.TRANSIENT,)
     if not conditional:
         return (Fault.TRANSIENT, Fault.LOST_RESPONSE)
-    if kind == "put":
-        return (Fault.TRANSIENT, Fault.LOST_RESPONSE, Fault.RETRIED_412, Fault.CONFLICT)
     return (Fault.TRANSIENT, Fault.LOST_RESPONSE, Fault.CONFLICT)
 
 
@@ -117,8 +112,6 @@ class FaultyStore:
     def _fail_after(fault: Fault | None, key: str) -> None:
         if fault is Fault.LOST_RESPONSE:
             raise Transient(key, "injected fault: the write landed, its response was lost")
-        if fault is Fault.RETRIED_412:
-            raise PreconditionFailed(key, "injected fault: the write landed, the SDK's retry got 412")
 
     def get(self, key: str) -> StoredObject:
         self._fail_before(self._fault_for("get", key), key)

@@ -41,13 +41,17 @@ from chalicelib.store.keyrules import check_key, check_list_arguments, check_put
 # Retries are configured here and nowhere else. botocore's "standard" mode
 # retries 5xx, throttling and connection errors a few times with jittered
 # backoff, which is what a store request wants. That includes conditional
-# puts: when a put's response is lost and the retry finds the object already
-# there, S3 answers 412 although the first try landed. That is not hidden
-# here; the log resolves it by reading the object back and comparing its
-# batch id (DESIGN §2). Timeouts are short because every caller (a Lambda
-# with a budget, an HTTP request) prefers a Transient it can act on to a
-# long hang. The pool is sized for a processor's concurrent fetches and a
-# dev server's concurrent pushes sharing one client.
+# puts, with one catch: when a put's response is lost and the retry finds the
+# object already there, S3 answers 412 (or 409 while the first try is still
+# being written) although the first try may be the one that landed. So a
+# conditional put's 412 or 409 that came after a retry is raised as Transient
+# (outcome unknown, resolve by reading), and a PreconditionFailed from this
+# store always means the object was there before any try of ours: the log
+# trusts it without reading the winner's commit back. Timeouts are short
+# because every caller (a Lambda with a budget, an HTTP request) prefers a
+# Transient it can act on to a long hang. The pool is sized for a
+# processor's concurrent fetches and a dev server's concurrent pushes
+# sharing one client.
 CLIENT_CONFIG = Config(
     retries={"mode": "standard", "total_max_attempts": 3},
     connect_timeout=5,
@@ -87,15 +91,25 @@ def _quoted(etag: str) -> str:
 
 
 @contextmanager
-def _translated(key: str) -> Iterator[None]:
-    """Turn boto3 and botocore failures into store errors naming ``key``."""
+def _translated(key: str, *, conditional_write: bool = False) -> Iterator[None]:
+    """Turn boto3 and botocore failures into store errors naming ``key``.
+
+    For a ``conditional_write``, a refusal (412, 409) that botocore earned on
+    a retry is Transient: the try whose answer was lost may have landed.
+    """
     try:
         yield
     except ClientError as e:
         error = e.response.get("Error", {})
         code = str(error.get("Code", ""))
-        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        metadata = e.response.get("ResponseMetadata", {})
+        status = metadata.get("HTTPStatusCode", 0)
         message = f"{code} ({status}): {error.get('Message', '')}"
+        retries = metadata.get("RetryAttempts", 0)
+        if conditional_write and retries and status in (409, 412):
+            raise Transient(
+                key, f"{message} on retry {retries}: an earlier try may have landed"
+            ) from e
         if code in NOT_FOUND_CODES:
             raise NotFound(key, message) from e
         if status == 412 or code == "PreconditionFailed":
@@ -173,7 +187,7 @@ class S3Store:
             conditions["IfNoneMatch"] = "*"
         if if_match is not None:
             conditions["IfMatch"] = _quoted(if_match)
-        with _translated(key):
+        with _translated(key, conditional_write=bool(conditions)):
             response = self.client.put_object(
                 Bucket=self.bucket, Key=self._full(key), Body=body, **conditions
             )
