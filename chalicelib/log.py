@@ -33,11 +33,19 @@ LIST_PAGE = 1000
 # Reading a page of commits is one GET per commit; a few at a time keeps a
 # 1,000-commit page from costing 1,000 round trips in a row on S3.
 READ_CONCURRENCY = 8
-# Full jitter: after the n-th lost race wait uniform(0, min(cap, base * 2**n)).
-# Writers that lost together spread out instead of colliding again.
-BACKOFF_BASE_SECONDS = 0.01
-BACKOFF_CAP_SECONDS = 0.25
-MAX_PUTS = 10
+# Full jitter: the n-th wait of one commit is uniform(0, min(cap, unit * 2**n)),
+# where the unit is how long our last lost put took (at least the base): a
+# commit costs one put round trip, so that is the time a winner needs, on S3
+# or on a loaded laptop alike. Writers that lost together spread out instead
+# of colliding again.
+BACKOFF_BASE_SECONDS = 0.005
+BACKOFF_CAP_SECONDS = 0.5
+# A commit is tried for up to this long, then the log is busy (503). An API
+# call has 29 s; starvation, not a slow store, is what the bound is for, so
+# it is time rather than a count of puts (a count ran out in 3 s under 8
+# writers). The count bounds the requests one commit may cost.
+COMMIT_BUDGET_SECONDS = 10
+MAX_PUTS = 40
 BUSY_RETRY_AFTER_SECONDS = 1
 
 _COMMIT_NAME = re.compile(r"^[0-9]{20}\.json$")
@@ -206,24 +214,27 @@ def append(
     author: dict,
     known_head: int = 0,
     max_attempts: int = MAX_PUTS,
+    budget_seconds: float = COMMIT_BUDGET_SECONDS,
     sleep=time.sleep,
+    clock=time.monotonic,
     head_just_listed: bool = False,
 ) -> dict:
     """Commit ``events`` at the next version and return the landed commit.
 
-    Every attempt is one put. A 412 is certain (the store's contract: the
-    version was taken before we tried), so a writer that loses looks ahead
-    to the next version at once, without reading the winner's commit or
-    listing again. Only when a put of ours at that version may have landed
-    (it answered Transient) is a 412 resolved by reading the version back
-    and comparing batch id and author: if it is ours, that commit is the
-    answer. A 409 wrote nothing and is tried again at the same version.
-    After every failed put the writer waits a jittered, growing delay; past
-    ``max_attempts`` puts it raises LogBusy.
+    A 412 is certain (the store's contract: the version was taken before we
+    tried), so a lost race costs one put: the loser neither reads the
+    winner's commit nor lists, it tries the next version at once. Losing
+    twice in a row means others are racing too: it waits (jittered, growing)
+    and lists for the head, which has moved on by an unknown amount while it
+    waited. Only when a put of ours at that version may have landed (it
+    answered Transient) is a 412 resolved by reading the version back and
+    comparing batch id and author: if it is ours, that commit is the answer.
+    A 409 wrote nothing and is tried again at the same version. Past
+    ``budget_seconds`` or ``max_attempts`` puts it raises LogBusy.
 
     ``head_just_listed`` says ``known_head`` is the head the caller has just
     found, so the first put goes straight to ``known_head + 1`` without
-    listing again; if it is stale by now, look-ahead catches up.
+    listing again; if it is stale by now, looking ahead catches up.
     """
     check_org(org)
     committed_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -231,9 +242,24 @@ def append(
     head = known_head if head_just_listed else find_head(store, org, known_head)
     version = head + 1
     in_doubt = False  # a put of ours at ``version`` may have landed
+    lost_in_a_row = 0  # races lost since we last found the head
+    waits = 0
+    put_seconds = BACKOFF_BASE_SECONDS
+    started = clock()
     for attempt in range(max_attempts):
-        if attempt:
-            sleep(_backoff(attempt))
+        # A first lost race goes straight on to the next version: its
+        # winner has just taken ours, so the next is likely free.
+        if attempt and (in_doubt or lost_in_a_row != 1):
+            if clock() - started > budget_seconds:
+                break
+            sleep(_backoff(waits, put_seconds))
+            waits += 1
+            if lost_in_a_row:
+                # Lost twice: others are racing too, and while we waited
+                # the head moved on by we know not how much. One listing
+                # finds it, where looking ahead would pay a put a version.
+                version = _head_after_wait(store, org, version - 1) + 1
+                lost_in_a_row = 0
         commit = {
             "version": version,
             "org": org,
@@ -244,31 +270,45 @@ def append(
         }
         if attempt == 0:
             _check_shape(commit)
+        began = clock()
         try:
             store.put(log_key(org, version), _encode(commit), if_absent=True)
             return commit
         except Transient:
             # The next put at the same version tells: a 412 then sends us
-            # to read what landed.
+            # to read what landed. Never move on from a version in doubt.
             in_doubt = True
+            lost_in_a_row = 0
             continue
         except Conflict:
+            lost_in_a_row = 0
             continue
         except PreconditionFailed:
-            pass
+            put_seconds = max(BACKOFF_BASE_SECONDS, clock() - began)
         if in_doubt:
             landed = _landed_at(store, org, version)
             if landed is None:
                 continue  # unreadable for now: still in doubt, ask again
             if _is_ours(landed, batch_id, author):
                 return landed
+            in_doubt = False
+        # Someone else owns this version: the next one is where to try.
         version += 1
-        in_doubt = False
+        lost_in_a_row += 1
     if in_doubt:
         landed = _landed_at(store, org, version)
         if landed is not None and _is_ours(landed, batch_id, author):
             return landed
     raise LogBusy(BUSY_RETRY_AFTER_SECONDS)
+
+
+def _head_after_wait(store: ObjectStore, org: str, present: int) -> int:
+    """The head, listed from ``present`` (a version known to exist); when the
+    listing fails, ``present`` itself: looking ahead from it is still right."""
+    try:
+        return find_head(store, org, present)
+    except Transient:
+        return present
 
 
 def _landed_at(store: ObjectStore, org: str, version: int) -> dict | None:
@@ -293,8 +333,8 @@ def _check_shape(commit: dict) -> None:
             raise ValueError(f"not a valid commit: events.{index} is not an event")
 
 
-def _backoff(attempt: int) -> float:
-    return _random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
+def _backoff(attempt: int, unit: float) -> float:
+    return _random.uniform(0, min(BACKOFF_CAP_SECONDS, unit * 2**attempt))
 
 
 def _encode(commit: dict) -> bytes:

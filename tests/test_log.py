@@ -214,7 +214,7 @@ def test_racing_writers_each_get_their_own_version(local_store):
         for r in range(rounds):
             commit = append(
                 any_store, "acme", [event(w * 100 + r)], batch_id=f"w{w}-r{r}",
-                author=CLIENT, max_attempts=1000,
+                author=CLIENT, max_attempts=1000, budget_seconds=600,
             )
             with lock:
                 landed.append(commit["version"])
@@ -416,10 +416,32 @@ def test_past_the_retry_bound_the_log_is_busy_and_nothing_of_ours_lands(local_st
         )
 
     assert caught.value.retry_after_seconds == 1
-    assert len(slept) == 4
+    # Lost, looked ahead and lost again: a wait before each third put.
+    assert len(slept) == 2
     assert all(0 <= s <= log.BACKOFF_CAP_SECONDS for s in slept)
     commits = read_commits(local_store, "acme", 0)
     assert [c["batch_id"] for c in commits] == [f"rival-{v}" for v in range(1, 6)]
+
+
+class SlowClock:
+    """A clock that moves on a second each time it is read."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_past_the_time_budget_the_log_is_busy(local_store):
+    store = CountingStore(AlwaysBeaten(local_store))
+
+    with pytest.raises(LogBusy):
+        append(store, "acme", [event(1)], batch_id="mine", author=CLIENT,
+               budget_seconds=5, clock=SlowClock(), sleep=no_sleep)
+
+    assert store.counts()["put"] < log.MAX_PUTS
 
 
 def test_a_store_that_never_answers_gives_log_busy_and_writes_nothing(local_store):
@@ -432,20 +454,55 @@ def test_a_store_that_never_answers_gives_log_busy_and_writes_nothing(local_stor
     assert find_head(local_store, "acme") == 0
 
 
-def test_a_stale_head_is_caught_up_by_looking_ahead_without_reads_or_lists(local_store):
+def _spent(store, before) -> dict:
+    return {k: store.counts()[k] - before[k] for k in ("put", "get", "list", "head")}
+
+
+def test_a_lost_race_costs_one_put_and_no_read(local_store):
     # A 412 is certain, so the loser neither reads the winner's commit nor
-    # lists again: each lost race costs exactly one put.
+    # lists again: it tries the next version at once.
     for n in range(1, 4):
         append(local_store, "acme", [event(n)], batch_id=f"b{n}", author=CLIENT)
     before = local_store.counts()
+    slept: list[float] = []
 
     commit = append(local_store, "acme", [event(4)], batch_id="b4", author=CLIENT,
-                    known_head=1, head_just_listed=True, sleep=no_sleep)
+                    known_head=2, head_just_listed=True, sleep=slept.append)
 
     assert commit["version"] == 4
-    spent = {k: local_store.counts()[k] - before[k] for k in ("put", "get", "list", "head")}
-    assert spent == {"put": 3, "get": 0, "list": 0, "head": 0}
-    assert [c["batch_id"] for c in read_commits(local_store, "acme", 0)] == ["b1", "b2", "b3", "b4"]
+    assert _spent(local_store, before) == {"put": 2, "get": 0, "list": 0, "head": 0}
+    assert slept == []
+
+
+def test_two_lost_races_in_a_row_wait_then_list_for_the_head(local_store):
+    for n in range(1, 6):
+        append(local_store, "acme", [event(n)], batch_id=f"b{n}", author=CLIENT)
+    before = local_store.counts()
+    slept: list[float] = []
+
+    commit = append(local_store, "acme", [event(6)], batch_id="b6", author=CLIENT,
+                    known_head=0, head_just_listed=True, sleep=slept.append)
+
+    assert commit["version"] == 6
+    assert _spent(local_store, before) == {"put": 3, "get": 0, "list": 1, "head": 0}
+    assert len(slept) == 1
+    assert [c["batch_id"] for c in read_commits(local_store, "acme", 0)] == [
+        f"b{n}" for n in range(1, 7)
+    ]
+
+
+def test_a_put_in_doubt_after_a_lost_race_is_resolved_at_its_own_version(local_store):
+    # Lost at 1, looked ahead to 2, whose put landed but answered Transient.
+    # Listing for the head now would find our own commit and write it again.
+    local_store.put(log_key("acme", 1), commit_body("acme", 1), if_absent=True)
+    store = FaultyStore(local_store, plan=lambda kind, key, n: (
+        Fault.LOST_RESPONSE if (kind, n) == ("put", 2) else None))
+
+    commit = append(store, "acme", [event(2)], batch_id="b2", author=CLIENT,
+                    known_head=0, head_just_listed=True, sleep=no_sleep)
+
+    assert (commit["version"], commit["batch_id"]) == (2, "b2")
+    assert [c["batch_id"] for c in read_commits(local_store, "acme", 0)] == ["other", "b2"]
 
 
 def test_one_writer_through_a_failing_store_commits_each_batch_exactly_once(local_store):
