@@ -19,8 +19,8 @@ from conftest import fresh_bucket_name
 from processes import stop
 from push_writer import ORG, batch_id, open_store, push_batches
 
-WRITERS = 6
-BATCHES = 8
+WRITERS = 4
+BATCHES = 6
 FAIL_RATE = 0.1
 WRITER_SCRIPT = Path(__file__).resolve().parent / "push_writer.py"
 
