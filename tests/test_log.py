@@ -454,40 +454,32 @@ def test_a_store_that_never_answers_gives_log_busy_and_writes_nothing(local_stor
     assert find_head(local_store, "acme") == 0
 
 
-def _spent(store, before) -> dict:
-    return {k: store.counts()[k] - before[k] for k in ("put", "get", "list", "head")}
-
-
-def test_a_lost_race_costs_one_put_and_no_read(local_store):
-    # A 412 is certain, so the loser neither reads the winner's commit nor
-    # lists again: it tries the next version at once.
-    for n in range(1, 4):
+@pytest.mark.parametrize(
+    "head, known_head, spent, waits",
+    [
+        # A 412 is certain, so the loser neither reads the winner's commit
+        # nor lists: it tries the next version at once.
+        (3, 2, {"put": 2, "get": 0, "list": 0, "head": 0}, 0),
+        # Lost twice in a row: it waits, then one listing finds the head.
+        (5, 0, {"put": 3, "get": 0, "list": 1, "head": 0}, 1),
+    ],
+)
+def test_lost_races_cost_puts_and_a_listing_never_a_read(local_store, head, known_head,
+                                                         spent, waits):
+    for n in range(1, head + 1):
         append(local_store, "acme", [event(n)], batch_id=f"b{n}", author=CLIENT)
     before = local_store.counts()
     slept: list[float] = []
 
-    commit = append(local_store, "acme", [event(4)], batch_id="b4", author=CLIENT,
-                    known_head=2, head_just_listed=True, sleep=slept.append)
+    commit = append(local_store, "acme", [event(head + 1)], batch_id=f"b{head + 1}",
+                    author=CLIENT, known_head=known_head, head_just_listed=True,
+                    sleep=slept.append)
 
-    assert commit["version"] == 4
-    assert _spent(local_store, before) == {"put": 2, "get": 0, "list": 0, "head": 0}
-    assert slept == []
-
-
-def test_two_lost_races_in_a_row_wait_then_list_for_the_head(local_store):
-    for n in range(1, 6):
-        append(local_store, "acme", [event(n)], batch_id=f"b{n}", author=CLIENT)
-    before = local_store.counts()
-    slept: list[float] = []
-
-    commit = append(local_store, "acme", [event(6)], batch_id="b6", author=CLIENT,
-                    known_head=0, head_just_listed=True, sleep=slept.append)
-
-    assert commit["version"] == 6
-    assert _spent(local_store, before) == {"put": 3, "get": 0, "list": 1, "head": 0}
-    assert len(slept) == 1
+    assert commit["version"] == head + 1
+    assert {k: local_store.counts()[k] - before[k] for k in spent} == spent
+    assert len(slept) == waits
     assert [c["batch_id"] for c in read_commits(local_store, "acme", 0)] == [
-        f"b{n}" for n in range(1, 7)
+        f"b{n}" for n in range(1, head + 2)
     ]
 
 

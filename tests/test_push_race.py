@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -37,21 +38,14 @@ def assert_each_batch_once(store, answered: dict[str, int]) -> None:
 @pytest.mark.parametrize("backend", ["local", "server"])
 def test_writers_racing_as_threads_commit_each_batch_once(request, backend):
     store = request.getfixturevalue(f"{backend}_store")
-    answered: dict[str, int] = {}
-    lock = threading.Lock()
     start = threading.Barrier(WRITERS)
 
-    def write(writer: int) -> None:
+    def write(writer: int) -> dict[str, int]:
         start.wait()
-        versions = push_batches(store, writer, BATCHES, FAIL_RATE)
-        with lock:
-            answered.update(versions)
+        return push_batches(store, writer, BATCHES, FAIL_RATE)
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        answered = {k: v for versions in pool.map(write, range(WRITERS)) for k, v in versions.items()}
 
     assert_each_batch_once(store, answered)
 
