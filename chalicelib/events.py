@@ -30,11 +30,13 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 from chalicelib.api_errors import ApiError
 from chalicelib.jsonbody import parse_json_body
 from chalicelib.keys import ORG_PATTERN
+from chalicelib.orgsettings import summarizer_problem, tag_suggestions_problem, timeout_problem
 from chalicelib.storable import CONTROL_CHARACTERS, INT64_MAX, INT64_MIN
 from chalicelib.state.times import format_time
 
@@ -188,6 +190,39 @@ class LinkUntaggedArgs(Strict):
     tagId: Id
 
 
+class TagSuggestionAcceptedArgs(Strict):
+    id: Id
+    # A new-tag suggestion names no tag yet: the client creates the tag (or
+    # picks an existing one of that name) and names it here.
+    tagId: Id | None = None
+
+
+def _rule(problem):
+    """An AfterValidator from one of chalicelib.orgsettings' ``*_problem`` checks."""
+
+    def check(value):
+        message = problem(value)
+        if message is not None:
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
+class OrgSettingsChangedArgs(Strict):
+    """The choices changed; those left out keep their value (chalicelib.orgsettings)."""
+
+    summarizer: Annotated[str, StringConstraints(max_length=300), _rule(summarizer_problem)] | None = None
+    summarizerTimeout: Annotated[Number, _rule(timeout_problem)] | None = None
+    tagSuggestions: Annotated[str, _rule(tag_suggestions_problem)] | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self):
+        if self.summarizer is None and self.summarizerTimeout is None and self.tagSuggestions is None:
+            raise ValueError("name at least one of summarizer, summarizerTimeout, tagSuggestions")
+        return self
+
+
 # Processor event arguments (docs/events.md).
 
 
@@ -222,13 +257,24 @@ class LinkContentExtractedArgs(Strict):
 class LinkSummarizedArgs(Strict):
     linkId: Id
     summary: Annotated[str, StringConstraints(max_length=20_000)]
-    model: _bounded(200, 1)
+    model: _bounded(300, 1)
+    # When the org's summarizer failed and the extractive one stood in: the
+    # summarizer tried and why it was not used.
+    fallbackFrom: _bounded(300, 1) | None = None
+    fallbackReason: _bounded(500) | None = None
 
 
 class TagSuggestedArgs(Strict):
     id: Id
     linkId: Id
     tagId: Id
+    score: Annotated[Number, Field(ge=0, le=1)]
+
+
+class NewTagSuggestedArgs(Strict):
+    id: Id
+    linkId: Id
+    name: Name
     score: Annotated[Number, Field(ge=0, le=1)]
 
 
@@ -263,8 +309,9 @@ CLIENT_EVENT_ARGS: dict[str, type[Strict]] = {
     "v1.TagDeleted": TagDeletedArgs,
     "v1.LinkTagged": LinkTaggedArgs,
     "v2.LinkUntagged": LinkUntaggedArgs,
-    "v1.TagSuggestionAccepted": LinkIdArgs,
+    "v1.TagSuggestionAccepted": TagSuggestionAcceptedArgs,
     "v1.TagSuggestionDismissed": LinkIdArgs,
+    "v1.OrgSettingsChanged": OrgSettingsChangedArgs,
 }
 
 PROCESSOR_EVENT_ARGS: dict[str, type[Strict]] = {
@@ -273,6 +320,7 @@ PROCESSOR_EVENT_ARGS: dict[str, type[Strict]] = {
     "v1.LinkContentExtracted": LinkContentExtractedArgs,
     "v1.LinkSummarized": LinkSummarizedArgs,
     "v1.TagSuggested": TagSuggestedArgs,
+    "v1.NewTagSuggested": NewTagSuggestedArgs,
     "v1.LinkProcessingCompleted": LinkProcessingCompletedArgs,
     "v1.LinkProcessingFailed": LinkProcessingFailedArgs,
     "v1.LinkProcessingCancelled": LinkProcessingCancelledArgs,
