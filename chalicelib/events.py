@@ -36,7 +36,13 @@ from pydantic import (
 from chalicelib.api_errors import ApiError
 from chalicelib.jsonbody import parse_json_body
 from chalicelib.keys import ORG_PATTERN
-from chalicelib.orgsettings import summarizer_problem, tag_suggestions_problem, timeout_problem
+from chalicelib.orgsettings import (
+    MAX_TIMEOUT_SECONDS,
+    MIN_TIMEOUT_SECONDS,
+    SUMMARIZER_PATTERN,
+    TAG_SUGGESTIONS,
+    summarizer_problem,
+)
 from chalicelib.storable import CONTROL_CHARACTERS, INT64_MAX, INT64_MIN
 from chalicelib.state.times import format_time
 
@@ -197,24 +203,24 @@ class TagSuggestionAcceptedArgs(Strict):
     tagId: Id | None = None
 
 
-def _rule(problem):
-    """An AfterValidator from one of chalicelib.orgsettings' ``*_problem`` checks."""
-
-    def check(value):
-        message = problem(value)
-        if message is not None:
-            raise ValueError(message)
-        return value
-
-    return AfterValidator(check)
+def _summarizer(value: str) -> str:
+    problem = summarizer_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 
 class OrgSettingsChangedArgs(Strict):
     """The choices changed; those left out keep their value (chalicelib.orgsettings)."""
 
-    summarizer: Annotated[str, StringConstraints(max_length=300), _rule(summarizer_problem)] | None = None
-    summarizerTimeout: Annotated[Number, _rule(timeout_problem)] | None = None
-    tagSuggestions: Annotated[str, _rule(tag_suggestions_problem)] | None = None
+    summarizer: Annotated[
+        str,
+        StringConstraints(max_length=300),
+        AfterValidator(_summarizer),
+        Field(json_schema_extra={"pattern": SUMMARIZER_PATTERN.pattern}),
+    ] | None = None
+    summarizerTimeout: Annotated[Number, Field(ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS)] | None = None
+    tagSuggestions: Literal[TAG_SUGGESTIONS] | None = None
 
     @model_validator(mode="after")
     def _changes_something(self):
