@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import threading
 
-import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 
+from bedrock_stub import converse_answer, stubbed_bedrock
 from chalicelib import cycle
 from chalicelib.links.fetch import fetch_page
 from chalicelib.links.pipeline import make_link_processor
@@ -57,20 +57,8 @@ def pages():
 
 @pytest.fixture
 def bedrock():
-    client = boto3.client(
-        "bedrock-runtime", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
-    with Stubber(client) as stubber:
-        yield client, stubber
-
-
-def answer(text: str) -> dict:
-    return {
-        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
-        "stopReason": "end_turn",
-        "usage": {"inputTokens": 100, "outputTokens": 20, "totalTokens": 120},
-        "metrics": {"latencyMs": 300},
-    }
+    with stubbed_bedrock() as stubbed:
+        yield stubbed
 
 
 def save(store, link: str, url: str) -> None:
@@ -125,7 +113,7 @@ def test_an_org_switches_to_bedrock_and_back(local_store, pages, bedrock):
     save(local_store, "l1", pages.url + "/sourdough")
     stubber.add_response(
         "converse",
-        answer("A sourdough loaf from starter to crust."),
+        converse_answer("A sourdough loaf from starter to crust."),
         {"modelId": MODEL, "system": ANY, "messages": ANY, "inferenceConfig": ANY},
     )
     run(local_store, process)
@@ -144,7 +132,7 @@ def test_an_org_switches_to_bedrock_and_back(local_store, pages, bedrock):
     def hold(**kwargs):
         release.wait(10)
 
-    stubber.add_response("converse", answer("Too late."))
+    stubber.add_response("converse", converse_answer("Too late."))
     client.meta.events.register("provide-client-params.bedrock-runtime.Converse", hold)
     client.meta.events.register("after-call.bedrock-runtime.Converse", lambda **kwargs: answered.set())
     save(local_store, "l2", pages.url + "/1")

@@ -786,18 +786,9 @@ def _summarized(db: apsw.Connection, args: dict, context: _Context) -> None:
 
 
 def _tag_suggested(db: apsw.Connection, args: dict, context: _Context) -> None:
-    suggestion_id = _id(args, "id")
     link_id = _link(db, args, "linkId")
     tag_id = _tag(db, args, "tagId")
-    score = _number(args, "score")
-    if score is None or score > 1:
-        raise _Skip("score must be a number from 0 to 1")
-    if db.execute("SELECT 1 FROM tag_suggestion_ids WHERE id = ?", (suggestion_id,)).get:
-        raise _Skip("suggestion id already exists")
-    db.execute(
-        "INSERT INTO tag_suggestion_ids (id, link_id, tag_id) VALUES (?, ?, ?)",
-        (suggestion_id, link_id, tag_id),
-    )
+    suggestion_id, score = _suggestion_given(db, args, link_id, tag_id=tag_id)
     # One suggestion per link and tag: suggesting it again (after a
     # reprocess) refreshes the score but keeps the user's answer.
     db.execute(
@@ -809,20 +800,11 @@ def _tag_suggested(db: apsw.Connection, args: dict, context: _Context) -> None:
 
 
 def _new_tag_suggested(db: apsw.Connection, args: dict, context: _Context) -> None:
-    suggestion_id = _id(args, "id")
     link_id = _link(db, args, "linkId")
     name = _text(args, "name", max_length=MAX_NEW_TAG_NAME)
     if CONTROL_CHARACTERS.search(name):
         raise _Skip("name must not contain control characters")
-    score = _number(args, "score")
-    if score is None or score > 1:
-        raise _Skip("score must be a number from 0 to 1")
-    if db.execute("SELECT 1 FROM tag_suggestion_ids WHERE id = ?", (suggestion_id,)).get:
-        raise _Skip("suggestion id already exists")
-    db.execute(
-        "INSERT INTO tag_suggestion_ids (id, link_id, name) VALUES (?, ?, ?)",
-        (suggestion_id, link_id, name),
-    )
+    suggestion_id, score = _suggestion_given(db, args, link_id, name=name)
     # As for existing tags: suggesting it again keeps the user's answer.
     db.execute(
         """INSERT INTO new_tag_suggestions (link_id, name, id, score, status)
@@ -830,6 +812,24 @@ def _new_tag_suggested(db: apsw.Connection, args: dict, context: _Context) -> No
            ON CONFLICT (link_id, name) DO UPDATE SET id = excluded.id, score = excluded.score""",
         (link_id, name, suggestion_id, score),
     )
+
+
+def _suggestion_given(
+    db: apsw.Connection, args: dict, link_id: str, *, tag_id: str | None = None, name: str | None = None
+) -> tuple[str, float]:
+    """Record a new suggestion id (of tag ``tag_id``, or of a new tag ``name``)
+    and return it with the suggestion's score."""
+    suggestion_id = _id(args, "id")
+    score = _number(args, "score")
+    if score is None or score > 1:
+        raise _Skip("score must be a number from 0 to 1")
+    if db.execute("SELECT 1 FROM tag_suggestion_ids WHERE id = ?", (suggestion_id,)).get:
+        raise _Skip("suggestion id already exists")
+    db.execute(
+        "INSERT INTO tag_suggestion_ids (id, link_id, tag_id, name) VALUES (?, ?, ?, ?)",
+        (suggestion_id, link_id, tag_id, name),
+    )
+    return suggestion_id, score
 
 
 HANDLERS: dict[str, Callable[[apsw.Connection, dict, _Context], None]] = {
