@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chalicelib.cycle import run_cycle
 from chalicelib.links.outcome import LinkOutcome, NewTagSuggestion
@@ -109,3 +111,35 @@ def test_the_processor_uses_the_settings_put_through_the_api(api):
     assert [(s["tag_name"], s["tag_id"], s["new"], s["status"]) for s in link["suggestions"]] == [
         ("sourdough", None, True, "suggested")]
     assert api.http.get(f"{api.url}/v1/links/l1", headers=api.auth(), timeout=30).json()["suggestions"] == []
+
+
+settings_values = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30),
+    st.sampled_from(["extractive", "existing+new", "bedrock:m", "bedrock:a" * 30, "\x00", "\ud800", 10**30]),
+    st.lists(st.integers(), max_size=2),
+)
+settings_bodies = st.one_of(
+    st.dictionaries(st.sampled_from(["summarizer", "summarizerTimeout", "tagSuggestions", "other"]),
+                    settings_values, max_size=4),
+    settings_values,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=settings_bodies)
+def test_any_body_is_refused_or_applied_and_the_org_keeps_working(api, body):
+    before = len(all_commits(api.store, ORG))
+
+    answer = put(api, json.dumps(body).encode())
+
+    assert answer.status_code in (200, 400, 422), answer.text
+    after = len(all_commits(api.store, ORG))
+    assert after == before + (answer.status_code == 200)
+    shown = get(api)
+    assert shown.status_code == 200
+    if answer.status_code == 200:
+        assert shown.json() == answer.json()
+        assert {name: shown.json()["settings"][name] for name in body} == {
+            name: float(value) if name == "summarizerTimeout" else value for name, value in body.items()}
+    assert run_cycle(api.store, ORG, process=lambda job: LinkOutcome(job.link_id), holder="t",
+                     emit=lambda line: None).outcome in ("done", "nothing_to_do")
