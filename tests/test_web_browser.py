@@ -202,7 +202,7 @@ def test_a_day_with_linklog(page, linklog, pages, screenshots, tmp_path):
 
     # A tag the processor can suggest for pages that mention it.
     page.get_by_text("Manage tags").click()
-    page.get_by_label("New tag").fill("sourdough")
+    page.get_by_label("New tag", exact=True).fill("sourdough")
     page.get_by_role("button", name="Create tag").click()
     expect(page.locator("#tag-views")).to_contain_text("sourdough")
 
