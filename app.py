@@ -18,7 +18,7 @@ from typing import Callable
 
 from chalice import Chalice, Response
 
-from chalicelib import config, cyclelog, exports, imports, params, reads, sync, triggers, web
+from chalicelib import config, cyclelog, exports, imports, params, reads, settings_api, sync, triggers, web
 from chalicelib.api_errors import STATUSES, ApiError
 from chalicelib.auth import Principal, Verify, make_verifier
 from chalicelib.jwt_secret import token_secret
@@ -352,6 +352,30 @@ def stats() -> dict:
         current.store,
         caller.org,
         last_cycle=cyclelog.process_cycles.last(caller.org),
+    )
+
+
+@app.route("/v1/settings", methods=["GET"])
+@answers_errors
+def org_settings() -> dict:
+    caller = _caller()
+    current = services()
+    return settings_api.show_settings(current.read_cache, current.store, caller.org)
+
+
+@app.route("/v1/settings", methods=["PUT"], content_types=PUSH_CONTENT_TYPES)
+@answers_errors
+def change_org_settings() -> dict:
+    caller = _caller()
+    current = services()
+    return settings_api.change_settings(
+        current.read_cache,
+        current.store,
+        caller.org,
+        app.current_request.raw_body or b"",
+        now=datetime.now(timezone.utc),
+        notify=current.notify,
+        index=current.index,
     )
 
 

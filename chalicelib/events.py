@@ -30,11 +30,19 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    model_validator,
 )
 
 from chalicelib.api_errors import ApiError
 from chalicelib.jsonbody import parse_json_body
 from chalicelib.keys import ORG_PATTERN
+from chalicelib.orgsettings import (
+    MAX_TIMEOUT_SECONDS,
+    MIN_TIMEOUT_SECONDS,
+    SUMMARIZER_PATTERN,
+    TAG_SUGGESTIONS,
+    summarizer_problem,
+)
 from chalicelib.storable import CONTROL_CHARACTERS, INT64_MAX, INT64_MIN
 from chalicelib.state.times import format_time
 
@@ -188,6 +196,39 @@ class LinkUntaggedArgs(Strict):
     tagId: Id
 
 
+class TagSuggestionAcceptedArgs(Strict):
+    id: Id
+    # A new-tag suggestion names no tag yet: the client creates the tag (or
+    # picks an existing one of that name) and names it here.
+    tagId: Id | None = None
+
+
+def _summarizer(value: str) -> str:
+    problem = summarizer_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+class OrgSettingsChangedArgs(Strict):
+    """The choices changed; those left out keep their value (chalicelib.orgsettings)."""
+
+    summarizer: Annotated[
+        str,
+        StringConstraints(max_length=300),
+        AfterValidator(_summarizer),
+        Field(json_schema_extra={"pattern": SUMMARIZER_PATTERN.pattern}),
+    ] | None = None
+    summarizerTimeout: Annotated[Number, Field(ge=MIN_TIMEOUT_SECONDS, le=MAX_TIMEOUT_SECONDS)] | None = None
+    tagSuggestions: Literal[TAG_SUGGESTIONS] | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self):
+        if self.summarizer is None and self.summarizerTimeout is None and self.tagSuggestions is None:
+            raise ValueError("name at least one of summarizer, summarizerTimeout, tagSuggestions")
+        return self
+
+
 # Processor event arguments (docs/events.md).
 
 
@@ -222,13 +263,24 @@ class LinkContentExtractedArgs(Strict):
 class LinkSummarizedArgs(Strict):
     linkId: Id
     summary: Annotated[str, StringConstraints(max_length=20_000)]
-    model: _bounded(200, 1)
+    model: _bounded(300, 1)
+    # When the org's summarizer failed and the extractive one stood in: the
+    # summarizer tried and why it was not used.
+    fallbackFrom: _bounded(300, 1) | None = None
+    fallbackReason: _bounded(500) | None = None
 
 
 class TagSuggestedArgs(Strict):
     id: Id
     linkId: Id
     tagId: Id
+    score: Annotated[Number, Field(ge=0, le=1)]
+
+
+class NewTagSuggestedArgs(Strict):
+    id: Id
+    linkId: Id
+    name: Name
     score: Annotated[Number, Field(ge=0, le=1)]
 
 
@@ -263,8 +315,9 @@ CLIENT_EVENT_ARGS: dict[str, type[Strict]] = {
     "v1.TagDeleted": TagDeletedArgs,
     "v1.LinkTagged": LinkTaggedArgs,
     "v2.LinkUntagged": LinkUntaggedArgs,
-    "v1.TagSuggestionAccepted": LinkIdArgs,
+    "v1.TagSuggestionAccepted": TagSuggestionAcceptedArgs,
     "v1.TagSuggestionDismissed": LinkIdArgs,
+    "v1.OrgSettingsChanged": OrgSettingsChangedArgs,
 }
 
 PROCESSOR_EVENT_ARGS: dict[str, type[Strict]] = {
@@ -273,6 +326,7 @@ PROCESSOR_EVENT_ARGS: dict[str, type[Strict]] = {
     "v1.LinkContentExtracted": LinkContentExtractedArgs,
     "v1.LinkSummarized": LinkSummarizedArgs,
     "v1.TagSuggested": TagSuggestedArgs,
+    "v1.NewTagSuggested": NewTagSuggestedArgs,
     "v1.LinkProcessingCompleted": LinkProcessingCompletedArgs,
     "v1.LinkProcessingFailed": LinkProcessingFailedArgs,
     "v1.LinkProcessingCancelled": LinkProcessingCancelledArgs,

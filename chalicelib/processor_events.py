@@ -1,6 +1,7 @@
 """The events a processor writes for a link: started, and its outcome.
 
-An outcome becomes the page's metadata, text, summary and tag suggestions,
+An outcome becomes the page's metadata, text, summary (with the model that
+wrote it) and tag suggestions (of existing tags, and of new ones),
 ending in exactly one ``v1.LinkProcessingCompleted`` or
 ``v1.LinkProcessingFailed``, checked against the event models before it
 goes into the log.
@@ -76,13 +77,11 @@ def result_events(outcome: LinkOutcome, at: datetime) -> list[dict]:
             )
         )
     if outcome.summary is not None:
-        events.append(
-            _event(
-                "v1.LinkSummarized",
-                {"linkId": link_id, "summary": outcome.summary, "model": "extractive"},
-                at,
-            )
-        )
+        args = {"linkId": link_id, "summary": outcome.summary, "model": outcome.summary_model}
+        if outcome.summary_fallback_from is not None:
+            args["fallbackFrom"] = outcome.summary_fallback_from
+            args["fallbackReason"] = _plain(outcome.summary_fallback_reason or "", 500)
+        events.append(_event("v1.LinkSummarized", args, at))
     for suggestion in outcome.suggestions:
         events.append(
             _event(
@@ -93,6 +92,14 @@ def result_events(outcome: LinkOutcome, at: datetime) -> list[dict]:
                     "tagId": suggestion.tag_id,
                     "score": suggestion.score,
                 },
+                at,
+            )
+        )
+    for new_tag in outcome.new_tags:
+        events.append(
+            _event(
+                "v1.NewTagSuggested",
+                {"id": uuid.uuid4().hex, "linkId": link_id, "name": new_tag.name, "score": new_tag.score},
                 at,
             )
         )

@@ -23,7 +23,7 @@ from chalicelib.formats import csv_export, linklog_json, netscape
 from chalicelib.formats.screen import screen
 from chalicelib.keys import InvalidOrg
 from chalicelib.links.addresses import AllowList
-from chalicelib.state.queries import STATUSES, get_link, list_links, search as search_links
+from chalicelib.state.queries import STATUSES, get_link, list_links, org_settings, search as search_links
 from linklog import exporter, importer, settings as settings_module, writes
 from linklog.api import Api, Refused, Unreachable
 from linklog.outbox import Outbox
@@ -326,7 +326,7 @@ def show(ctx: click.Context, link: str, as_json: bool) -> None:
             click.echo("tags: " + ", ".join(tag["name"] for tag in found["tags"]))
         suggested = [s for s in found.get("suggestions") or [] if s["status"] == "suggested"]
         if suggested:
-            click.echo("suggested tags: " + ", ".join(s["tag_name"] for s in suggested))
+            click.echo("suggested tags: " + ", ".join(s["tag_name"] + (" (new)" if s["new"] else "") for s in suggested))
         if found.get("summary"):
             click.echo(f"\n{found['summary']}")
 
@@ -414,8 +414,65 @@ def _suggestion_command(name: str, event_name: str, help_text: str) -> None:
                 raise click.ClickException(str(error)) from None
 
 
-_suggestion_command("accept", "v1.TagSuggestionAccepted", "Accept the suggestion of TAG for LINK (tags it).")
+_suggestion_command(
+    "accept", "v1.TagSuggestionAccepted", "Accept the suggestion of TAG for LINK (tags it; a new tag is created)."
+)
 _suggestion_command("dismiss", "v1.TagSuggestionDismissed", "Dismiss the suggestion of TAG for LINK.")
+
+
+# The org's settings (chalicelib.orgsettings), in its log like everything else.
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def settings(ctx: click.Context) -> None:
+    """Show (the default) or set the org's settings: summarizer and tag suggestions."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(settings_show)
+
+
+@settings.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def settings_show(ctx: click.Context, as_json: bool = False) -> None:
+    """Print the org's settings as of the replica (after a sync when online)."""
+    with _client(ctx) as client:
+        _sync(client)
+        _echo_settings(client, as_json)
+
+
+def _echo_settings(client: Client, as_json: bool = False) -> None:
+    shown = org_settings(client.view()).as_json()
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    for key, value in shown.items():
+        click.echo(f"{key}: {value:g}" if isinstance(value, float) else f"{key}: {value}")
+
+
+@settings.command("set")
+@click.option("--summarizer", help="'extractive' (offline) or 'bedrock:<model id>' (falls back to extractive).")
+@click.option("--summarizer-timeout", type=float, help="Seconds a Bedrock summary may take (1 to 30).")
+@click.option("--tag-suggestions", type=click.Choice(["existing", "existing+new"]),
+              help="Suggest only the org's tags, or new tags from the page too.")
+@click.pass_context
+def settings_set(ctx: click.Context, summarizer, summarizer_timeout, tag_suggestions) -> None:
+    """Change the settings named; the others keep their value."""
+    changes = {
+        name: value
+        for name, value in (("summarizer", summarizer), ("summarizerTimeout", summarizer_timeout),
+                            ("tagSuggestions", tag_suggestions))
+        if value is not None
+    }
+    if not changes:
+        raise click.UsageError("name a setting to change: --summarizer, --summarizer-timeout or --tag-suggestions")
+    with _client(ctx) as client:
+        try:
+            events = writes.settings_event(changes)
+        except writes.WriteError as error:
+            raise click.ClickException(str(error)) from None
+        _write(client, events)
+        _echo_settings(client)
 
 
 # Import and export.

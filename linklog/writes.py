@@ -1,5 +1,5 @@
 """The events behind the commands that change an org: add, tag, untag,
-archive, unarchive, delete, restore, retry, accept and dismiss.
+archive, unarchive, delete, restore, retry, accept, dismiss and settings.
 
 Each function reads the view (to find the link, the tag, what is already
 so) and returns the events to queue; nothing here writes. Ids are made
@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import apsw
+from pydantic import ValidationError
 
+from chalicelib.events import OrgSettingsChangedArgs
 from chalicelib.formats.screen import refusal
 from chalicelib.links.addresses import AllowList
 from chalicelib.links.urls import normalize_url
@@ -139,12 +141,37 @@ def link_event(view: apsw.Connection, name: str, link_id: str) -> list[dict]:
 
 
 def suggestion_event(view: apsw.Connection, name: str, link_id: str, tag_name: str) -> list[dict]:
-    """TagSuggestionAccepted or …Dismissed for the link's suggestion of ``tag_name``."""
+    """TagSuggestionAccepted or …Dismissed for the link's suggestion of ``tag_name``.
+
+    A suggested new tag is accepted as the org's tag of that name, created
+    first when there is none.
+    """
     suggestions = view.execute(
-        "SELECT s.id, tags.name FROM tag_suggestions AS s JOIN tags ON tags.id = s.tag_id WHERE s.link_id = ?",
+        """SELECT s.id, tags.name, 0 FROM tag_suggestions AS s JOIN tags ON tags.id = s.tag_id WHERE s.link_id = ?1
+           UNION ALL SELECT id, name, 1 FROM new_tag_suggestions WHERE link_id = ?1""",
         (link_id,),
     ).fetchall()
-    for suggestion_id, suggested in suggestions:
-        if suggested.casefold() == tag_name.strip().casefold():
+    for suggestion_id, suggested, new in suggestions:
+        if suggested.casefold() != tag_name.strip().casefold():
+            continue
+        if not new or name != "v1.TagSuggestionAccepted":
             return [event(name, {"id": suggestion_id})]
+        at = now()
+        tag_id = find_tag(view, suggested)
+        created = []
+        if tag_id is None:
+            tag_id = new_id("t-")
+            created = [event("v1.TagCreated", {"id": tag_id, "name": suggested, "createdAt": at}, at)]
+        return created + [event(name, {"id": suggestion_id, "tagId": tag_id}, at)]
     raise WriteError(f"the link has no suggestion of the tag {tag_name!r}")
+
+
+def settings_event(changes: dict) -> list[dict]:
+    """The v1.OrgSettingsChanged of ``changes`` (argument names as the event
+    has them), checked as the server will check it."""
+    try:
+        OrgSettingsChangedArgs.model_validate(changes)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
+        raise WriteError(problems) from None
+    return [event("v1.OrgSettingsChanged", changes)]

@@ -76,8 +76,11 @@ VALID = {
     "score": st.floats(0, 1),
     "retryAfter": st.integers(0, 900),
     "retryable": st.booleans(),
+    "summarizer": st.sampled_from(["extractive", "bedrock:anthropic.claude-3-haiku-20240307-v1:0"]),
+    "summarizerTimeout": st.integers(1, 30) | st.floats(1, 30),
+    "tagSuggestions": st.sampled_from(["existing", "existing+new"]),
 }
-NUMBERS = {"sortOrder", "attempt", "wordCount", "readingMinutes", "score", "retryAfter"}
+NUMBERS = {"sortOrder", "attempt", "wordCount", "readingMinutes", "score", "retryAfter", "summarizerTimeout"}
 time_values = st.sampled_from(TIMES)
 # Hostile values of the field's own kind: the edges of what push accepts.
 ODD_TIMES = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "20261123T200000Z",

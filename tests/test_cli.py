@@ -390,3 +390,34 @@ def test_tag_suggestions_delete_restore_retry_and_unarchive(tmp_path, server, pa
     shown = json.loads(alice("show", second, "--json").stdout)
     assert shown["status"] == "completed" and [t["name"] for t in shown["tags"]] == ["Sourdough"]
     assert "private address" in alice("add", "http://192.168.0.1/", ok=False).output
+
+
+def test_settings_shown_and_set_turn_on_new_tags_which_can_be_accepted(tmp_path, server, pages):
+    alice = user(tmp_path, server, pages)
+    assert alice("settings").output.splitlines() == [
+        "summarizer: extractive", "summarizerTimeout: 10", "tagSuggestions: existing"]
+
+    refused = alice("settings", "set", "--summarizer", "gpt-4", ok=False)
+    assert refused.exit_code == 1 and "summarizer" in refused.output
+    assert alice("settings", "set", "--summarizer-timeout", "99", ok=False).exit_code == 1
+    assert alice.outbox_event_ids() == set()
+
+    shown = alice("settings", "set", "--tag-suggestions", "existing+new", "--summarizer-timeout", "4").output
+    assert "tagSuggestions: existing+new" in shown and "summarizerTimeout: 4" in shown
+    assert json.loads(alice("settings", "show", "--json").stdout)["tagSuggestions"] == "existing+new"
+    link = alice("add", f"{pages.url}/p/rye-sourdough").output.split("saved: ")[1].split()[0]
+    wait_until_terminal(alice, 1)
+    assert "suggested tags: sourdough (new)" in alice("show", link).output
+
+    alice("accept", link, "sourdough")
+    assert link in alice("ls", "--tag", "sourdough").output
+    shown = json.loads(alice("show", link, "--json").stdout)
+    assert [t["name"] for t in shown["tags"]] == ["sourdough"]
+    assert [(s["tag_name"], s["status"]) for s in shown["suggestions"] if s["new"]][0] == ("sourdough", "accepted")
+
+    # Off again: the next link gets no new tags.
+    alice("settings", "set", "--tag-suggestions", "existing")
+    other = alice("add", f"{pages.url}/p/wholemeal-loaf").output.split("saved: ")[1].split()[0]
+    wait_until_terminal(alice, 2)
+    assert not [s for s in json.loads(alice("show", other, "--json").stdout)["suggestions"] if s["new"]]
+    assert_each_event_once(server, server.org)

@@ -259,9 +259,11 @@ def test_a_processor_answering_nonsense_fails_that_link(local_store):
         for e in c["events"] if e["name"] == "v1.LinkProcessingFailed"
     ]
     assert sorted(codes) == [
+        # The answer is shown up to 200 characters.
         ("internal_error", "link processing answered LinkOutcome(link_id='someone-else', "
                            "metadata=None, text=None, word_count=0, reading_minutes=0, "
-                           "summary=None, suggestions=(), new_tags=(), failure=None)"),
+                           "summary=None, summary_model='extractive', summary_fallback_from=None, "
+                           "summary_fallback_reason=None, sugge"),
         ("internal_error", "link processing answered None"),
     ]
 

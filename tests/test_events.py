@@ -67,12 +67,14 @@ def test_every_client_event_of_the_vocabulary_is_accepted():
         "v2.LinkUntagged": {"linkId": "l1", "tagId": "t1"},
         "v1.TagSuggestionAccepted": {"id": "s1"},
         "v1.TagSuggestionDismissed": {"id": "s1"},
+        "v1.OrgSettingsChanged": {"summarizer": "bedrock:eu.anthropic.claude-3-haiku-20240307-v1:0",
+                                  "summarizerTimeout": 5, "tagSuggestions": "existing+new"},
     }
     assert set(examples) == set(CLIENT_EVENTS)
     events = [{"id": f"e{i}", "name": name, "args": args, "at": AT}
               for i, (name, args) in enumerate(examples.items())]
 
-    assert len(parse_push(body(*events)).events) == 13
+    assert len(parse_push(body(*events)).events) == len(examples)
 
 
 @pytest.mark.parametrize(
@@ -190,7 +192,7 @@ def test_the_error_shape():
 
 
 def test_processor_events_are_validated_by_their_own_models():
-    assert len(PROCESSOR_EVENTS) == 8
+    assert len(PROCESSOR_EVENTS) == 9
     failed = {"id": "p1", "name": "v1.LinkProcessingFailed", "at": AT,
               "args": {"linkId": "l1", "code": "http_404", "message": "gone",
                        "retryable": False, "failedAt": AT}}
@@ -261,3 +263,49 @@ def test_processor_counts_past_64_bits_are_refused():
 
     with pytest.raises(ValidationError):
         validate_processor_event(extracted)
+
+
+def settings_changed(**args) -> dict:
+    return {"id": "e1", "name": "v1.OrgSettingsChanged", "args": args, "at": AT}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"summarizer": "extractive"},
+        {"summarizer": "bedrock:anthropic.claude-3-haiku-20240307-v1:0"},
+        {"summarizer": "bedrock:arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.x-v1:0"},
+        {"summarizerTimeout": 1},
+        {"summarizerTimeout": 30.0},
+        {"tagSuggestions": "existing"},
+        {"tagSuggestions": "existing+new", "summarizer": "extractive", "summarizerTimeout": 2.5},
+    ],
+)
+def test_settings_changes_are_accepted(args):
+    assert parse_push(body(settings_changed(**args))).events[0]["args"] == args
+
+
+@pytest.mark.parametrize(
+    "args, path",
+    [
+        ({}, "events.0.args"),
+        ({"summarizer": "Extractive"}, "events.0.args.summarizer"),
+        ({"summarizer": "bedrock:"}, "events.0.args.summarizer"),
+        ({"summarizer": "bedrock: model"}, "events.0.args.summarizer"),
+        ({"summarizer": "bedrock:" + "m" * 201}, "events.0.args.summarizer"),
+        ({"summarizer": "openai:gpt-4"}, "events.0.args.summarizer"),
+        ({"summarizer": None, "tagSuggestions": "new"}, "events.0.args.tagSuggestions"),
+        ({"summarizerTimeout": 0.5}, "events.0.args.summarizerTimeout"),
+        ({"summarizerTimeout": 31}, "events.0.args.summarizerTimeout"),
+        ({"summarizerTimeout": True}, "events.0.args.summarizerTimeout"),
+        ({"summarizerTimeout": "5"}, "events.0.args.summarizerTimeout"),
+        ({"tagSuggestions": "EXISTING"}, "events.0.args.tagSuggestions"),
+        ({"tagSuggestions": ["existing"]}, "events.0.args.tagSuggestions"),
+        ({"model": "x", "summarizer": "extractive"}, "events.0.args.model"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_field(args, path):
+    error = refusal(body(settings_changed(**args)))
+
+    assert error.status == 422
+    assert [detail["path"] for detail in error.details] == [path]

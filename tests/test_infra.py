@@ -263,7 +263,11 @@ def test_each_role_may_do_only_what_its_function_does(template):
         "s3:DeleteObject": [objects], "s3:ListBucket": [bucket],
         "sqs:ReceiveMessage": [queue], "sqs:DeleteMessage": [queue],
         "sqs:ChangeMessageVisibility": [queue], "sqs:GetQueueAttributes": [queue],
-        "sqs:SendMessage": [queue]}
+        "sqs:SendMessage": [queue],
+        # An org may choose a Bedrock model (or inference profile) for its summaries.
+        "bedrock:InvokeModel": [[
+            {"Fn::Sub": "arn:${AWS::Partition}:bedrock:*::foundation-model/*"},
+            {"Fn::Sub": "arn:${AWS::Partition}:bedrock:*:${AWS::AccountId}:inference-profile/*"}]]}
     assert permissions(template, "SweepRole") == {
         **common("SweepRole"), "s3:GetObject": [objects], "s3:ListBucket": [bucket],
         "sqs:SendMessage": [queue]}

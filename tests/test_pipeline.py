@@ -369,7 +369,7 @@ def test_a_page_the_extractors_cannot_read_is_a_permanent_failure():
 
 def test_a_failing_summarizer_leaves_the_description_as_summary(server):
     class Broken:
-        def summarize(self, title, text):
+        def summary(self, title, text):
             raise TimeoutError("model too slow")
 
     server.routes["/garden/tomatoes"] = page(ARTICLE.encode("utf-8"))

@@ -707,3 +707,46 @@ def test_processor_epochs_beyond_64_bits_apply_and_are_kept_at_the_largest_integ
     assert (stats.fenced_commits, stats.events_applied) == (0, 4)
     assert db.execute("SELECT processor_epoch FROM meta").get == 2**63 - 1
     assert status_of(db, "l1")[0] == "completed"
+
+
+def test_a_new_tag_suggestion_is_accepted_as_the_tag_the_client_names(db):
+    log = Log()
+    log.client(created("l1", "https://example.com/a"))
+    log.processor(
+        event("v1.NewTagSuggested", {"id": "n1", "linkId": "l1", "name": "sourdough", "score": 0.9}),
+        event("v1.NewTagSuggested", {"id": "n2", "linkId": "l1", "name": "starter", "score": 0.6}),
+    )
+    log.client(
+        event("v1.TagSuggestionAccepted", {"id": "n1"}),  # no tag named: skipped
+        event("v1.TagSuggestionAccepted", {"id": "n1", "tagId": "t-none"}),  # no such tag: skipped
+        event("v1.TagCreated", {"id": "t-sd", "name": "sourdough", "createdAt": T0}),
+        event("v1.TagSuggestionAccepted", {"id": "n1", "tagId": "t-sd"}),
+        event("v1.TagSuggestionDismissed", {"id": "n2"}),
+    )
+    log.processor(event("v1.NewTagSuggested", {"id": "n3", "linkId": "l1", "name": "starter", "score": 0.7}))
+    stats = apply(db, log)
+
+    assert stats.skip_reasons == {
+        "v1.TagSuggestionAccepted: tagId is needed to accept a new tag": 1,
+        "v1.TagSuggestionAccepted: unknown tag": 1,
+    }
+    assert db.execute(
+        "SELECT link_id, name, id, score, status, tag_id FROM new_tag_suggestions ORDER BY name"
+    ).fetchall() == [("l1", "sourdough", "n1", 0.9, "accepted", "t-sd"), ("l1", "starter", "n3", 0.7, "dismissed", None)]
+    assert db.execute("SELECT link_id, tag_id FROM link_tags").fetchall() == [("l1", "t-sd")]
+    suggestions = get_link(db, "l1")["suggestions"]
+    assert [(s["id"], s["tag_id"], s["tag_name"], s["status"], s["new"]) for s in suggestions] == [
+        ("n1", "t-sd", "sourdough", "accepted", True), ("n3", None, "starter", "dismissed", True)]
+
+
+def test_accepting_an_existing_tag_suggestion_as_another_tag_is_skipped(db):
+    log = Log()
+    log.client(created("l1", "https://example.com/a"),
+               event("v1.TagCreated", {"id": "t1", "name": "bread", "createdAt": T0}),
+               event("v1.TagCreated", {"id": "t2", "name": "cake", "createdAt": T0}))
+    log.processor(event("v1.TagSuggested", {"id": "s1", "linkId": "l1", "tagId": "t1", "score": 0.8}))
+    log.client(event("v1.TagSuggestionAccepted", {"id": "s1", "tagId": "t2"}))
+    stats = apply(db, log)
+
+    assert stats.skip_reasons == {"v1.TagSuggestionAccepted: tagId is not the suggested tag": 1}
+    assert db.execute("SELECT count(*) FROM link_tags").get == 0

@@ -49,6 +49,9 @@ client_events = st.one_of(
     args("v2.LinkUntagged", linkId=links, tagId=tags),
     args("v1.TagSuggestionAccepted", id=st.sampled_from(SUGGESTION_IDS)),
     args("v1.TagSuggestionDismissed", id=st.sampled_from(SUGGESTION_IDS)),
+    args("v1.TagSuggestionAccepted", id=st.sampled_from(SUGGESTION_IDS), tagId=tags),
+    args("v1.OrgSettingsChanged", summarizer=st.sampled_from(["extractive", "bedrock:m.x-v1:0"]),
+         tagSuggestions=st.sampled_from(["existing", "existing+new"])),
     args("v7.SomethingNew", id=links),
     args("v1.LinkDeleted", id=st.integers()),
 )
@@ -62,6 +65,8 @@ processor_events = st.one_of(
     args("v1.LinkSummarized", linkId=links, summary=prose, model=st.just("extractive")),
     args("v1.TagSuggested", id=st.sampled_from(SUGGESTION_IDS), linkId=links, tagId=tags,
          score=st.sampled_from([0.0, 0.5, 1.0, 1.5])),
+    args("v1.NewTagSuggested", id=st.sampled_from(SUGGESTION_IDS), linkId=links,
+         name=st.sampled_from(WORDS), score=st.floats(0, 1)),
     args("v1.LinkProcessingCompleted", linkId=links, completedAt=times),
     args("v1.LinkProcessingFailed", linkId=links, code=st.just("timeout"), message=st.just("slow"),
          retryable=st.booleans(), retryAfter=st.one_of(st.none(), st.integers(0, 900)),

@@ -96,7 +96,7 @@ def test_get_link_has_everything(db):
     assert link["text"] == "Rye flour and water make a lively sourdough starter."
     assert (link["word_count"], link["summary"], link["summary_model"]) == (9, "Feed it daily.", "extractive")
     assert link["suggestions"] == [
-        {"id": "s1", "tag_id": "t-bread", "tag_name": "bread", "score": 0.7, "status": "suggested"}]
+        {"id": "s1", "tag_id": "t-bread", "tag_name": "bread", "score": 0.7, "status": "suggested", "new": False}]
     assert link["tags"] == [{"id": "t-bread", "name": "bread"}]
     assert link["aliases"] == []
 

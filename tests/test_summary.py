@@ -6,10 +6,10 @@ import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 
+from bedrock_stub import converse_answer, stubbed_bedrock
 from chalicelib.links.bedrock import BedrockSummarizer, make_bedrock_client
 from chalicelib.links.summary import ExtractiveSummarizer, summarizer_from_setting
 
@@ -107,23 +107,11 @@ def test_summary_of_a_long_article_stays_under_400_characters():
 
 @pytest.fixture
 def bedrock():
-    client = boto3.client(
-        "bedrock-runtime", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
-    with Stubber(client) as stubber:
-        yield client, stubber
+    with stubbed_bedrock() as stubbed:
+        yield stubbed
 
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
-
-
-def converse_answer(text: str) -> dict:
-    return {
-        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
-        "stopReason": "end_turn",
-        "usage": {"inputTokens": 100, "outputTokens": 20, "totalTokens": 120},
-        "metrics": {"latencyMs": 300},
-    }
 
 
 def test_bedrock_summary_comes_from_the_model(bedrock):

@@ -202,7 +202,7 @@ def test_a_day_with_linklog(page, linklog, pages, screenshots, tmp_path):
 
     # A tag the processor can suggest for pages that mention it.
     page.get_by_text("Manage tags").click()
-    page.get_by_label("New tag").fill("sourdough")
+    page.get_by_label("New tag", exact=True).fill("sourdough")
     page.get_by_role("button", name="Create tag").click()
     expect(page.locator("#tag-views")).to_contain_text("sourdough")
 
@@ -348,6 +348,49 @@ def test_a_day_with_linklog(page, linklog, pages, screenshots, tmp_path):
     page.locator("#views").get_by_role("button", name="Archived").click()
     expect(page.locator("#cards > li")).to_have_count(2)
     page.set_viewport_size({"width": 1280, "height": 900})
+    assert page.errors == []
+
+
+def test_settings_turn_on_new_tags_and_choose_a_summarizer(page, linklog, pages, screenshots):
+    sign_in(page, linklog)
+    settings = page.get_by_role("form", name="Settings")
+    expect(settings.get_by_label("Summaries")).to_have_value("extractive")
+    expect(settings.get_by_label("Bedrock model id")).to_be_hidden()
+    expect(settings.get_by_label("Suggest new tags from the page")).not_to_be_checked()
+
+    # A model id the server refuses: the field and why, nothing saved.
+    settings.get_by_label("Summaries").select_option("bedrock")
+    settings.get_by_label("Bedrock model id").fill("not a model")
+    settings.get_by_role("button", name="Save settings").click()
+    expect(settings.locator("#settings-result")).to_contain_text("Not saved: summarizer: Value error, must be")
+    page.reload()
+    expect(settings.get_by_label("Summaries")).to_have_value("extractive")
+
+    settings.get_by_label("Summaries").select_option("bedrock")
+    settings.get_by_label("Bedrock model id").fill("anthropic.claude-3-haiku-20240307-v1:0")
+    settings.get_by_label(re.compile("^Seconds a model summary may take")).fill("3")
+    settings.get_by_role("button", name="Save settings").click()
+    expect(settings.locator("#settings-result")).to_contain_text("Settings saved")
+    page.reload()
+    expect(settings.get_by_label("Bedrock model id")).to_have_value("anthropic.claude-3-haiku-20240307-v1:0")
+    expect(settings.get_by_label(re.compile("^Seconds a model summary may take"))).to_have_value("3")
+
+    # Back to offline summaries, with new tags on; a new tag is accepted from the reader.
+    settings.get_by_label("Summaries").select_option("extractive")
+    settings.get_by_label("Suggest new tags from the page").check()
+    settings.get_by_role("button", name="Save settings").click()
+    expect(settings.locator("#settings-result")).to_contain_text("Settings saved")
+    page.screenshot(path=screenshots / "settings-1280.png")
+    save(page, page_url(pages, "/kayak-touring"))
+    kayak = card(page, "A page about kayak touring")
+    expect(kayak.locator(".badge.completed")).to_have_text("Ready", timeout=WAIT_MS)
+    kayak.get_by_role("button", name="A page about kayak touring").click()
+    suggested = page.locator("#reader").get_by_role("group", name="Suggested tags")
+    expect(suggested).to_contain_text("kayak touringnew")
+    suggested.get_by_role("button", name="Accept kayak touring").click()
+    expect(page.locator("#reader .tags")).to_contain_text("kayak touring")
+    expect(page.locator("#tag-views")).to_contain_text("kayak touring(1)")
+    page.locator("#reader").get_by_role("button", name="Close").click()
     assert page.errors == []
 
 

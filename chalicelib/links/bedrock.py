@@ -1,7 +1,8 @@
 """A summarizer backed by a hosted model on Amazon Bedrock (the Converse API).
 
 An option per org, never a dependency: on a timeout, an AWS error, an
-empty or odd answer, it returns the offline extractive summary instead.
+empty or odd answer, it returns the offline extractive summary instead,
+and says so (``Summary.fallback_from`` and ``fallback_reason``).
 This module and the store/queue backends are the only ones that talk to AWS.
 """
 
@@ -11,7 +12,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from chalicelib.links.summary import MAX_SUMMARY_CHARS, ExtractiveSummarizer, Summarizer
+from chalicelib.links.summary import MAX_SUMMARY_CHARS, ExtractiveSummarizer, Summary
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class BedrockSummarizer:
         model_id: str,
         timeout: float = 10.0,
         *,
-        fallback: Summarizer | None = None,
+        fallback: ExtractiveSummarizer | None = None,
         max_tokens: int = 200,
     ):
         self.client = client
@@ -50,21 +51,39 @@ class BedrockSummarizer:
         self.max_tokens = max_tokens
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bedrock")
 
+    @property
+    def name(self) -> str:
+        """The setting that chose this summarizer: ``bedrock:<model id>``."""
+        return f"bedrock:{self.model_id}"
+
     def summarize(self, title: str | None, text: str) -> str:
+        """The summary's text, the model's or the extractive one."""
+        return self.summary(title, text).text
+
+    def summary(self, title: str | None, text: str) -> Summary:
         if not text.strip():
-            return ""
+            return Summary("", self.name)
         future = self._pool.submit(self._converse, title, text)
         try:
             answer = future.result(timeout=self.timeout)
         except FutureTimeout:
-            log.warning("bedrock summary timed out after %ss; using the extractive one", self.timeout)
-            return self.fallback.summarize(title, text)
+            return self._fall_back(title, text, f"no answer within {self.timeout:g} s")
         except Exception as error:  # any failure of an optional service means: fall back
-            log.warning("bedrock summary failed (%s: %s); using the extractive one", type(error).__name__, error)
-            return self.fallback.summarize(title, text)
+            return self._fall_back(title, text, f"{type(error).__name__}: {error}")
         if not answer:
-            return self.fallback.summarize(title, text)
-        return answer if len(answer) <= MAX_SUMMARY_CHARS else answer[: MAX_SUMMARY_CHARS - 1].rstrip() + "…"
+            return self._fall_back(title, text, "the model answered with no text")
+        if len(answer) > MAX_SUMMARY_CHARS:
+            answer = answer[: MAX_SUMMARY_CHARS - 1].rstrip() + "…"
+        return Summary(answer, self.name)
+
+    def _fall_back(self, title: str | None, text: str, reason: str) -> Summary:
+        log.warning("bedrock summary with %s failed (%s); using the extractive one", self.model_id, reason)
+        return Summary(
+            self.fallback.summarize(title, text),
+            "extractive",
+            fallback_from=self.name,
+            fallback_reason=" ".join(reason.split())[:500],
+        )
 
     def _converse(self, title: str | None, text: str) -> str:
         page = f"Title: {title}\n\n{text[:MAX_PROMPT_CHARS]}" if title else text[:MAX_PROMPT_CHARS]

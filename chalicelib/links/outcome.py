@@ -22,13 +22,17 @@ class TagChoice:
 
 @dataclass(frozen=True)
 class LinkJob:
-    """One link to process; ``suggest_new_tags`` is the org's choice of
-    suggesting tags it does not have yet (keyphrases of the page)."""
+    """One link to process, with the org's choices (chalicelib.orgsettings):
+    ``suggest_new_tags``, whether to suggest tags it does not have yet
+    (keyphrases of the page); ``summarizer``, ``extractive`` or
+    ``bedrock:<model id>``, and the seconds a hosted model may take."""
 
     link_id: str
     url: str
     tags: tuple[TagChoice, ...] = ()
     suggest_new_tags: bool = False
+    summarizer: str = "extractive"
+    summarizer_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,11 @@ class LinkOutcome:
     word_count: int = 0
     reading_minutes: int = 0
     summary: str | None = None
+    # Which summarizer wrote the summary; when the org's choice failed, the
+    # one tried and why (the extractive summary stood in).
+    summary_model: str = "extractive"
+    summary_fallback_from: str | None = None
+    summary_fallback_reason: str | None = None
     suggestions: tuple[TagSuggestion, ...] = field(default_factory=tuple)
     new_tags: tuple[NewTagSuggestion, ...] = field(default_factory=tuple)
     failure: LinkFailure | None = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import replace
 from typing import Callable
 from urllib.parse import unquote, urlsplit
@@ -28,7 +29,7 @@ from chalicelib.links.document import parse_document
 from chalicelib.links.fetch import FetchedPage, FetchError, FetchPolicy, fetch_page
 from chalicelib.links.metadata import extract_metadata
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, PageMetadata, ProcessLink
-from chalicelib.links.summary import ExtractiveSummarizer, Summarizer
+from chalicelib.links.summary import ExtractiveSummarizer, Summarizer, Summary, summarizer_from_setting
 from chalicelib.links.tags import suggest_new_tags, suggest_tags
 from chalicelib.links.text import readable_text, text_stats
 
@@ -40,14 +41,19 @@ _FILENAME = re.compile(r"""filename\*?\s*=\s*(?:UTF-8'[^']*')?["']?([^"';]+)""",
 
 
 def make_link_processor(
-    *, fetch: Callable[[str], FetchedPage] | None = None, summarizer: Summarizer | None = None
+    *,
+    fetch: Callable[[str], FetchedPage] | None = None,
+    summarizer: Summarizer | None = None,
+    bedrock_client: Callable[[float], object] | None = None,
 ) -> ProcessLink:
     """A ProcessLink: ``LinkJob`` in, ``LinkOutcome`` out, never an exception.
 
     ``fetch(url) -> FetchedPage`` defaults to the safe fetcher with the
     policy from the environment (LINKLOG_ALLOW_HOSTS), read when this is
     called; it raises FetchError for pages it will not or cannot get.
-    ``summarizer`` defaults to the offline ExtractiveSummarizer. A bad
+    Each job is summarized as its org chose (``job.summarizer``), the
+    Bedrock client made by ``bedrock_client(timeout)`` (a boto3 client by
+    default); a ``summarizer`` given here serves every job instead. A bad
     LINKLOG_ALLOW_HOSTS raises ValueError here, before any link is tried.
     """
     if fetch is None:
@@ -56,7 +62,7 @@ def make_link_processor(
         def fetch(url: str):
             return fetch_page(url, policy)
 
-    summarizer = summarizer or ExtractiveSummarizer()
+    chosen = _SummarizerChoice(bedrock_client) if summarizer is None else (lambda job: summarizer)
 
     def process(job: LinkJob) -> LinkOutcome:
         try:
@@ -67,7 +73,7 @@ def make_link_processor(
             log.exception("fetching %s failed unexpectedly", job.url)
             return LinkOutcome(job.link_id, failure=LinkFailure("fetch_failed", _describe(error), retryable=True))
         try:
-            return _outcome(job, page, summarizer)
+            return _outcome(job, page, chosen(job))
         except Exception as error:  # a page that breaks the extractors is that page's failure, not the cycle's
             log.exception("extracting %s failed", job.url)
             return LinkOutcome(job.link_id, failure=LinkFailure("extract_failed", _describe(error), retryable=False))
@@ -87,7 +93,7 @@ def _outcome(job: LinkJob, page: FetchedPage, summarizer: Summarizer) -> LinkOut
     else:
         return LinkOutcome(job.link_id, metadata=_file_metadata(page))
     text = _cap(readable.text)
-    summary = _summarize(summarizer, metadata.title, text) or metadata.description
+    summary = _summarize(summarizer, metadata.title, text)
     if job.suggest_new_tags:
         suggestions, new_tags = suggest_new_tags(job.tags, metadata.title, text, page.final_url)
     else:
@@ -98,20 +104,59 @@ def _outcome(job: LinkJob, page: FetchedPage, summarizer: Summarizer) -> LinkOut
         text=text or None,
         word_count=readable.word_count,
         reading_minutes=readable.reading_minutes,
-        summary=summary or None,
+        summary=summary.text or metadata.description or None,
+        summary_model=summary.model if summary.text else "extractive",
+        summary_fallback_from=summary.fallback_from,
+        summary_fallback_reason=summary.fallback_reason,
         suggestions=suggestions,
         new_tags=new_tags,
     )
 
 
-def _summarize(summarizer: Summarizer, title: str | None, text: str) -> str:
+class _SummarizerChoice:
+    """The summarizer of a job's setting, made once per setting and timeout
+    (a Bedrock one holds a client and threads) and shared by the threads
+    processing links."""
+
+    def __init__(self, bedrock_client: Callable[[float], object] | None):
+        self.bedrock_client = bedrock_client
+        self.made: dict[tuple[str, float], Summarizer] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, job: LinkJob) -> Summarizer:
+        key = (job.summarizer, job.summarizer_timeout)
+        with self.lock:
+            if key not in self.made:
+                try:
+                    self.made[key] = summarizer_from_setting(
+                        job.summarizer, bedrock_client=self.bedrock_client, timeout=job.summarizer_timeout
+                    )
+                except Exception as error:  # no AWS region or credentials: not the link's failure
+                    # Not kept: the next job tries again, so a fixed configuration takes effect.
+                    log.warning("summarizer %r unavailable: %s", job.summarizer, error)
+                    return _Unavailable(job.summarizer, _describe(error))
+            return self.made[key]
+
+
+class _Unavailable:
+    """Stands in for a summarizer that could not be made: extractive, saying why."""
+
+    def __init__(self, setting: str, reason: str):
+        self.setting = setting
+        self.reason = reason
+
+    def summary(self, title: str | None, text: str) -> Summary:
+        return Summary(ExtractiveSummarizer().summarize(title, text), "extractive", self.setting, self.reason)
+
+
+def _summarize(summarizer: Summarizer, title: str | None, text: str) -> Summary:
     if not text:
-        return ""
+        return Summary("")
     try:
-        return summarizer.summarize(title, text)
+        return summarizer.summary(title, text)
     except Exception:  # a summary is a nicety: the entry is worth keeping without one
         log.exception("summarizer failed")
-        return ""
+        return Summary("")
 
 
 def _looks_like_html(body: bytes) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from chalicelib.links.sentences import shorten, split_sentences
@@ -38,9 +39,26 @@ _MAX_HEADING_WORDS = 15
 _MAX_SENTENCES = 3
 
 
+@dataclass(frozen=True)
+class Summary:
+    """A summary and who wrote it.
+
+    ``model`` is the summarizer that wrote ``text`` (``extractive`` or
+    ``bedrock:<model id>``); when the org's choice failed and the
+    extractive one stood in, ``fallback_from`` names the choice and
+    ``fallback_reason`` says what went wrong.
+    """
+
+    text: str
+    model: str = "extractive"
+    fallback_from: str | None = None
+    fallback_reason: str | None = None
+
+
 class Summarizer(Protocol):
-    def summarize(self, title: str | None, text: str) -> str:
-        """A short summary of the page; empty when there is nothing to summarize."""
+    def summary(self, title: str | None, text: str) -> Summary:
+        """A short summary of the page (empty text when there is nothing to
+        summarize) and the model that wrote it."""
         ...
 
 
@@ -61,7 +79,11 @@ class ExtractiveSummarizer:
         self.max_chars = max_chars
         self.max_sentences = max_sentences
 
+    def summary(self, title: str | None, text: str) -> Summary:
+        return Summary(self.summarize(title, text))
+
     def summarize(self, title: str | None, text: str) -> str:
+        """The summary's text."""
         sentences = _sentences_beside(title, split_sentences(text.lstrip()[:_SCAN_CHARS]))
         if not sentences:
             return ""

@@ -12,7 +12,7 @@ import functools
 from pydantic.json_schema import models_json_schema
 
 from chalicelib import exports, imports, web
-from chalicelib.events import MAX_BODY_BYTES, PushBatch
+from chalicelib.events import MAX_BODY_BYTES, OrgSettingsChangedArgs, PushBatch
 from chalicelib.formats import FORMATS as IMPORT_FORMATS
 from chalicelib.openapi import models
 from chalicelib.state.queries import MAX_PAGE, MAX_SEARCH_QUERY, MAX_SEARCH_RESULTS, STATUSES
@@ -94,8 +94,10 @@ def _operation(operation_id: str, summary: str, answer: str, refusals: dict, **m
 def openapi_document() -> dict:
     """The OpenAPI 3.1 document (a fresh build per process, cached)."""
     _, schemas = models_json_schema(
-        [(model, "validation" if model in (PushBatch, models.QueryRequest) else "serialization")
-         for model in (PushBatch, models.QueryRequest, models.ErrorResponse, models.Health,
+        [(model, "validation" if model in (PushBatch, models.QueryRequest, OrgSettingsChangedArgs)
+          else "serialization")
+         for model in (PushBatch, models.QueryRequest, OrgSettingsChangedArgs, models.OrgSettings,
+                       models.ErrorResponse, models.Health,
                        models.PushResult, models.PullPage, models.LinksPage, models.LinkDetail,
                        models.TagList, models.SearchResults, models.QueryResult,
                        models.ImportSummary, models.ExportLink, models.LinklogExport,
@@ -167,6 +169,16 @@ def openapi_document() -> dict:
                                              "default": "netscape"}, "the file's format")],
             "responses": {"200": _export_answer(),
                           **_refusals({422: "an unknown format"})}}},
+        "/v1/settings": {
+            "get": _operation("getSettings", "The org's settings", "OrgSettings", _refusals()),
+            "put": _operation(
+                "changeSettings", "Change some of the org's settings (a v1.OrgSettingsChanged)",
+                "OrgSettings",
+                _refusals({400: "malformed JSON", 413: "a body over 10,000 bytes",
+                           422: "invalid fields, with their names"}),
+                requestBody=_body("OrgSettingsChangedArgs",
+                                  "the settings to change; those left out keep their value")),
+        },
         "/v1/stats": {"get": _operation(
             "stats", "Version, snapshot and processing figures", "Stats", _refusals())},
         "/openapi.json": {"get": {

@@ -80,10 +80,13 @@ class Link(Answer):
 
 class Suggestion(Answer):
     id: str
-    tag_id: str
+    # Null for a new tag not yet accepted as one of the org's tags.
+    tag_id: str | None
     tag_name: str
     score: float
     status: str
+    # A tag the org does not have yet (its tagSuggestions is existing+new).
+    new: bool
 
 
 class LinkDetail(Link):
@@ -92,8 +95,24 @@ class LinkDetail(Link):
     reading_minutes: int
     summary: str | None
     summary_model: str | None
+    # When the org's summarizer failed and the extractive one stood in.
+    summary_fallback_from: str | None
+    summary_fallback_reason: str | None
     suggestions: list[Suggestion]
     aliases: list[str]
+
+
+class SettingsValues(Answer):
+    summarizer: str
+    summarizerTimeout: float
+    tagSuggestions: Literal["existing", "existing+new"]
+
+
+class OrgSettings(Answer):
+    """The org's settings, defaults filled in, at a version of its log."""
+
+    settings: SettingsValues
+    version: int
 
 
 class LinksPage(Answer):

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import apsw
 
 from chalicelib.links.urls import normalize_url
+from chalicelib.orgsettings import summarizer_problem, tag_suggestions_problem, timeout_problem
 from chalicelib.state.schema import processor_epoch, version
 from chalicelib.state.times import format_time
 from chalicelib.storable import CONTROL_CHARACTERS, INT64_MAX, INT64_MIN, LONE_SURROGATES
@@ -39,6 +40,7 @@ RETRY_GROWTH = 6
 MAX_RETRY_AFTER_SECONDS = 86_400
 MAX_EVENT_ID_LENGTH = 64
 MAX_URL_LENGTH = 8192
+MAX_NEW_TAG_NAME = 200
 # The state adds up to a day to a processor's times (a retry's delay, the
 # moment a pending link counts as stuck); a later time would overflow.
 LATEST_PROCESSOR_TIME = datetime.max.replace(tzinfo=timezone.utc) - timedelta(days=2)
@@ -66,6 +68,7 @@ PROCESSOR_EVENTS = frozenset(
         "v1.LinkContentExtracted",
         "v1.LinkSummarized",
         "v1.TagSuggested",
+        "v1.NewTagSuggested",
         "v1.LinkProcessingCompleted",
         "v1.LinkProcessingFailed",
         "v1.LinkProcessingCancelled",
@@ -496,22 +499,36 @@ def _link_untagged(db: apsw.Connection, args: dict, context: _Context) -> None:
     db.execute("DELETE FROM link_tags WHERE link_id = ? AND tag_id = ?", (link_id, tag_id))
 
 
-def _suggestion(db: apsw.Connection, args: dict) -> tuple[str, str]:
+def _suggestion(db: apsw.Connection, args: dict) -> tuple[str, str | None, str | None]:
+    """The suggestion ``args["id"]`` names: (link id, tag id or None, new tag name or None)."""
     suggestion_id = _id(args, "id")
-    pair = db.execute(
-        "SELECT link_id, tag_id FROM tag_suggestion_ids WHERE id = ?", (suggestion_id,)
+    found = db.execute(
+        "SELECT link_id, tag_id, name FROM tag_suggestion_ids WHERE id = ?", (suggestion_id,)
     ).fetchone()
-    if pair is None:
+    if found is None:
         raise _Skip("unknown suggestion")
-    return pair
+    return found
 
 
 def _suggestion_accepted(db: apsw.Connection, args: dict, context: _Context) -> None:
-    link_id, tag_id = _suggestion(db, args)
-    db.execute(
-        "UPDATE tag_suggestions SET status = 'accepted' WHERE link_id = ? AND tag_id = ?",
-        (link_id, tag_id),
-    )
+    link_id, tag_id, new_name = _suggestion(db, args)
+    if new_name is not None:
+        # A new tag is accepted as the tag the client made (or chose) for it.
+        if args.get("tagId") is None:
+            raise _Skip("tagId is needed to accept a new tag")
+        tag_id = _tag(db, args, "tagId")
+        db.execute(
+            """UPDATE new_tag_suggestions SET status = 'accepted', tag_id = ?
+               WHERE link_id = ? AND name = ?""",
+            (tag_id, link_id, new_name),
+        )
+    else:
+        if args.get("tagId") is not None and _id(args, "tagId") != tag_id:
+            raise _Skip("tagId is not the suggested tag")
+        db.execute(
+            "UPDATE tag_suggestions SET status = 'accepted' WHERE link_id = ? AND tag_id = ?",
+            (link_id, tag_id),
+        )
     # Accepting a suggestion tags the link; a client that also sends
     # LinkTagged changes nothing more.
     db.execute(
@@ -528,10 +545,42 @@ def _optional_event_time(context: _Context) -> str | None:
 
 
 def _suggestion_dismissed(db: apsw.Connection, args: dict, context: _Context) -> None:
-    link_id, tag_id = _suggestion(db, args)
+    link_id, tag_id, new_name = _suggestion(db, args)
+    if new_name is not None:
+        db.execute(
+            "UPDATE new_tag_suggestions SET status = 'dismissed' WHERE link_id = ? AND name = ?",
+            (link_id, new_name),
+        )
+        return
     db.execute(
         "UPDATE tag_suggestions SET status = 'dismissed' WHERE link_id = ? AND tag_id = ?",
         (link_id, tag_id),
+    )
+
+
+def _settings_changed(db: apsw.Connection, args: dict, context: _Context) -> None:
+    checks = {
+        "summarizer": summarizer_problem,
+        "summarizerTimeout": timeout_problem,
+        "tagSuggestions": tag_suggestions_problem,
+    }
+    chosen = {name: args.get(name) for name in checks}
+    for name, problem in checks.items():
+        if chosen[name] is not None and problem(chosen[name]) is not None:
+            raise _Skip(f"{name} {problem(chosen[name])}")
+    if all(value is None for value in chosen.values()):
+        raise _Skip("no setting named")
+    # What the event leaves out keeps its value.
+    db.execute(
+        """INSERT INTO org_settings (id, summarizer, summarizer_timeout, tag_suggestions, changed_at, changed_version)
+           VALUES (1, :summarizer, :summarizerTimeout, :tagSuggestions, :at, :version)
+           ON CONFLICT (id) DO UPDATE SET
+               summarizer = coalesce(excluded.summarizer, summarizer),
+               summarizer_timeout = coalesce(excluded.summarizer_timeout, summarizer_timeout),
+               tag_suggestions = coalesce(excluded.tag_suggestions, tag_suggestions),
+               changed_at = excluded.changed_at,
+               changed_version = excluded.changed_version""",
+        {**chosen, "at": _optional_event_time(context), "version": context.version},
     )
 
 
@@ -724,24 +773,22 @@ def _summarized(db: apsw.Connection, args: dict, context: _Context) -> None:
     if not isinstance(summary, str):
         raise _Skip("summary must be a string")
     db.execute(
-        "INSERT OR REPLACE INTO link_summaries (link_id, summary, model) VALUES (?, ?, ?)",
-        (link_id, summary, _optional_text(args, "model")),
+        """INSERT OR REPLACE INTO link_summaries (link_id, summary, model, fallback_from, fallback_reason)
+           VALUES (?, ?, ?, ?, ?)""",
+        (
+            link_id,
+            summary,
+            _optional_text(args, "model"),
+            _optional_text(args, "fallbackFrom"),
+            _optional_text(args, "fallbackReason"),
+        ),
     )
 
 
 def _tag_suggested(db: apsw.Connection, args: dict, context: _Context) -> None:
-    suggestion_id = _id(args, "id")
     link_id = _link(db, args, "linkId")
     tag_id = _tag(db, args, "tagId")
-    score = _number(args, "score")
-    if score is None or score > 1:
-        raise _Skip("score must be a number from 0 to 1")
-    if db.execute("SELECT 1 FROM tag_suggestion_ids WHERE id = ?", (suggestion_id,)).get:
-        raise _Skip("suggestion id already exists")
-    db.execute(
-        "INSERT INTO tag_suggestion_ids (id, link_id, tag_id) VALUES (?, ?, ?)",
-        (suggestion_id, link_id, tag_id),
-    )
+    suggestion_id, score = _suggestion_given(db, args, link_id, tag_id=tag_id)
     # One suggestion per link and tag: suggesting it again (after a
     # reprocess) refreshes the score but keeps the user's answer.
     db.execute(
@@ -750,6 +797,39 @@ def _tag_suggested(db: apsw.Connection, args: dict, context: _Context) -> None:
            ON CONFLICT (link_id, tag_id) DO UPDATE SET id = excluded.id, score = excluded.score""",
         (link_id, tag_id, suggestion_id, score),
     )
+
+
+def _new_tag_suggested(db: apsw.Connection, args: dict, context: _Context) -> None:
+    link_id = _link(db, args, "linkId")
+    name = _text(args, "name", max_length=MAX_NEW_TAG_NAME)
+    if CONTROL_CHARACTERS.search(name):
+        raise _Skip("name must not contain control characters")
+    suggestion_id, score = _suggestion_given(db, args, link_id, name=name)
+    # As for existing tags: suggesting it again keeps the user's answer.
+    db.execute(
+        """INSERT INTO new_tag_suggestions (link_id, name, id, score, status)
+           VALUES (?, ?, ?, ?, 'suggested')
+           ON CONFLICT (link_id, name) DO UPDATE SET id = excluded.id, score = excluded.score""",
+        (link_id, name, suggestion_id, score),
+    )
+
+
+def _suggestion_given(
+    db: apsw.Connection, args: dict, link_id: str, *, tag_id: str | None = None, name: str | None = None
+) -> tuple[str, float]:
+    """Record a new suggestion id (of tag ``tag_id``, or of a new tag ``name``)
+    and return it with the suggestion's score."""
+    suggestion_id = _id(args, "id")
+    score = _number(args, "score")
+    if score is None or score > 1:
+        raise _Skip("score must be a number from 0 to 1")
+    if db.execute("SELECT 1 FROM tag_suggestion_ids WHERE id = ?", (suggestion_id,)).get:
+        raise _Skip("suggestion id already exists")
+    db.execute(
+        "INSERT INTO tag_suggestion_ids (id, link_id, tag_id, name) VALUES (?, ?, ?, ?)",
+        (suggestion_id, link_id, tag_id, name),
+    )
+    return suggestion_id, score
 
 
 HANDLERS: dict[str, Callable[[apsw.Connection, dict, _Context], None]] = {
@@ -766,11 +846,13 @@ HANDLERS: dict[str, Callable[[apsw.Connection, dict, _Context], None]] = {
     "v2.LinkUntagged": _link_untagged,
     "v1.TagSuggestionAccepted": _suggestion_accepted,
     "v1.TagSuggestionDismissed": _suggestion_dismissed,
+    "v1.OrgSettingsChanged": _settings_changed,
     "v1.LinkProcessingStarted": _processing_started,
     "v1.LinkMetadataFetched": _metadata_fetched,
     "v1.LinkContentExtracted": _content_extracted,
     "v1.LinkSummarized": _summarized,
     "v1.TagSuggested": _tag_suggested,
+    "v1.NewTagSuggested": _new_tag_suggested,
     "v1.LinkProcessingCompleted": _processing_completed,
     "v1.LinkProcessingFailed": _processing_failed,
     "v1.LinkProcessingCancelled": _processing_cancelled,

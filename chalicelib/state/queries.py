@@ -17,6 +17,8 @@ from typing import Any, Callable
 import apsw
 import apsw.ext
 
+from chalicelib.orgsettings import DEFAULTS, OrgSettings
+
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 MAX_SEARCH_RESULTS = 100
@@ -247,19 +249,16 @@ def get_link(db: apsw.Connection, link_id: str) -> dict | None:
     ).fetchone()
     link["text"], link["word_count"], link["reading_minutes"] = text or (None, 0, 0)
     summary = db.execute(
-        "SELECT summary, model FROM link_summaries WHERE link_id = ?", (link_id,)
+        "SELECT summary, model, fallback_from, fallback_reason FROM link_summaries WHERE link_id = ?",
+        (link_id,),
     ).fetchone()
-    link["summary"], link["summary_model"] = summary or (None, None)
-    link["suggestions"] = [
-        {"id": suggestion_id, "tag_id": tag_id, "tag_name": name, "score": score, "status": status}
-        for suggestion_id, tag_id, name, score, status in db.execute(
-            """SELECT tag_suggestions.id, tags.id, tags.name, score, status FROM tag_suggestions
-               JOIN tags ON tags.id = tag_suggestions.tag_id
-               WHERE link_id = ? AND tags.deleted_at IS NULL
-               ORDER BY score DESC, tags.id""",
-            (link_id,),
-        )
-    ]
+    (
+        link["summary"],
+        link["summary_model"],
+        link["summary_fallback_from"],
+        link["summary_fallback_reason"],
+    ) = summary or (None, None, None, None)
+    link["suggestions"] = _suggestions_of(db, link_id)
     link["aliases"] = [
         alias for (alias,) in db.execute(
             "SELECT alias_id FROM link_aliases WHERE link_id = ? ORDER BY created_version, alias_id",
@@ -267,6 +266,41 @@ def get_link(db: apsw.Connection, link_id: str) -> dict | None:
         )
     ]
     return link
+
+
+def _suggestions_of(db: apsw.Connection, link_id: str) -> list[dict]:
+    """The link's tag suggestions, best first: of existing tags (``new``
+    false) and of new tags (``new`` true; ``tag_id`` is null until one is
+    accepted as a tag)."""
+    rows = db.execute(
+        """SELECT s.id, tags.id, tags.name, s.score, s.status, 0 FROM tag_suggestions AS s
+               JOIN tags ON tags.id = s.tag_id
+               WHERE s.link_id = ?1 AND tags.deleted_at IS NULL
+           UNION ALL
+           SELECT s.id, s.tag_id, s.name, s.score, s.status, 1 FROM new_tag_suggestions AS s
+               WHERE s.link_id = ?1
+           ORDER BY 4 DESC, 6, 3, 1""",
+        (link_id,),
+    )
+    return [
+        {"id": suggestion_id, "tag_id": tag_id, "tag_name": name, "score": score, "status": status, "new": bool(new)}
+        for suggestion_id, tag_id, name, score, status, new in rows
+    ]
+
+
+def org_settings(db: apsw.Connection) -> OrgSettings:
+    """The org's settings: what it chose, the defaults for what it never did."""
+    row = db.execute(
+        "SELECT summarizer, summarizer_timeout, tag_suggestions FROM org_settings WHERE id = 1"
+    ).fetchone()
+    if row is None:
+        return DEFAULTS
+    summarizer, timeout, tag_suggestions = row
+    return OrgSettings(
+        summarizer=summarizer or DEFAULTS.summarizer,
+        summarizer_timeout=timeout if timeout is not None else DEFAULTS.summarizer_timeout,
+        tag_suggestions=tag_suggestions or DEFAULTS.tag_suggestions,
+    )
 
 
 def fts_query(text: str) -> str | None:

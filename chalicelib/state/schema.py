@@ -78,7 +78,10 @@ CREATE TABLE link_text (
 CREATE TABLE link_summaries (
     link_id TEXT PRIMARY KEY REFERENCES links(id),
     summary TEXT NOT NULL,
-    model TEXT
+    model TEXT,
+    -- The summarizer the org chose, when it failed and the extractive one stood in.
+    fallback_from TEXT,
+    fallback_reason TEXT
 );
 
 -- The documents of the full-text index: links with metadata or text. The
@@ -123,10 +126,37 @@ CREATE TABLE tag_suggestions (
     PRIMARY KEY (link_id, tag_id)
 );
 
+-- Tags the org does not have yet, suggested from the page's keyphrases
+-- (when the org's tagSuggestions is existing+new); tag_id is the tag the
+-- user accepted it as.
+CREATE TABLE new_tag_suggestions (
+    link_id TEXT NOT NULL REFERENCES links(id),
+    name TEXT NOT NULL,
+    id TEXT NOT NULL,
+    score REAL NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('suggested', 'accepted', 'dismissed')),
+    tag_id TEXT REFERENCES tags(id),
+    PRIMARY KEY (link_id, name)
+);
+
+-- Every suggestion id ever given: one of an existing tag (tag_id) or of a
+-- new one (name).
 CREATE TABLE tag_suggestion_ids (
     id TEXT PRIMARY KEY,
     link_id TEXT NOT NULL,
-    tag_id TEXT NOT NULL
+    tag_id TEXT,
+    name TEXT,
+    CHECK ((tag_id IS NULL) != (name IS NULL))
+);
+
+-- The org's choices (chalicelib.orgsettings); NULL: never chosen, the default holds.
+CREATE TABLE org_settings (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    summarizer TEXT,
+    summarizer_timeout REAL,
+    tag_suggestions TEXT,
+    changed_at TEXT,
+    changed_version INTEGER NOT NULL
 );
 
 CREATE TABLE applied_events (

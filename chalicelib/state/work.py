@@ -10,6 +10,7 @@ import apsw
 
 from chalicelib.links.outcome import LinkJob, TagChoice
 from chalicelib.state.apply import MAX_ATTEMPTS
+from chalicelib.state.queries import org_settings
 from chalicelib.state.times import format_time, parse_time
 
 # The one definition of "this link needs work now", shared by the work
@@ -39,7 +40,8 @@ def links_needing_work(
     max_attempts: int = MAX_ATTEMPTS,
     limit: int | None = None,
 ) -> list[LinkJob]:
-    """Links to process now, oldest saved first.
+    """Links to process now, oldest saved first, each with the org's
+    tags and settings (summarizer, new tag suggestions).
 
     A link that is not deleted needs work when it has no status (never
     started, or reprocess requested), when it is pending, or when it failed
@@ -72,7 +74,19 @@ def links_needing_work(
     if not rows:
         return []
     tags = live_tags(db)
-    return [LinkJob(link_id=link_id, url=url, tags=tags) for link_id, url in rows]
+    # Read every cycle: a settings change applies from the next link processed.
+    chosen = org_settings(db)
+    return [
+        LinkJob(
+            link_id=link_id,
+            url=url,
+            tags=tags,
+            suggest_new_tags=chosen.suggest_new_tags,
+            summarizer=chosen.summarizer,
+            summarizer_timeout=chosen.summarizer_timeout,
+        )
+        for link_id, url in rows
+    ]
 
 
 def next_due(

@@ -125,7 +125,10 @@ async function api(path, options = {}) {
   }
   const body = await answer.json();
   if (!answer.ok) {
-    throw new Error(body && body.error ? body.error.message : `${answer.status} ${answer.statusText}`);
+    const failure = new Error(body && body.error ? body.error.message : `${answer.status} ${answer.statusText}`);
+    // A 422 names each bad field and what is wrong with it.
+    failure.details = body && body.error && Array.isArray(body.error.details) ? body.error.details : [];
+    throw failure;
   }
   return body;
 }
@@ -243,6 +246,7 @@ async function loadLinks({more = false, keep = false} = {}) {
 async function reload() {
   try {
     await loadTags();
+    await loadSettings();
     await loadLinks();
   } catch (error) {
     report(error);
@@ -474,8 +478,12 @@ async function deleteTag(tag) {
   act(() => push([event("v1.TagDeleted", {id: tag.id, deletedAt: now()})]), `Deleted the tag ${tag.name}`);
 }
 
+// A suggested new tag is accepted as the org's tag of that name, made
+// first when there is none.
 function acceptSuggestion(suggestion) {
-  return push([event("v1.TagSuggestionAccepted", {id: suggestion.id})]);
+  if (!suggestion.new) return push([event("v1.TagSuggestionAccepted", {id: suggestion.id})]);
+  const tag = tagsNamed([suggestion.tag_name]);
+  return push([...tag.events, event("v1.TagSuggestionAccepted", {id: suggestion.id, tagId: tag.ids[0]})]);
 }
 
 function dismissSuggestion(suggestion) {
@@ -521,6 +529,7 @@ async function renderReader(linkId) {
       el("span", {text: "Suggested tags:"}),
       suggestions.map((suggestion) => el("span", {className: "chip"},
         el("span", {text: suggestion.tag_name}),
+        suggestion.new ? el("span", {className: "new-tag", text: "new"}) : null,
         el("button", {type: "button", onclick: () => act(() => acceptSuggestion(suggestion), `Tagged ${suggestion.tag_name}`)},
           "Accept", el("span", {className: "skip", text: ` ${suggestion.tag_name}`})),
         el("button", {type: "button", onclick: () => act(() => dismissSuggestion(suggestion), "Suggestion dismissed")},
@@ -627,6 +636,51 @@ $("bulk-tag-form").addEventListener("submit", (submitted) => {
   if (!names.length || !ids.length) return;
   $("bulk-tag").value = "";
   act(() => tagLinks(ids, names), `Tagged ${ids.length} links ${names.join(", ")}`);
+});
+
+// --- Settings ----------------------------------------------------------------
+
+const BEDROCK = "bedrock:";
+
+function showSettings(settings) {
+  const bedrock = settings.summarizer.startsWith(BEDROCK);
+  $("settings-summarizer").value = bedrock ? "bedrock" : "extractive";
+  $("settings-model").value = bedrock ? settings.summarizer.slice(BEDROCK.length) : "";
+  $("settings-timeout").value = settings.summarizerTimeout;
+  $("settings-new-tags").checked = settings.tagSuggestions === "existing+new";
+  $("settings-bedrock").hidden = !bedrock;
+}
+
+async function loadSettings() {
+  showSettings((await api("/v1/settings")).settings);
+}
+
+$("settings-summarizer").addEventListener("change", () => {
+  $("settings-bedrock").hidden = $("settings-summarizer").value !== "bedrock";
+});
+
+$("settings-form").addEventListener("submit", async (submitted) => {
+  submitted.preventDefault();
+  const bedrock = $("settings-summarizer").value === "bedrock";
+  const changes = {
+    summarizer: bedrock ? BEDROCK + $("settings-model").value.trim() : "extractive",
+    tagSuggestions: $("settings-new-tags").checked ? "existing+new" : "existing",
+  };
+  if (bedrock) changes.summarizerTimeout = Number($("settings-timeout").value);
+  const result = $("settings-result");
+  result.classList.remove("error");
+  try {
+    const answer = await api("/v1/settings", {
+      method: "PUT", headers: {"Content-Type": "application/json"}, body: JSON.stringify(changes),
+    });
+    showSettings(answer.settings);
+    result.textContent = "Settings saved. Links saved from now on follow them.";
+  } catch (error) {
+    if (error instanceof SignInNeeded) return;
+    const fields = (error.details || []).map((detail) => `${detail.path}: ${detail.message}`);
+    result.textContent = `Not saved: ${fields.length ? fields.join("; ") : error.message}`;
+    result.classList.add("error");
+  }
 });
 
 // --- Import and export -------------------------------------------------------
