@@ -99,10 +99,17 @@ def moto_client(endpoint_url: str | None = None):
     return boto3.client("s3", endpoint_url=endpoint_url, config=CLIENT_CONFIG, **FAKE_AWS)
 
 
-def start_moto_server(host: str = "127.0.0.1") -> MotoServer:
-    """Start moto's server on a free port of ``host`` and return once it answers."""
+def start_moto_server(host: str = "127.0.0.1", *, keep_alive: bool = False) -> MotoServer:
+    """Start moto's server on a free port of ``host`` and return once it answers.
+
+    moto's own server (werkzeug's) closes the connection after every
+    answer. ``keep_alive`` serves moto's same application with waitress
+    instead, which keeps connections open as S3 does: what a bench over a
+    simulated link needs, where a new connection costs its handshakes.
+    """
     process = subprocess.Popen(
-        [sys.executable, "-m", "chalicelib.store.motoserver", host],
+        [sys.executable, "-m", "chalicelib.store.motoserver", host]
+        + (["--keep-alive"] if keep_alive else []),
         cwd=PROJECT_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -114,6 +121,20 @@ def start_moto_server(host: str = "127.0.0.1") -> MotoServer:
         process.wait()
         raise RuntimeError(f"moto server did not start (exit code {process.returncode})")
     return MotoServer(url=url, process=process)
+
+
+def _serve_keep_alive(host: str) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from waitress.server import create_server
+
+    make_s3_requests_atomic()
+    # Threads for as many requests at once as the benches' writers make.
+    server = create_server(DomainDispatcherApplication(create_backend_app),
+                           host=host, port=0, threads=32)
+    print(f"http://{server.effective_host}:{server.effective_port}", flush=True)
+    threading.Thread(target=server.run, daemon=True).start()
+    sys.stdin.read()
+    server.close()
 
 
 def _serve(host: str) -> None:
@@ -132,4 +153,7 @@ def _serve(host: str) -> None:
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1")
+    arguments = sys.argv[1:]
+    serve = _serve_keep_alive if "--keep-alive" in arguments else _serve
+    hosts = [a for a in arguments if not a.startswith("--")]
+    serve(hosts[0] if hosts else "127.0.0.1")
