@@ -125,26 +125,31 @@ class _Direction:
         failed = False
         while True:
             received, due, piece = self.line.get()
-            if failed:
-                # Keep draining so the reader is never stuck on a full line.
-                if not piece:
-                    break
-                continue
-            wait = due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            try:
-                if not piece:
-                    self.sink.shutdown(socket.SHUT_WR)
-                    break
+            # Once the far end has gone, pieces are only drained, so the
+            # reader is never stuck on a full line; the end marker ends it.
+            if not failed:
+                failed = not self._hand_on(received, due, piece)
+            if not piece:
+                break
+        self.on_done(aborted=False)
+
+    def _hand_on(self, received: float, due: float, piece: bytes) -> bool:
+        """Hand ``piece`` (or the end of the stream) on at ``due``; False if the far end has gone."""
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        try:
+            if piece:
                 self.sink.sendall(piece)
                 self.count(len(piece), received)
-            except OSError:
-                # The far end went away (a client closing mid-body): end the
-                # whole connection, which also wakes the other readers.
-                failed = True
-                self.on_done(aborted=True)
-        self.on_done(aborted=False)
+            else:
+                self.sink.shutdown(socket.SHUT_WR)
+            return True
+        except OSError:
+            # A client closing mid-body, say: end the whole connection,
+            # which also wakes the readers of both directions.
+            self.on_done(aborted=True)
+            return False
 
 
 class _Connection:
