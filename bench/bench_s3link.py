@@ -7,8 +7,8 @@ with the other benches' own functions:
 
 - ``request_latency``: a 1 KB get, directly and over the link (the link's
   cost on one request, to read the rest against);
-- ``restore``: replay against restore of the 1,000- and 10,000-link orgs
-  (bench_processor.bench_restore; the logs and snapshots are written
+- ``restore``: replay against restore of the 10,000-link org
+  (bench_processor.bench_restore; its log and snapshot are written
   directly, since writing them is not what is measured);
 - ``cold_pull_10000_links``: a new device pulling the whole log, page by
   page, served by a cold container (a fresh LogIndex);
@@ -37,7 +37,7 @@ from chalicelib.store import CountingStore
 from chalicelib.store.motoserver import moto_client, start_moto_server
 from chalicelib.store.s3 import S3Store
 
-SIZES = (1_000, 10_000)
+LINKS = 10_000
 LATENCY_SAMPLES = 50
 PUSH_WRITERS = 8
 
@@ -68,8 +68,8 @@ def cold_pull(store, org: str) -> dict:
 
 def main(profile: LinkProfile = LinkProfile()) -> dict:
     """Run every part over a link of ``profile``; returns the figures."""
-    logs = {links: make_org_log(links, org=f"org{links}") for links in SIZES}
-    largest = f"org{SIZES[-1]}"
+    org = f"org{LINKS}"
+    commits = make_org_log(LINKS, org=org)
     with (
         start_moto_server(keep_alive=True) as server,
         start_proxy_process(server.url, profile) as link,
@@ -87,12 +87,9 @@ def main(profile: LinkProfile = LinkProfile()) -> dict:
                 "direct": latency_ms(lambda i: direct.get("latency/probe"), LATENCY_SAMPLES),
                 "link": latency_ms(lambda i: linked.get("latency/probe"), LATENCY_SAMPLES),
             },
-            "restore": [
-                bench_processor.bench_restore(linked, f"org{links}", links, logs[links], setup=direct)
-                for links in SIZES
-            ],
-            f"cold_pull_{SIZES[-1]}_links": cold_pull(linked, largest),
-            f"cycle_20_links_on_{SIZES[-1]}": bench_processor.bench_cycle(linked, largest),
+            "restore": bench_processor.bench_restore(linked, org, LINKS, commits, setup=direct),
+            f"cold_pull_{LINKS}_links": cold_pull(linked, org),
+            f"cycle_20_links_on_{LINKS}": bench_processor.bench_cycle(linked, org),
             f"push_{PUSH_WRITERS}_writers": bench_push.run(
                 lambda: S3Store(bucket, client=link_client), PUSH_WRITERS, shared_index=False
             ),
