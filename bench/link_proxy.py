@@ -31,19 +31,18 @@ import argparse
 import ipaddress
 import queue
 import socket
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
+
+from chalicelib.store.motoserver import ServerProcess, start_server_process
 
 PIECE = 64 * 1024
 # Pieces a direction holds in flight: 4 MB, more than 80 MB/s needs to fill
 # a 30 ms round trip (2.4 MB), as a tuned TCP window would be.
 PIECES_IN_FLIGHT = 64
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -246,41 +245,15 @@ class LinkProxy:
         self.stop()
 
 
-@dataclass
-class ProxyProcess:
-    """A LinkProxy in a child process of its own, so that relaying and its
-    timers never wait for the measured process's interpreter lock."""
-
-    url: str
-    process: subprocess.Popen
-
-    def stop(self) -> None:
-        self.process.stdin.close()
-        self.process.wait()
-        self.process.stdout.close()
-
-    def __enter__(self) -> ProxyProcess:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def start_proxy_process(target: str, profile: LinkProfile = LinkProfile()) -> ProxyProcess:
-    """Start ``python -m bench.link_proxy`` in front of ``target``; returns once it listens."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.link_proxy", target,
-         "--delay-ms", repr(profile.one_way_delay_seconds * 1000),
-         "--mbps", repr(profile.bytes_per_second / 1e6),
-         "--handshake-round-trips", str(profile.handshake_round_trips)],
-        cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    url = process.stdout.readline().strip()
-    if not url.startswith("http://"):
-        process.kill()
-        process.wait()
-        raise RuntimeError(f"link proxy did not start (exit code {process.returncode})")
-    return ProxyProcess(url=url, process=process)
+def start_proxy_process(target: str, profile: LinkProfile = LinkProfile()) -> ServerProcess:
+    """A LinkProxy in front of ``target`` in a child process of its own, so that
+    relaying and its timers never wait for the measured process's interpreter lock."""
+    return start_server_process("bench.link_proxy", [
+        target,
+        "--delay-ms", repr(profile.one_way_delay_seconds * 1000),
+        "--mbps", repr(profile.bytes_per_second / 1e6),
+        "--handshake-round-trips", str(profile.handshake_round_trips),
+    ])
 
 
 def main(argv: list[str]) -> None:
