@@ -24,7 +24,8 @@ from bench.link_proxy import LinkProfile, LinkProxy, start_proxy_process
 from chalicelib.store import NotFound, PreconditionFailed
 from chalicelib.store.motoserver import moto_client, start_moto_server
 from chalicelib.store.s3 import S3Store
-from tests.conftest import fresh_bucket_name
+from backlog import wait_until
+from conftest import fresh_bucket_name
 
 # No delay and no practical rate limit: for tests of what arrives, not when.
 INSTANT = LinkProfile(one_way_delay_seconds=0, bytes_per_second=1e12, handshake_round_trips=0)
@@ -41,15 +42,6 @@ def store_through(proxy: LinkProxy, server_url: str) -> S3Store:
     bucket = fresh_bucket_name()
     moto_client(server_url).create_bucket(Bucket=bucket)
     return S3Store(bucket, client=moto_client(proxy.url))
-
-
-def wait_until(condition, seconds: float = 20) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def test_store_requests_pass_byte_for_byte(keep_alive_server):
@@ -207,7 +199,8 @@ def test_a_client_closing_mid_body_harms_nothing(keep_alive_server):
             store.get("half")
         store.client.close()
         # Every relay thread of the dropped connections ends.
-        assert wait_until(lambda: threading.active_count() <= threads_before + 1)
+        wait_until(lambda: threading.active_count() <= threads_before + 1, 20,
+                   "the relay threads of the dropped connections to end")
 
 
 def test_only_loopback_targets():
