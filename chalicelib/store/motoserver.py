@@ -34,8 +34,9 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 
 
 @dataclass
-class MotoServer:
-    """A running moto server; ``url`` is its endpoint, e.g. ``http://127.0.0.1:40123``."""
+class ServerProcess:
+    """A server running in a child process (moto's, or a bench's proxy);
+    ``url`` is its endpoint, e.g. ``http://127.0.0.1:40123``."""
 
     url: str
     process: subprocess.Popen
@@ -47,7 +48,7 @@ class MotoServer:
         self.process.stdin.close()
         self.process.stdout.close()
 
-    def __enter__(self) -> MotoServer:
+    def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -99,10 +100,14 @@ def moto_client(endpoint_url: str | None = None):
     return boto3.client("s3", endpoint_url=endpoint_url, config=CLIENT_CONFIG, **FAKE_AWS)
 
 
-def start_moto_server(host: str = "127.0.0.1") -> MotoServer:
-    """Start moto's server on a free port of ``host`` and return once it answers."""
+def start_server_process(module: str, arguments: list[str]) -> ServerProcess:
+    """Run ``python -m module arguments`` and return once it prints its URL.
+
+    The child serves until its stdin closes, which happens when it is
+    stopped or when this process dies.
+    """
     process = subprocess.Popen(
-        [sys.executable, "-m", "chalicelib.store.motoserver", host],
+        [sys.executable, "-m", module, *arguments],
         cwd=PROJECT_ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -112,8 +117,35 @@ def start_moto_server(host: str = "127.0.0.1") -> MotoServer:
     if not url.startswith("http://"):
         process.kill()
         process.wait()
-        raise RuntimeError(f"moto server did not start (exit code {process.returncode})")
-    return MotoServer(url=url, process=process)
+        raise RuntimeError(f"{module} did not start (exit code {process.returncode})")
+    return ServerProcess(url=url, process=process)
+
+
+def start_moto_server(host: str = "127.0.0.1", *, keep_alive: bool = False) -> ServerProcess:
+    """Start moto's server on a free port of ``host`` and return once it answers.
+
+    moto's own server (werkzeug's) closes the connection after every
+    answer. ``keep_alive`` serves moto's same application with waitress
+    instead, which keeps connections open as S3 does: what a bench over a
+    simulated link needs, where a new connection costs its handshakes.
+    """
+    return start_server_process(
+        "chalicelib.store.motoserver", [host] + (["--keep-alive"] if keep_alive else [])
+    )
+
+
+def _serve_keep_alive(host: str) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from waitress.server import create_server
+
+    make_s3_requests_atomic()
+    # Threads for as many requests at once as the benches' writers make.
+    server = create_server(DomainDispatcherApplication(create_backend_app),
+                           host=host, port=0, threads=32)
+    print(f"http://{server.effective_host}:{server.effective_port}", flush=True)
+    threading.Thread(target=server.run, daemon=True).start()
+    sys.stdin.read()
+    server.close()
 
 
 def _serve(host: str) -> None:
@@ -132,4 +164,7 @@ def _serve(host: str) -> None:
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1")
+    arguments = sys.argv[1:]
+    serve = _serve_keep_alive if "--keep-alive" in arguments else _serve
+    hosts = [a for a in arguments if not a.startswith("--")]
+    serve(hosts[0] if hosts else "127.0.0.1")
