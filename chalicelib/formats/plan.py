@@ -1,0 +1,230 @@
+"""A file's screened bookmarks into the events and batches an import pushes.
+
+One plan serves both importers: the ``linklog import`` command (which
+queues the batches in its outbox) and ``POST /v1/import`` (which pushes
+them itself). Everything derives from the file's bytes, so the same file
+planned again, by either path, gives the same ids and the log dedupes what
+was already sent:
+
+- batches ``imp-<hash>-<n>``, cut from the screened bookmarks in file order
+  before the org is consulted, each within the push limits even if every
+  tag in it were new;
+- links ``l-<hash of the file's hash and the normalized URL>``;
+- events ``i<hash>-<position>-c`` (created), ``-tN`` (tagged), ``-r`` (read);
+- new tags ``t-<hash of the casefolded name>``, so two imports of one tag
+  name agree (``i<hash>-tag-<tag id>`` for its ``v1.TagCreated``).
+
+Against the org: a bookmark whose page the org has under the id this file
+gives it was imported by an earlier run; under another id it is "already
+there" and left alone (its tags are not added: importing must not rewrite
+what the user has curated since). A tag name the org has (case ignored,
+the oldest such tag) is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+import apsw
+from pydantic import ValidationError
+
+from chalicelib.events import MAX_BODY_BYTES, MAX_EVENTS_PER_PUSH, MAX_ID_CHARS, LinkCreatedArgs
+from chalicelib.formats.record import ImportedLink
+from chalicelib.formats.screen import Refused, Screened
+from chalicelib.state.times import format_time
+
+# Room under the push body limit for the envelope (batch and client ids)
+# and for a client that measures the batch a little differently.
+BATCH_BYTES = MAX_BODY_BYTES - 64 * 1024
+# A bookmark's events must fit one push: its LinkCreated and LinkCompleted,
+# and a TagCreated and a LinkTagged per tag.
+MAX_TAGS = (MAX_EVENTS_PER_PUSH - 2) // 2
+
+
+@dataclass
+class Batch:
+    """Events pushed together under an id the file determines."""
+
+    batch_id: str
+    events: list[dict]
+    links: int
+
+
+@dataclass
+class ImportPlan:
+    """What an import pushes, and what it found."""
+
+    file_hash: str
+    total: int
+    duplicates: int
+    refused: list[Refused]
+    batches: list[Batch] = field(default_factory=list)
+    earlier_run: int = 0
+    already_there: int = 0
+    tags_created: int = 0
+    skipped_batches: int = 0
+
+    @property
+    def refused_by_reason(self) -> Counter:
+        return Counter(item.reason for item in self.refused)
+
+    @property
+    def queued_links(self) -> int:
+        return sum(batch.links for batch in self.batches)
+
+    @property
+    def queued_events(self) -> int:
+        return sum(len(batch.events) for batch in self.batches)
+
+
+def file_hash(data: bytes) -> str:
+    """The file's identity for ids: the start of its SHA-256."""
+    return hashlib.sha256(data).hexdigest()[:20]
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:20]
+
+
+def tag_id_for(name: str) -> str:
+    """The id an import gives a new tag: from its name, so two imports agree."""
+    return "t-" + _digest("tag", name.casefold())
+
+
+def plan_import(
+    data: bytes,
+    file_format: str,
+    total: int,
+    screened: Screened,
+    org: apsw.Connection,
+    now: datetime,
+    sent: Callable[[str], bool] = lambda batch_id: False,
+) -> ImportPlan:
+    """The batches that save ``screened`` (read from ``data``, ``total`` bookmarks) to ``org``.
+
+    ``org`` is the org's state (or a client's view of it), only read;
+    ``now`` is the save time of bookmarks the file gives none. A batch
+    ``sent`` says is already on its way is counted but left out.
+    """
+    digest = file_hash(data)
+    plan = ImportPlan(file_hash=digest, total=total, duplicates=screened.duplicates, refused=list(screened.refused))
+    tags = _TagIds(org, digest)
+    chunks = _chunks(digest, file_format, format_time(now), screened.accepted, plan.refused)
+    for number, chunk in enumerate(chunks):
+        batch = Batch(batch_id=f"imp-{digest}-{number:05d}", events=[], links=0)
+        for link, normalized, link_id in chunk:
+            existing = org.execute("SELECT id FROM links WHERE normalized_url = ?", (normalized,)).get
+            if existing == link_id:
+                plan.earlier_run += 1
+            elif existing is not None:
+                plan.already_there += 1
+            else:
+                batch.events += _link_events(link, link_id, digest, file_format, format_time(now), tags.resolve)
+                batch.links += 1
+        if sent(batch.batch_id):
+            plan.skipped_batches += 1
+        elif batch.events:
+            plan.batches.append(batch)
+    plan.tags_created = sum(
+        1 for batch in plan.batches for event in batch.events if event["name"] == "v1.TagCreated"
+    )
+    return plan
+
+
+def _chunks(digest: str, file_format: str, now: str, accepted: list, refused: list[Refused]) -> list[list]:
+    """``accepted`` as (link, normalized URL, link id) in batches, cut as if every tag were new.
+
+    Only the file decides the cut, so a batch id names the same bookmarks on
+    every run. Bookmarks no push could carry are moved to ``refused``.
+    """
+    chunks: list[list] = [[]]
+    events = size = 0
+    for link, normalized in accepted:
+        link_id = "l-" + _digest(digest, normalized)
+        if len(link.tags) > MAX_TAGS:
+            refused.append(Refused(link, f"{len(link.tags)} tags; at most {MAX_TAGS} fit in one push"))
+            continue
+        try:
+            worst = _link_events(link, link_id, digest, file_format, now, lambda name: (tag_id_for(name), True))
+        except ValidationError as error:
+            # Screening and the push API disagree on this URL: refused alone,
+            # or the push would refuse the whole batch.
+            refused.append(Refused(link, f"not a URL the API accepts: {error.errors()[0]['msg']}"))
+            continue
+        # An org's own tag ids may be longer than the ones made here.
+        worst_size = len(json.dumps(worst)) + len(worst) + len(link.tags) * MAX_ID_CHARS
+        if events + len(worst) > MAX_EVENTS_PER_PUSH or size + worst_size > BATCH_BYTES:
+            chunks.append([])
+            events = size = 0
+        chunks[-1].append((link, normalized, link_id))
+        events += len(worst)
+        size += worst_size
+    return [chunk for chunk in chunks if chunk]
+
+
+class _TagIds:
+    """Tag names to ids: the org's live tag of that name (case ignored), else a new tag."""
+
+    def __init__(self, org: apsw.Connection, digest: str):
+        self.org = org
+        self.digest = digest
+        # Oldest last, so the oldest of several same-named tags wins.
+        self.ids = {
+            name.casefold(): tag_id
+            for tag_id, name in org.execute(
+                "SELECT id, name FROM tags WHERE deleted_at IS NULL ORDER BY created_at DESC, id DESC"
+            )
+        }
+
+    def resolve(self, name: str) -> tuple[str, bool]:
+        """The tag id for ``name``, and whether it is to be created (true once per new name)."""
+        key = name.casefold()
+        if key in self.ids:
+            return self.ids[key], False
+        tag_id = tag_id_for(name)
+        if self.org.execute("SELECT 1 FROM tags WHERE id = ?", (tag_id,)).get is not None:
+            # The user deleted the tag an earlier import made: a new one, not
+            # links tagged with the deleted tag.
+            tag_id = "t-" + _digest("tag", self.digest, key)
+        self.ids[key] = tag_id
+        return tag_id, True
+
+
+def _link_events(
+    link: ImportedLink,
+    link_id: str,
+    digest: str,
+    file_format: str,
+    now: str,
+    resolve: Callable[[str], tuple[str, bool]],
+) -> list[dict]:
+    """The events saving one bookmark; raises ValidationError for a URL the push API refuses."""
+    saved_at = format_time(link.saved_at) if link.saved_at else now
+    prefix = f"i{digest}-{link.position}"
+    args = {"id": link_id, "url": link.url, "createdAt": saved_at, "source": f"import:{file_format}"}
+    if link.title:
+        args["title"] = link.title
+    LinkCreatedArgs.model_validate(args)
+    events = [_event(f"{prefix}-c", "v1.LinkCreated", args, saved_at)]
+    for number, name in enumerate(link.tags):
+        tag_id, new = resolve(name)
+        if new:
+            events.append(_event(
+                f"i{digest}-tag-{tag_id}", "v1.TagCreated", {"id": tag_id, "name": name, "createdAt": saved_at}, saved_at,
+            ))
+        tagged = f"{prefix}-t{number}"
+        events.append(_event(
+            tagged, "v1.LinkTagged", {"id": tagged, "linkId": link_id, "tagId": tag_id, "createdAt": saved_at}, saved_at,
+        ))
+    if link.read:
+        events.append(_event(f"{prefix}-r", "v1.LinkCompleted", {"id": link_id, "completedAt": saved_at}, saved_at))
+    return events
+
+
+def _event(event_id: str, name: str, args: dict, at: str) -> dict:
+    return {"id": event_id, "name": name, "args": args, "at": at}
