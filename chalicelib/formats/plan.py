@@ -33,13 +33,15 @@ from typing import Callable
 import apsw
 from pydantic import ValidationError
 
-from chalicelib.events import MAX_BODY_BYTES, MAX_EVENTS_PER_PUSH, MAX_ID_CHARS, LinkCreatedArgs
+from chalicelib.events import MAX_BODY_BYTES, MAX_EVENTS_PER_PUSH, LinkCreatedArgs
 from chalicelib.formats.record import ImportedLink
 from chalicelib.formats.screen import Refused, Screened
 from chalicelib.state.times import format_time
 
-# Room under the push body limit for the envelope (batch and client ids)
-# and for a client that measures the batch a little differently.
+# Batches are measured as if every tag were new and named with this plan's
+# ids; the room left under the push body limit takes the envelope (batch
+# and client ids) and the org's own tag ids, which may be longer: at most
+# 64 characters instead of 22, in fewer than 250 LinkTagged a batch.
 BATCH_BYTES = MAX_BODY_BYTES - 64 * 1024
 # A bookmark's events must fit one push: its LinkCreated and LinkCompleted,
 # and a TagCreated and a LinkTagged per tag.
@@ -156,8 +158,7 @@ def _chunks(digest: str, file_format: str, now: str, accepted: list, refused: li
             # or the push would refuse the whole batch.
             refused.append(Refused(link, f"not a URL the API accepts: {error.errors()[0]['msg']}"))
             continue
-        # An org's own tag ids may be longer than the ones made here.
-        worst_size = len(json.dumps(worst)) + len(worst) + len(link.tags) * MAX_ID_CHARS
+        worst_size = len(json.dumps(worst)) + len(worst)
         if events + len(worst) > MAX_EVENTS_PER_PUSH or size + worst_size > BATCH_BYTES:
             chunks.append([])
             events = size = 0
