@@ -99,7 +99,7 @@ def test_a_tag_the_user_deleted_is_made_again_under_a_new_id():
 
 
 def test_batches_already_sent_are_counted_and_left_out():
-    links = bookmarks(400)
+    links = bookmarks(700)
     every = plan(links)
     assert len(every.batches) > 2
     skipped = every.batches[1].batch_id

@@ -115,18 +115,18 @@ def plan_import(
     """
     digest = file_hash(data)
     plan = ImportPlan(file_hash=digest, total=total, duplicates=screened.duplicates, refused=list(screened.refused))
+    drafts = _drafts(digest, file_format, format_time(now), screened.accepted, plan.refused)
     tags = _TagIds(org, digest)
-    chunks = _chunks(digest, file_format, format_time(now), screened.accepted, plan.refused)
-    for number, chunk in enumerate(chunks):
+    for number, chunk in enumerate(_chunks(drafts)):
         batch = Batch(batch_id=f"imp-{digest}-{number:05d}", events=[], links=0)
-        for link, normalized, link_id in chunk:
-            existing = org.execute("SELECT id FROM links WHERE normalized_url = ?", (normalized,)).get
-            if existing == link_id:
+        for draft in chunk:
+            existing = org.execute("SELECT id FROM links WHERE normalized_url = ?", (draft.normalized,)).get
+            if existing == draft.link_id:
                 plan.earlier_run += 1
             elif existing is not None:
                 plan.already_there += 1
             else:
-                batch.events += _link_events(link, link_id, digest, file_format, format_time(now), tags.resolve)
+                batch.events += [adapted for event in draft.events if (adapted := tags.adapt(event))]
                 batch.links += 1
         if sent(batch.batch_id):
             plan.skipped_batches += 1
@@ -138,73 +138,117 @@ def plan_import(
     return plan
 
 
-def _chunks(digest: str, file_format: str, now: str, accepted: list, refused: list[Refused]) -> list[list]:
-    """``accepted`` as (link, normalized URL, link id) in batches, cut as if every tag were new.
+@dataclass
+class _Draft:
+    """A bookmark's events as they would be in an org that has none of its tags.
 
-    Only the file decides the cut, so a batch id names the same bookmarks on
-    every run. Bookmarks no push could carry are moved to ``refused``.
+    Against the org they only shrink (a tag it has is not created) or take
+    the org's tag ids. ``size`` is the bytes in a push body of its events
+    but the ``v1.TagCreated``, ``tags`` the bytes of each of those by tag id.
     """
-    chunks: list[list] = [[]]
-    events = size = 0
+
+    normalized: str
+    link_id: str
+    events: list[dict]
+    size: int
+    tags: dict[str, int]
+
+
+def _drafts(digest: str, file_format: str, now: str, accepted: list, refused: list[Refused]) -> list[_Draft]:
+    """The drafts of ``accepted`` (link, normalized URL); bookmarks no push could carry go to ``refused``."""
+    drafts = []
+    tag_sizes: dict[str, int] = {}  # by name: one tag's TagCreated is as long in every draft
     for link, normalized in accepted:
-        link_id = "l-" + _digest(digest, normalized)
         if len(link.tags) > MAX_TAGS:
             refused.append(Refused(link, f"{len(link.tags)} tags; at most {MAX_TAGS} fit in one push"))
             continue
+        link_id = "l-" + _digest(digest, normalized)
         try:
-            worst = _link_events(link, link_id, digest, file_format, now, lambda name: (tag_id_for(name), True))
+            events = _link_events(link, link_id, digest, file_format, now)
         except ValidationError as error:
             # Screening and the push API disagree on this URL: refused alone,
             # or the push would refuse the whole batch.
             refused.append(Refused(link, f"not a URL the API accepts: {error.errors()[0]['msg']}"))
             continue
-        worst_size = len(json.dumps(worst)) + len(worst)
-        if events + len(worst) > MAX_EVENTS_PER_PUSH or size + worst_size > BATCH_BYTES:
+        tags = {}
+        for event in events:
+            if event["name"] == "v1.TagCreated":
+                name = event["args"]["name"]
+                if name not in tag_sizes:
+                    tag_sizes[name] = len(json.dumps(event)) + 2
+                tags[event["args"]["id"]] = tag_sizes[name]
+        # A list's JSON holds each element and 2 bytes (", " or the brackets) per element.
+        size = len(json.dumps([event for event in events if event["name"] != "v1.TagCreated"]))
+        drafts.append(_Draft(normalized, link_id, events, size, tags))
+    return drafts
+
+
+def _chunks(drafts: list[_Draft]) -> list[list[_Draft]]:
+    """``drafts`` cut into batches that fit a push even if every tag in them were new.
+
+    A tag is created once, so a batch counts one ``v1.TagCreated`` per tag
+    name in it. Only the file decides the cut, so a batch id names the same
+    bookmarks on every run.
+    """
+    chunks: list[list[_Draft]] = [[]]
+    created: set[str] = set()
+    events = size = 0
+    for draft in drafts:
+        cost = _cost(draft, created)
+        if events + cost[0] > MAX_EVENTS_PER_PUSH or size + cost[1] > BATCH_BYTES:
             chunks.append([])
+            created = set()
             events = size = 0
-        chunks[-1].append((link, normalized, link_id))
-        events += len(worst)
-        size += worst_size
+            cost = _cost(draft, created)
+        chunks[-1].append(draft)
+        created |= draft.tags.keys()
+        events += cost[0]
+        size += cost[1]
     return [chunk for chunk in chunks if chunk]
 
 
+def _cost(draft: _Draft, created: set[str]) -> tuple[int, int]:
+    """Events and bytes ``draft`` adds to a batch whose tags ``created`` are made already."""
+    new = [size for tag_id, size in draft.tags.items() if tag_id not in created]
+    return len(draft.events) - len(draft.tags) + len(new), draft.size + sum(new)
+
+
 class _TagIds:
-    """Tag names to ids: the org's live tag of that name (case ignored), else a new tag."""
+    """A draft's tags as the org has them: its live tag of that name (case
+    ignored), else a tag the plan creates (once)."""
 
     def __init__(self, org: apsw.Connection, digest: str):
         self.org = org
         self.digest = digest
-        # Oldest last, so the oldest of several same-named tags wins.
+        # Draft tag id (tag_id_for the name) -> the id used. Oldest last, so
+        # the oldest of several same-named tags wins.
         self.ids = {
-            name.casefold(): tag_id
+            tag_id_for(name): tag_id
             for tag_id, name in org.execute(
                 "SELECT id, name FROM tags WHERE deleted_at IS NULL ORDER BY created_at DESC, id DESC"
             )
         }
 
-    def resolve(self, name: str) -> tuple[str, bool]:
-        """The tag id for ``name``, and whether it is to be created (true once per new name)."""
-        key = name.casefold()
-        if key in self.ids:
-            return self.ids[key], False
-        tag_id = tag_id_for(name)
-        if self.org.execute("SELECT 1 FROM tags WHERE id = ?", (tag_id,)).get is not None:
-            # The user deleted the tag an earlier import made: a new one, not
-            # links tagged with the deleted tag.
-            tag_id = "t-" + _digest("tag", self.digest, key)
-        self.ids[key] = tag_id
-        return tag_id, True
+    def adapt(self, event: dict) -> dict | None:
+        """``event`` of a draft with the org's tag ids; None for a tag not to create."""
+        if event["name"] == "v1.TagCreated":
+            args = event["args"]
+            if args["id"] in self.ids:
+                return None
+            tag_id = args["id"]
+            if self.org.execute("SELECT 1 FROM tags WHERE id = ?", (tag_id,)).get is not None:
+                # The user deleted the tag an earlier import made: a new one,
+                # not links tagged with the deleted tag.
+                tag_id = "t-" + _digest("tag", self.digest, args["name"].casefold())
+            self.ids[args["id"]] = tag_id
+            return _tag_created(self.digest, {**args, "id": tag_id}, event["at"])
+        if event["name"] == "v1.LinkTagged" and self.ids[event["args"]["tagId"]] != event["args"]["tagId"]:
+            return {**event, "args": {**event["args"], "tagId": self.ids[event["args"]["tagId"]]}}
+        return event
 
 
-def _link_events(
-    link: ImportedLink,
-    link_id: str,
-    digest: str,
-    file_format: str,
-    now: str,
-    resolve: Callable[[str], tuple[str, bool]],
-) -> list[dict]:
-    """The events saving one bookmark; raises ValidationError for a URL the push API refuses."""
+def _link_events(link: ImportedLink, link_id: str, digest: str, file_format: str, now: str) -> list[dict]:
+    """The draft events of one bookmark; raises ValidationError for a URL the push API refuses."""
     saved_at = format_time(link.saved_at) if link.saved_at else now
     prefix = f"i{digest}-{link.position}"
     args = {"id": link_id, "url": link.url, "createdAt": saved_at, "source": f"import:{file_format}"}
@@ -213,11 +257,8 @@ def _link_events(
     LinkCreatedArgs.model_validate(args)
     events = [_event(f"{prefix}-c", "v1.LinkCreated", args, saved_at)]
     for number, name in enumerate(link.tags):
-        tag_id, new = resolve(name)
-        if new:
-            events.append(_event(
-                f"i{digest}-tag-{tag_id}", "v1.TagCreated", {"id": tag_id, "name": name, "createdAt": saved_at}, saved_at,
-            ))
+        tag_id = tag_id_for(name)
+        events.append(_tag_created(digest, {"id": tag_id, "name": name, "createdAt": saved_at}, saved_at))
         tagged = f"{prefix}-t{number}"
         events.append(_event(
             tagged, "v1.LinkTagged", {"id": tagged, "linkId": link_id, "tagId": tag_id, "createdAt": saved_at}, saved_at,
@@ -225,6 +266,10 @@ def _link_events(
     if link.read:
         events.append(_event(f"{prefix}-r", "v1.LinkCompleted", {"id": link_id, "completedAt": saved_at}, saved_at))
     return events
+
+
+def _tag_created(digest: str, args: dict, at: str) -> dict:
+    return _event(f"i{digest}-tag-{args['id']}", "v1.TagCreated", args, at)
 
 
 def _event(event_id: str, name: str, args: dict, at: str) -> dict:
