@@ -23,6 +23,7 @@ the oldest such tag) is reused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
@@ -93,6 +94,7 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:20]
 
 
+@functools.lru_cache(maxsize=4096)
 def tag_id_for(name: str) -> str:
     """The id an import gives a new tag: from its name, so two imports agree."""
     return "t-" + _digest("tag", name.casefold())
