@@ -239,8 +239,8 @@ class _TagIds:
                 return None
             tag_id = args["id"]
             if self.org.execute("SELECT 1 FROM tags WHERE id = ?", (tag_id,)).get is not None:
-                # The user deleted the tag an earlier import made: a new one,
-                # not links tagged with the deleted tag.
+                # The user deleted or renamed the tag an earlier import made
+                # of this name: a new tag, not links tagged with that one.
                 tag_id = "t-" + _digest("tag", self.digest, args["name"].casefold())
             self.ids[args["id"]] = tag_id
             return _tag_created(self.digest, {**args, "id": tag_id}, event["at"])
