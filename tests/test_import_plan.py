@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -87,10 +88,14 @@ def test_a_tag_name_the_org_has_under_another_id_is_reused():
     assert tagged == ["mine", "mine"] and result.tags_created == 0
 
 
-def test_a_tag_the_user_deleted_is_made_again_under_a_new_id():
+@pytest.mark.parametrize("change", [
+    event("v1.TagDeleted", {"id": tag_id_for("baking"), "deletedAt": "2026-01-02T00:00:00Z"}),
+    event("v1.TagRenamed", {"id": tag_id_for("baking"), "name": "Bread"}),
+])
+def test_a_tag_the_user_deleted_or_renamed_is_made_again_under_a_new_id(change):
     log = Log()
     log.client(event("v1.TagCreated", {"id": tag_id_for("baking"), "name": "Baking", "createdAt": "2026-01-01T00:00:00Z"}))
-    log.client(event("v1.TagDeleted", {"id": tag_id_for("baking"), "deletedAt": "2026-01-02T00:00:00Z"}))
+    log.client(change)
     result = plan(bookmarks(2), org=state_at(log.commits))
 
     [made] = [e["args"] for e in result.batches[0].events if e["name"] == "v1.TagCreated"]
