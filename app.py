@@ -269,7 +269,7 @@ def links() -> dict:
 def tags() -> dict:
     caller = _caller()
     current = services()
-    return reads.list_tags(current.read_cache, current.store, caller.org)
+    return reads.list_tags(current.read_cache, current.store, caller.org, _query())
 
 
 @app.route("/v1/links/{link_id}", methods=["GET"])

@@ -106,10 +106,15 @@ def list_links(cache: ReadCache, store: ObjectStore, org: str, params: dict) -> 
         return {"links": page.links, "next_cursor": page.next_cursor, "version": state.version}
 
 
-def list_tags(cache: ReadCache, store: ObjectStore, org: str) -> dict:
-    """``GET /v1/tags``: the org's tags with how many links carry each."""
+def list_tags(cache: ReadCache, store: ObjectStore, org: str, params: dict) -> dict:
+    """``GET /v1/tags``: the org's tags with how many links carry each; ``cursor`` and ``limit``."""
+    limit = integer(params, "limit", queries.DEFAULT_PAGE)
     with cache.state(store, org) as state:
-        return {"tags": queries.list_tags(state.db), "version": state.version}
+        try:
+            page = queries.list_tags(state.db, cursor=params.get("cursor"), limit=limit)
+        except ValueError as error:
+            raise invalid_field(_field_named_in(str(error)), str(error)) from None
+        return {"tags": page.tags, "next_cursor": page.next_cursor, "version": state.version}
 
 
 def _field_named_in(message: str) -> str:

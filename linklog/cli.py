@@ -20,6 +20,7 @@ import click
 from chalicelib.auth import issue_token
 from chalicelib.formats import FORMATS, ImportFileError, read_links
 from chalicelib.formats import csv_export, linklog_json, netscape
+from chalicelib.formats.plan import ImportPlan
 from chalicelib.formats.screen import screen
 from chalicelib.keys import InvalidOrg
 from chalicelib.links.addresses import AllowList
@@ -498,7 +499,7 @@ def import_(ctx: click.Context, file: Path, file_format: str | None, dry_run: bo
     with _client(ctx) as client:
         if not dry_run:
             _sync(client)
-        plan = importer.plan_import(data, screened, len(links), client.view(), client.replica, client.outbox)
+        plan = importer.plan(data, found_format, len(links), screened, client.replica, client.outbox)
         click.echo(f"{file.name}: {found_format}, {len(links)} bookmark(s)", err=True)
         if not dry_run:
             importer.queue(plan, client.replica, client.outbox)
@@ -508,7 +509,7 @@ def import_(ctx: click.Context, file: Path, file_format: str | None, dry_run: bo
         _print_summary(plan, client.outbox.count(), dry_run)
 
 
-def _print_summary(plan: importer.ImportPlan, waiting: int, dry_run: bool) -> None:
+def _print_summary(plan: ImportPlan, waiting: int, dry_run: bool) -> None:
     verb = "would import" if dry_run else "imported"
     click.echo(f"{verb}: {plan.queued_links}")
     if plan.earlier_run:

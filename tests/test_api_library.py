@@ -97,6 +97,25 @@ def test_tags_are_listed_with_the_count_of_links_that_carry_them(api):
     assert answer["version"] >= 1
 
 
+def test_tags_come_in_pages_that_follow_the_cursor(api):
+    first = get(api, "/v1/tags", limit="1").json()
+    assert [tag["id"] for tag in first["tags"]] == ["boats"] and first["next_cursor"]
+
+    second = get(api, "/v1/tags", limit="1", cursor=first["next_cursor"]).json()
+
+    assert [tag["id"] for tag in second["tags"]] == ["bread"] and second["next_cursor"] is None
+    assert get(api, "/v1/tags").json()["next_cursor"] is None
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"cursor": "nonsense"}, "cursor"), ({"limit": "0"}, "limit"), ({"limit": "201"}, "limit"), ({"limit": "x"}, "limit"),
+])
+def test_a_bad_tag_cursor_or_limit_is_a_422_naming_it(api, params, field):
+    answer = get(api, "/v1/tags", **params)
+    assert answer.status_code == 422, answer.text
+    assert field in answer.text
+
+
 def test_tags_need_a_token(api):
     assert api.http.get(f"{api.url}/v1/tags", timeout=30).status_code == 401
 

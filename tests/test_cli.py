@@ -9,9 +9,10 @@ import time
 from collections import Counter
 
 import pytest
+import requests
 
 from chalicelib.links.urls import normalize_url
-from cli_server import DevServer, HoldingProxy, Linklog, Pages
+from cli_server import DevServer, HoldingProxy, Linklog, Pages, token
 
 TERMINAL = """SELECT count(*) FROM links LEFT JOIN link_status AS s ON s.link_id = links.id
               WHERE s.status IN ('completed', 'cancelled')
@@ -166,6 +167,60 @@ def test_an_import_run_again_adds_nothing(tmp_path, server, pages):
     other.write_text(f"{pages.url}/p/1\n{pages.url}/p/new\n")
     output = alice("import", str(other)).output
     assert "imported: 1\n" in output and "already there: 1\n" in output
+
+
+def upload(server, data: bytes) -> dict:
+    """``POST /v1/import`` of ``data`` to the test's org, as the web page sends it."""
+    answer = requests.post(
+        f"{server.url}/v1/import", data=data, timeout=120,
+        headers={"Authorization": f"Bearer {token(server.org)}", "Content-Type": "application/octet-stream"},
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def assert_saved_once(server, count):
+    """The org holds ``count`` links and each tag name once, as the API shows them."""
+    auth = {"Authorization": f"Bearer {token(server.org)}"}
+    links = requests.get(f"{server.url}/v1/links", params={"limit": 200}, headers=auth, timeout=60).json()["links"]
+    assert len(links) == len({normalize_url(link["url"]) for link in links}) == count
+    names = [tag["name"] for tag in requests.get(f"{server.url}/v1/tags", headers=auth, timeout=60).json()["tags"]]
+    assert len(names) == len(set(names))
+    events = server.log_events(server.org)
+    created = {event["args"]["id"] for event in events if event["name"] == "v1.LinkCreated"}
+    assert len(created) == count
+    assert len({event["args"]["id"] for event in events if event["name"] == "v1.TagCreated"}) == len(names)
+
+
+def test_a_file_imported_by_the_command_and_then_uploaded_is_saved_once(tmp_path, server, pages):
+    alice = user(tmp_path, server, pages)
+    source = tmp_path / "bookmarks.html"
+    source.write_text(bookmarks(pages, 30), encoding="utf-8")
+    assert "imported: 30\n" in alice("import", str(source)).output
+    logged = len(server.log_events(server.org))
+
+    again = upload(server, source.read_bytes())
+
+    assert (again["saved"], again["duplicates"], again["refused"], again["tags_created"]) == (0, 31, 1, 0)
+    assert len(server.log_events(server.org)) == logged
+    assert_saved_once(server, 30)
+
+
+def test_a_file_queued_offline_uploaded_and_then_synced_is_saved_once(tmp_path, server, pages):
+    # The command queues the file before it sees the upload's links: only
+    # ids the two paths agree on keep the links and tags from doubling.
+    alice = user(tmp_path, server, pages)
+    source = tmp_path / "bookmarks.html"
+    source.write_text(bookmarks(pages, 30), encoding="utf-8")
+    alice("--offline", "import", str(source))
+
+    assert upload(server, source.read_bytes())["saved"] == 30
+    alice("sync")
+
+    assert_saved_once(server, 30)
+    # Run again, the command knows them as its own.
+    assert "imported by an earlier run: 30\n" in alice("import", str(source)).output
+    assert_saved_once(server, 30)
 
 
 def test_a_malformed_file_is_refused_and_nothing_is_pushed(tmp_path, server, pages):

@@ -402,6 +402,20 @@ def test_the_bookmarklet_opens_the_share_address(page, linklog):
     assert f"{linklog.url}/share?url=" in code
 
 
+def test_the_side_list_shows_every_tag_past_one_page(page, linklog):
+    # More tags than the largest page of GET /v1/tags (200): the page walks the cursor.
+    linklog.push({"batch_id": "many-tags", "client_id": "browser-test", "events": [
+        {"id": f"many-tag-{n}", "name": "v1.TagCreated", "at": "2026-11-23T20:00:00Z",
+         "args": {"id": f"many-{n}", "name": f"zz many {n:03d}", "createdAt": "2026-11-23T20:00:00Z"}}
+        for n in range(230)
+    ]})
+    sign_in(page, linklog)
+
+    views = page.locator("#tag-views")
+    expect(views).to_contain_text("zz many 229")
+    assert views.locator("li", has_text="zz many").count() == 230
+
+
 def test_chromium_is_not_downloaded():
     # The suite drives the system's Chromium; Playwright's own browsers are never fetched.
     assert shutil.which(CHROMIUM) == CHROMIUM

@@ -9,6 +9,8 @@ standard library is used, so the API functions can use these too.
 - one module per format: netscape, pocket, instapaper, karakeep, linkwarden,
   omnivore, wallabag, urllist, linklog_json (linklog's own export)
 - screen: which imported URLs are refused (and why), and duplicates
+- plan: screened bookmarks into the events and batches an import pushes,
+  for both importers (``linklog import`` and ``POST /v1/import``)
 - export: the writers (Netscape HTML, JSON, CSV), streaming
 """
 

@@ -135,7 +135,11 @@ def openapi_document() -> dict:
             ])},
         "/v1/tags": {"get": _operation(
             "listTags", "The org's tags with how many saved links carry each", "TagList",
-            _refusals())},
+            _refusals({422: "bad parameters"}),
+            parameters=[
+                _query("cursor", {"type": "string"}, "next_cursor of the previous page"),
+                _query("limit", limit(MAX_PAGE, 50), "tags per page"),
+            ])},
         "/v1/links/{link_id}": {"get": _operation(
             "getLink", "One link with its text, summary and tags", "LinkDetail",
             _refusals({404: "no such link", 422: "an id holding NUL or a lone surrogate"}),

@@ -131,6 +131,7 @@ class TagCount(Answer):
 
 class TagList(Answer):
     tags: list[TagCount]
+    next_cursor: str | None
     version: int
 
 

@@ -189,20 +189,70 @@ def list_links(
     return LinkPage(links=links, next_cursor=str(rows[-1][0]) if more else None)
 
 
-def list_tags(db: apsw.Connection) -> list[dict]:
+@dataclass
+class TagPage:
+    """One page of tags, in their order; pass next_cursor for the next page."""
+
+    tags: list[dict]
+    next_cursor: str | None
+
+
+def list_tags(db: apsw.Connection, *, cursor: str | None = None, limit: int = DEFAULT_PAGE) -> TagPage:
     """The org's tags (deleted ones left out), in their sort order and then by
-    name, each with ``count``: how many saved (not deleted) links carry it."""
+    name, each with ``count``: how many saved (not deleted) links carry it.
+
+    The cursor holds the last tag's place in that order (its sort order,
+    name and id), so a page starts after it even if tags were added,
+    renamed or deleted since. Bad values raise ValueError.
+    """
+    if type(limit) is not int or not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}")
+    # NULL sort orders come last; coalesce gives the row value a number to compare.
+    key = "tags.sort_order IS NULL, coalesce(tags.sort_order, 0), tags.name, tags.id"
+    condition = ""
+    params: dict[str, Any] = {"limit": limit + 1}
+    if cursor is not None:
+        condition = f"AND ({key}) > (:unsorted, :sort_order, :name, :id)"
+        params.update(zip(("unsorted", "sort_order", "name", "id"), _tag_cursor_place(cursor)))
     rows = db.execute(
-        """SELECT tags.id, tags.name, tags.sort_order, tags.created_at,
+        f"""SELECT tags.id, tags.name, tags.sort_order, tags.created_at,
                   (SELECT count(*) FROM link_tags JOIN links ON links.id = link_tags.link_id
                    WHERE link_tags.tag_id = tags.id AND links.deleted_at IS NULL)
-           FROM tags WHERE tags.deleted_at IS NULL
-           ORDER BY tags.sort_order IS NULL, tags.sort_order, tags.name, tags.id"""
-    )
-    return [
+           FROM tags WHERE tags.deleted_at IS NULL {condition}
+           ORDER BY {key} LIMIT :limit""",
+        params,
+    ).fetchall()
+    tags = [
         {"id": tag_id, "name": name, "sort_order": sort_order, "created_at": created_at, "count": count}
-        for tag_id, name, sort_order, created_at, count in rows
+        for tag_id, name, sort_order, created_at, count in rows[:limit]
     ]
+    next_cursor = None
+    if len(rows) > limit:
+        last = tags[-1]
+        place = [last["sort_order"] is None, last["sort_order"] or 0, last["name"], last["id"]]
+        next_cursor = base64.urlsafe_b64encode(json.dumps(place).encode()).decode().rstrip("=")
+    return TagPage(tags=tags, next_cursor=next_cursor)
+
+
+def _tag_cursor_place(cursor: str) -> tuple[bool, float, str, str]:
+    """The place a list_tags cursor holds; ValueError for anything else."""
+    problem = ValueError("cursor must be the next_cursor of a previous page")
+    if not isinstance(cursor, str) or len(cursor) > 2048:
+        raise problem
+    try:
+        place = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, RecursionError):  # bad base64, UTF-8 or JSON, or JSON nested too deep
+        raise problem from None
+    if not (isinstance(place, list) and len(place) == 4 and isinstance(place[0], bool)
+            and type(place[1]) in (int, float) and math.isfinite(place[1])
+            and all(isinstance(text, str) for text in place[2:])):
+        raise problem
+    try:
+        # SQLite takes UTF-8 text only: no unpaired surrogates.
+        place[2].encode("utf-8"), place[3].encode("utf-8")
+    except UnicodeEncodeError:
+        raise problem from None
+    return tuple(place)
 
 
 def _links_by_id(db: apsw.Connection, link_ids: list[str]) -> dict[str, dict]:

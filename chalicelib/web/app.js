@@ -210,7 +210,15 @@ function viewTitle() {
 }
 
 async function loadTags() {
-  state.tags = (await api("/v1/tags")).tags;
+  // The side list shows every tag: all pages, the largest the API gives.
+  const tags = [];
+  let cursor = null;
+  do {
+    const answer = await api("/v1/tags?" + query({limit: 200, cursor}));
+    tags.push(...answer.tags);
+    cursor = answer.next_cursor;
+  } while (cursor);
+  state.tags = tags;
   renderTags();
 }
 
