@@ -54,6 +54,15 @@ def version_of_snapshot_key(key: str) -> int:
     return int(name.removesuffix(".sqlite"))
 
 
+def delta_prefix(org: str, schema_hash: str, base_version: int) -> str:
+    """Where the deltas on the full snapshot of ``base_version`` live."""
+    return f"{snapshot_prefix(org, schema_hash)}{base_version:0{VERSION_DIGITS}d}.deltas/"
+
+
+def delta_key(org: str, schema_hash: str, base_version: int, version: int) -> str:
+    return f"{delta_prefix(org, schema_hash, base_version)}{version:0{VERSION_DIGITS}d}.delta"
+
+
 def lease_key(org: str) -> str:
     return f"{org_prefix(org)}lease.json"
 
