@@ -63,6 +63,12 @@ def delta_key(org: str, schema_hash: str, base_version: int, version: int) -> st
     return f"{delta_prefix(org, schema_hash, base_version)}{version:0{VERSION_DIGITS}d}.delta"
 
 
+def version_of_delta_key(key: str) -> int:
+    """The version a delta key names: ``.../00000000000000000007.deltas/00000000000000000042.delta`` → 42."""
+    name = key.rsplit("/", 1)[-1]
+    return int(name.removesuffix(".delta"))
+
+
 def lease_key(org: str) -> str:
     return f"{org_prefix(org)}lease.json"
 

@@ -45,7 +45,13 @@ from dataclasses import dataclass, field
 import apsw
 
 from chalicelib import deltas, scratch
-from chalicelib.keys import delta_key, snapshot_key, snapshot_prefix, version_of_snapshot_key
+from chalicelib.keys import (
+    delta_key,
+    snapshot_key,
+    snapshot_prefix,
+    version_of_delta_key,
+    version_of_snapshot_key,
+)
 from chalicelib.state.schema import (
     SCHEMA_HASH,
     new_database,
@@ -98,8 +104,11 @@ class Listed:
         """The newest version any full snapshot or delta holds, 0 if none."""
         newest = 0
         for base in self.bases:
-            on_it = self.deltas.get(version_of_snapshot_key(base.key), [])
-            newest = max(newest, version_of_snapshot_key((on_it or [base])[-1].key))
+            on_it = self.deltas_on(base)
+            newest = max(
+                newest,
+                version_of_delta_key(on_it[-1].key) if on_it else version_of_snapshot_key(base.key),
+            )
         return newest
 
     def deltas_on(self, base: ObjectInfo) -> list[ObjectInfo]:
@@ -442,7 +451,9 @@ def restore_latest(store: ObjectStore, org: str, *, with_digests: bool = False) 
             skipped.append((base.key, reason))
             continue
         if with_digests:
+            started = time.perf_counter()
             restored.digests = deltas.digests_of(restored.db)
+            restored.deserialize_seconds += time.perf_counter() - started
         return restored
     return Restored(db=new_database(), version=0, key=None, skipped=skipped)
 
@@ -501,7 +512,7 @@ def _restore_chain(
 
 def _fetch_delta(store: ObjectStore, info: ObjectInfo, base_version: int) -> deltas.Delta:
     body = store.get(info.key).body
-    return deltas.decode(body, base=base_version, at_version=version_of_snapshot_key(info.key))
+    return deltas.decode(body, base=base_version, at_version=version_of_delta_key(info.key))
 
 
 def _longest_path(
