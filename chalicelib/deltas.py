@@ -77,16 +77,22 @@ def page_size_of(data: bytes) -> int:
     return 65536 if size == 1 else size
 
 
-def _digest_pages(data: bytes, page_size: int) -> list[bytes]:
+def _digest_pages(data, page_size: int) -> list[bytes]:
     view = memoryview(data)
     return [hashlib.sha1(view[at : at + page_size]).digest() for at in range(0, len(data), page_size)]
 
 
-def digests_of(db: apsw.Connection) -> PageDigests:
-    """The digests of ``db``'s pages, to find later which of them a cycle changed."""
-    data = db.serialize("main")
-    page_size = page_size_of(data)
-    return PageDigests(page_size=page_size, digests=tuple(_digest_pages(data, page_size)))
+def digests_of_file(path: str, page_size: int) -> PageDigests:
+    """The digests of the pages of the database file at ``path``, to find
+    later which of them a cycle changed. Read from the file in pieces
+    rather than from a serialized copy, which would cost fresh memory for
+    the whole database."""
+    found: list[bytes] = []
+    piece = bytearray(page_size * 256)
+    with open(path, "rb") as file:
+        while read := file.readinto(piece):
+            found.extend(_digest_pages(memoryview(piece)[:read], page_size))
+    return PageDigests(page_size=page_size, digests=tuple(found))
 
 
 def changed_pages(before: PageDigests, db: apsw.Connection) -> tuple[int, int, list[tuple[int, memoryview]]] | None:

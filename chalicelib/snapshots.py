@@ -283,6 +283,11 @@ class _ReceivedSnapshot:
         deltas.write_into(delta, self._file, deltas.page_size_of(self._start))
         self.expected_version = delta.version
 
+    def digests(self) -> deltas.PageDigests:
+        """The digests of the pages received (with any deltas written)."""
+        self._file.flush()
+        return deltas.digests_of_file(self._path, deltas.page_size_of(self._start))
+
     def open(self) -> apsw.Connection:
         """The database received (with any deltas written), checked; raises UnusableSnapshot."""
         self.check()
@@ -442,7 +447,7 @@ def restore_latest(store: ObjectStore, org: str, *, with_digests: bool = False) 
             attempts.append((base, []))
     for base, on_it in attempts:
         try:
-            restored = _restore_chain(store, base, on_it, skipped)
+            restored = _restore_chain(store, base, on_it, skipped, with_digests)
         except (StoreError, UnusableSnapshot, deltas.UnusableDelta, OSError) as error:
             # OSError: no room for the scratch copy; a replay, in memory,
             # may still do.
@@ -450,16 +455,16 @@ def restore_latest(store: ObjectStore, org: str, *, with_digests: bool = False) 
             log.warning("snapshot %s skipped: %s", base.key, reason)
             skipped.append((base.key, reason))
             continue
-        if with_digests:
-            started = time.perf_counter()
-            restored.digests = deltas.digests_of(restored.db)
-            restored.deserialize_seconds += time.perf_counter() - started
         return restored
     return Restored(db=new_database(), version=0, key=None, skipped=skipped)
 
 
 def _restore_chain(
-    store: ObjectStore, base: ObjectInfo, on_it: list[ObjectInfo], skipped: list[tuple[str, str]]
+    store: ObjectStore,
+    base: ObjectInfo,
+    on_it: list[ObjectInfo],
+    skipped: list[tuple[str, str]],
+    with_digests: bool,
 ) -> Restored:
     """The base at ``base`` with the longest valid chain of ``on_it`` written
     into it; adds the deltas left out to ``skipped``."""
@@ -485,6 +490,7 @@ def _restore_chain(
             path = _longest_path(base_version, fetched)
             for _, delta in path:
                 received.write_delta(delta)
+            digests = received.digests() if with_digests else None
             db = received.open()
     finally:
         if pool is not None:
@@ -498,6 +504,7 @@ def _restore_chain(
         size=info.size,
         get_seconds=downloaded,
         deserialize_seconds=time.perf_counter() - started - downloaded,
+        digests=digests,
         chain=Chain(
             base_key=base.key,
             base_version=base_version,
