@@ -205,3 +205,19 @@ def test_a_delta_body_is_checked_before_any_page_is_written():
                       base=3, at_version=5)
     with pytest.raises(deltas.UnusableDelta, match="no delta header"):
         deltas.decode(b"x" * 600, base=3, at_version=5)
+
+
+def test_a_delta_carries_the_pages_a_growing_database_added(local_store):
+    log = story()
+    log.client(*[created(f"g{n}", f"https://example.com/grown/{n}/{'rye-' * 40}")
+                 for n in range(400)])
+    commits = log.commits
+    push(local_store, commits)
+    base = no_bound(local_store, commits, 6)
+    grown = no_bound(local_store, commits, 7)
+    assert grown.kind == "delta"
+    restored = snapshots.restore_latest(local_store, ORG)
+    assert restored.version == 7
+    assert len(restored.db.serialize("main")) > local_store.head(base.key).size
+    assert dump(restored.db) == dump(replay(local_store))
+    assert restored.db.execute("SELECT count(*) FROM links WHERE id LIKE 'g%'").get == 400
