@@ -464,6 +464,8 @@ def _finish(cycle: _Cycle, emit: Callable[[str], None], enqueue) -> CycleReport:
         record.version_after = state.version(cycle.db)
         report.next_due = state.next_due(cycle.db, cycle.now())
         hint = leases.Released(next_due=report.next_due)
+    if cycle.digests is not None:
+        cycle.digests.close()
     if cycle.lease is not None:
         # Only a cycle that restored its state may tell the idle check when
         # the org is next due; without a state the marker carries no hint.

@@ -52,10 +52,20 @@ class UnusableDelta(Exception):
 
 @dataclass(frozen=True)
 class PageDigests:
-    """The digest of every page of a database, as a restore produced it."""
+    """The digest of every page of a database, as a restore produced it.
+
+    ``source``, when there is one, is the database's own file open for
+    reading: the pages as the connection has committed them, read without
+    a serialized copy. Close it (``close``) when the database is done.
+    """
 
     page_size: int
     digests: tuple[bytes, ...]
+    source: BinaryIO | None = None
+
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.close()
 
 
 @dataclass(frozen=True)
@@ -82,40 +92,51 @@ def _digest_pages(data, page_size: int) -> list[bytes]:
     return [hashlib.sha1(view[at : at + page_size]).digest() for at in range(0, len(data), page_size)]
 
 
-def digests_of_file(path: str, page_size: int) -> PageDigests:
-    """The digests of the pages of the database file at ``path``, to find
-    later which of them a cycle changed. Read from the file in pieces
-    rather than from a serialized copy, which would cost fresh memory for
-    the whole database."""
-    found: list[bytes] = []
+def _pieces(file: BinaryIO, page_size: int):
+    """The file from its start in pieces of whole pages (one buffer, reused)."""
+    file.seek(0)
     piece = bytearray(page_size * 256)
-    with open(path, "rb") as file:
-        while read := file.readinto(piece):
-            found.extend(_digest_pages(memoryview(piece)[:read], page_size))
-    return PageDigests(page_size=page_size, digests=tuple(found))
+    while read := file.readinto(piece):
+        yield memoryview(piece)[:read]
 
 
-def changed_pages(before: PageDigests, db: apsw.Connection) -> tuple[int, int, list[tuple[int, memoryview]]] | None:
+def digests_of_file(file: BinaryIO, page_size: int) -> PageDigests:
+    """The digests of the pages of the database in ``file``, which becomes
+    their ``source``. Read in pieces rather than from a serialized copy,
+    which would cost fresh memory for the whole database."""
+    found: list[bytes] = []
+    for piece in _pieces(file, page_size):
+        found.extend(_digest_pages(piece, page_size))
+    return PageDigests(page_size=page_size, digests=tuple(found), source=file)
+
+
+def changed_pages(
+    before: PageDigests, db: apsw.Connection
+) -> tuple[int, int, list[tuple[int, bytes]]] | None:
     """``(page_size, db_pages, [(page number, bytes)])`` of the pages of ``db``
     that differ from ``before``; None when the page size changed (only a
-    full snapshot can say that)."""
-    data = db.serialize("main")
-    page_size = page_size_of(data)
-    if page_size != before.page_size or len(data) % page_size:
-        return None
-    view = memoryview(data)
-    now = _digest_pages(data, page_size)
-    changed = [
-        (number + 1, view[number * page_size : (number + 1) * page_size])
-        for number, digest in enumerate(now)
-        if number >= len(before.digests) or digest != before.digests[number]
-    ]
-    return page_size, len(now), changed
+    full snapshot can say that). Read from ``before.source`` when there is
+    one, else from a serialized copy of ``db``."""
+    page_size = before.page_size
+    if before.source is not None:
+        pieces = _pieces(before.source, page_size)
+    else:
+        pieces = iter([memoryview(db.serialize("main"))])
+    changed: list[tuple[int, bytes]] = []
+    number = 0
+    for piece in pieces:
+        if len(piece) % page_size or (number == 0 and page_size_of(piece) != page_size):
+            return None
+        for at, digest in zip(range(0, len(piece), page_size), _digest_pages(piece, page_size)):
+            if number >= len(before.digests) or digest != before.digests[number]:
+                changed.append((number + 1, bytes(piece[at : at + page_size])))
+            number += 1
+    return page_size, number, changed
 
 
 def encode(
     *, base: int, parent: int, at_version: int, page_size: int, db_pages: int,
-    pages: list[tuple[int, memoryview]],
+    pages: list[tuple[int, bytes]],
 ) -> bytes:
     """The delta body for ``pages`` (from changed_pages) on top of ``parent``."""
     body = bytearray()

@@ -284,9 +284,9 @@ class _ReceivedSnapshot:
         self.expected_version = delta.version
 
     def digests(self) -> deltas.PageDigests:
-        """The digests of the pages received (with any deltas written)."""
-        self._file.flush()
-        return deltas.digests_of_file(self._path, deltas.page_size_of(self._start))
+        """The digests of the pages of the database opened (before it is
+        unlinked), with the file kept open for reading as their source."""
+        return deltas.digests_of_file(open(self._path, "rb"), deltas.page_size_of(self._start))
 
     def open(self) -> apsw.Connection:
         """The database received (with any deltas written), checked; raises UnusableSnapshot."""
@@ -490,8 +490,8 @@ def _restore_chain(
             path = _longest_path(base_version, fetched)
             for _, delta in path:
                 received.write_delta(delta)
-            digests = received.digests() if with_digests else None
             db = received.open()
+            digests = received.digests() if with_digests else None
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

@@ -26,8 +26,12 @@ def advance(store, commits, upto, **bounds) -> snapshots.Written | None:
     restored = snapshots.restore_latest(store, ORG, with_digests=True)
     apply_commits(restored.db, commits[restored.version:upto])
     listed = snapshots.list_objects(store, ORG)
-    return snapshots.write_next(store, ORG, restored.db, restored.chain, restored.digests,
-                                listed, **bounds)
+    try:
+        return snapshots.write_next(store, ORG, restored.db, restored.chain, restored.digests,
+                                    listed, **bounds)
+    finally:
+        if restored.digests is not None:
+            restored.digests.close()
 
 
 def no_bound(store, commits, upto) -> snapshots.Written | None:
@@ -136,6 +140,7 @@ def test_a_delta_whose_base_is_not_the_newest_is_not_written(local_store):
     apply_commits(stale.db, commits[6:10])
     written = snapshots.write_next(local_store, ORG, stale.db, stale.chain, stale.digests,
                                    snapshots.list_objects(local_store, ORG))
+    stale.digests.close()
     assert written.kind == "full"
 
 
