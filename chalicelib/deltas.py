@@ -26,6 +26,7 @@ can shrink). The CRC-32 covers everything after the header.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ class Delta:
     version: int
     page_size: int
     db_pages: int
-    pages: tuple[tuple[int, bytes], ...]
+    pages: tuple[tuple[int, memoryview], ...]
 
 
 def page_size_of(data: bytes) -> int:
@@ -184,7 +185,7 @@ def decode(body: bytes, *, base: int, at_version: int) -> Delta:
         number = int.from_bytes(records[at : at + _PAGE_NUMBER_BYTES], "big")
         if not 1 <= number <= fields["db_pages"]:
             raise UnusableDelta(f"page {number} outside a database of {fields['db_pages']} pages")
-        pages.append((number, bytes(records[at + _PAGE_NUMBER_BYTES : at + record])))
+        pages.append((number, records[at + _PAGE_NUMBER_BYTES : at + record]))
     return Delta(
         base=fields["base"],
         parent=fields["parent"],
@@ -195,13 +196,19 @@ def decode(body: bytes, *, base: int, at_version: int) -> Delta:
     )
 
 
-def write_into(delta: Delta, file: BinaryIO, page_size: int) -> None:
-    """Write the delta's pages over the parent's database in ``file`` and
-    cut it to the delta's length; raises UnusableDelta for another page size."""
-    if delta.page_size != page_size:
-        raise UnusableDelta(f"page size {delta.page_size} on a database of {page_size}")
-    for number, page in delta.pages:
-        file.seek((number - 1) * page_size)
-        file.write(page)
-    file.truncate(delta.db_pages * page_size)
-
+def write_into(chain: list[Delta], file: BinaryIO, page_size: int) -> None:
+    """Write the pages of ``chain`` (checked deltas, in order) over the
+    parent's database in ``file`` and cut it to the last delta's length;
+    raises UnusableDelta for another page size. A page several deltas
+    changed is written once, as the last of them left it."""
+    if any(delta.page_size != page_size for delta in chain):
+        raise UnusableDelta(f"a delta of another page size on a database of {page_size}")
+    newest: dict[int, memoryview] = {}
+    for delta in chain:
+        newest.update(delta.pages)
+    file.flush()
+    fd = file.fileno()
+    for number in sorted(newest):
+        os.pwrite(fd, newest[number], (number - 1) * page_size)
+    if chain:
+        os.ftruncate(fd, chain[-1].db_pages * page_size)
