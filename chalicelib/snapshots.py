@@ -72,8 +72,8 @@ MAX_HEADER = 512
 # this fraction of its base's bytes, and number at most MAX_CHAIN, before
 # the next cycle writes a full snapshot instead. Both keep a restore
 # through the longest chain within 1.3 times a restore of the base alone.
-MAX_CHAIN_FRACTION = 0.15
-MAX_CHAIN = 24
+MAX_CHAIN_FRACTION = 0.08
+MAX_CHAIN = 12
 # Deltas fetched at once while the base downloads, by threads kept for
 # the life of the process: starting threads for each restore cost more
 # than a whole restore of a 10,000-link org from a local disk.
