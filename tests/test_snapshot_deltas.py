@@ -6,7 +6,7 @@ import zlib
 import pytest
 
 from chalicelib import deltas, orgstate, snapshots, triggers
-from chalicelib.keys import delta_key, snapshot_key
+from chalicelib.keys import delta_key, snapshot_key, snapshot_prefix
 from chalicelib.state import SCHEMA_HASH, apply_commits
 from chalicelib.store.faulty import Fault, FaultyStore
 from statelog import ORG, Log, created, dump, event, push, replay, state_at, story
@@ -178,6 +178,9 @@ def test_pruning_deletes_old_bases_with_their_deltas_and_nothing_a_restore_needs
                             if any(v == int(b.key.rsplit("/", 1)[-1][:20]) for b in after.bases)}
     assert all(".deltas/" not in key or key.split(".deltas/")[0] + ".sqlite" in deleted
                for key in deleted)
+    kept_bases = {b.key.removesuffix(".sqlite") for b in after.bases}
+    left = [info.key for info in local_store.list(snapshot_prefix(ORG, SCHEMA_HASH))]
+    assert [key for key in left if key.split(".")[0] not in kept_bases] == [], "no delta left without its base"
     restored = snapshots.restore_latest(local_store, ORG)
     assert restored.version == len(commits) and restored.chain.complete
 
