@@ -1,6 +1,7 @@
 """Incremental snapshots: deltas on a full snapshot, restored through the
 longest valid chain, compacted, pruned with their base."""
 
+import json
 import zlib
 
 import pytest
@@ -9,7 +10,10 @@ from chalicelib import deltas, orgstate, snapshots, triggers
 from chalicelib.keys import delta_key, snapshot_key, snapshot_prefix
 from chalicelib.state import SCHEMA_HASH, apply_commits
 from chalicelib.store.faulty import Fault, FaultyStore
-from statelog import ORG, Log, created, dump, event, push, replay, state_at, story
+from chalicelib.cycle import run_cycle
+from clocks import T0
+from processing_org import FakeProcessor, save_links
+from statelog import ORG, created, dump, event, push, replay, state_at, story
 
 
 def long_story(extra: int = 6) -> list[dict]:
@@ -229,3 +233,38 @@ def test_a_delta_carries_the_pages_a_growing_database_added(local_store):
     assert len(restored.db.serialize("main")) > local_store.head(base.key).size
     assert dump(restored.db) == dump(replay(local_store))
     assert restored.db.execute("SELECT count(*) FROM links WHERE id LIKE 'g%'").get == 400
+
+
+def test_the_cycle_log_line_names_the_snapshot_kind_chain_length_and_delta(local_store, monkeypatch):
+    monkeypatch.setattr(snapshots, "MAX_CHAIN_FRACTION", 1000.0)
+    lines = []
+    for n in range(3):
+        save_links(local_store, ORG, range(n * 3, n * 3 + 3))
+        run_cycle(local_store, ORG, process=FakeProcessor(), holder="p", now=lambda: T0,
+                  emit=lambda line: lines.append(json.loads(line)))
+    figures = [(doc["snapshot_kind"], doc["chain_length"]) for doc in lines]
+    assert figures == [("full", 0), ("delta", 1), ("delta", 2)]
+    assert lines[1]["delta_bytes"] == local_store.head(
+        delta_key(ORG, SCHEMA_HASH, lines[0]["snapshot_written"], lines[1]["snapshot_written"])).size
+    assert lines[1]["pages_changed"] > 0 and lines[0]["pages_changed"] is None
+
+
+def test_a_cycle_at_the_head_replaces_a_chain_it_could_not_restore_whole(local_store, monkeypatch):
+    monkeypatch.setattr(snapshots, "MAX_CHAIN_FRACTION", 1000.0)
+    for n in range(3):
+        save_links(local_store, ORG, range(n * 3, n * 3 + 3))
+        run_cycle(local_store, ORG, process=FakeProcessor(), holder="p", now=lambda: T0,
+                  emit=lambda line: None)
+    listed = snapshots.list_objects(local_store, ORG)
+    [base] = listed.bases
+    first_delta = listed.deltas_on(base)[0].key
+    local_store.put(first_delta, b"damaged")
+    head = snapshots.newest_version(local_store, ORG)
+
+    report = run_cycle(local_store, ORG, process=FakeProcessor(), holder="p", now=lambda: T0,
+                       emit=lambda line: None)
+
+    assert report.outcome == "nothing_to_do" and report.version_after == head
+    assert report.snapshot_key == snapshot_key(ORG, SCHEMA_HASH, head)
+    restored = snapshots.restore_latest(local_store, ORG)
+    assert (restored.version, restored.skipped) == (head, [])
