@@ -157,12 +157,13 @@ def bench_restore(store, org: str, links: int, commits: list[dict], *, setup=Non
     }
 
 
-def save_new_links(store, org: str, count: int) -> None:
+def save_new_links(store, org: str, count: int, *, prefix: str = "new") -> None:
+    """One client commit saving ``count`` links, ids ``<prefix>-<n>``."""
     events = [
         {
             "id": uuid.uuid4().hex,
             "name": "v1.LinkCreated",
-            "args": {"id": f"new-{n}", "url": f"https://news.example.com/story/{n}",
+            "args": {"id": f"{prefix}-{n}", "url": f"https://news.example.com/{prefix}/{n}",
                      "createdAt": "2026-11-23T20:00:00Z"},
             "at": "2026-11-23T20:00:00Z",
         }

@@ -130,6 +130,8 @@ class _Cycle:
         self.report = CycleReport(org=org, outcome="stopped")
         self.lease: leases.Lease | None = None
         self.db: apsw.Connection | None = None
+        self.chain: snapshots.Chain | None = None
+        self.digests = None
 
     def timed(self, name: str, started: float) -> None:
         self.record.add_time(name, self.clock() - started)
@@ -149,8 +151,10 @@ class _Cycle:
             self.record.epoch = self.lease.epoch
 
     def restore(self) -> None:
-        opened = orgstate.open_state(self.store, self.org)
+        opened = orgstate.open_state(self.store, self.org, with_digests=True)
         self.db = opened.db
+        self.chain = opened.chain
+        self.digests = opened.digests
         for name in ("snapshot_get", "deserialize", "apply"):
             self.record.add_time(name, opened.timings.get(name, 0.0))
         # Reading the delta is part of bringing the state up to date.
@@ -269,7 +273,9 @@ class _Cycle:
         return outcomes
 
     def snapshot(self) -> None:
-        """Write one snapshot at our version, unless one as new exists.
+        """Write one snapshot at our version, unless one as new exists: a
+        delta on the chain we restored from, or a full snapshot when that
+        chain is done (snapshots.write_next).
 
         A failed snapshot never fails the cycle: the log already holds every
         result, and a missing snapshot only makes the next restore replay a
@@ -278,15 +284,26 @@ class _Cycle:
         self.keep_lease()
         version = state.version(self.db)
         try:
-            existing = snapshots.list_snapshots(self.store, self.org)
-            # A stale processor must not make restores go back in time.
-            if existing and version <= version_of_snapshot_key(existing[-1].key):
+            listed = snapshots.list_objects(self.store, self.org)
+            newest = listed.newest_version()
+            # A stale processor must not make restores go back in time. At
+            # the newest version itself, a chain we could not restore whole
+            # (a damaged delta) is replaced by a full snapshot.
+            healing = (
+                version == newest
+                and self.chain is not None
+                and not self.chain.complete
+                and not any(version_of_snapshot_key(b.key) == version for b in listed.bases)
+            )
+            if version < newest or (version == newest and not healing):
                 return
             self.checkpoint("snapshot")
             put_before = self.store.seconds("put")
             started = self.clock()
-            key = snapshots.write_snapshot(self.store, self.org, self.db)
-            if key is None:
+            written = snapshots.write_next(
+                self.store, self.org, self.db, self.chain, self.digests, listed
+            )
+            if written is None:
                 self.record.error = "snapshot not written (see the warning before)"
                 return
             spent = self.clock() - started
@@ -294,10 +311,15 @@ class _Cycle:
             self.record.add_time("snapshot_put", snapshot_put)
             self.record.add_time("serialize", max(0.0, spent - snapshot_put))
             self.record.snapshot_written = version
-            self.report.snapshot_key = key
-            # Ours is the newest: the listing already names what to prune.
-            older = max(0, len(existing) + 1 - SNAPSHOTS_KEPT)
-            snapshots.delete_snapshots(self.store, existing[:older])
+            self.record.snapshot_kind = written.kind
+            self.record.chain_length = written.chain_length
+            self.record.delta_bytes = written.delta_bytes
+            self.record.pages_changed = written.pages_changed
+            self.report.snapshot_key = written.key
+            if written.kind == "full":
+                # Ours is the newest: the listing already names what to prune.
+                older = max(0, len(listed.bases) + 1 - SNAPSHOTS_KEPT)
+                snapshots.delete_snapshots(self.store, listed.bases[:older], listed)
         except StoreError as error:
             self.record.error = f"snapshot: {type(error).__name__}: {error}"
 
@@ -442,6 +464,8 @@ def _finish(cycle: _Cycle, emit: Callable[[str], None], enqueue) -> CycleReport:
         record.version_after = state.version(cycle.db)
         report.next_due = state.next_due(cycle.db, cycle.now())
         hint = leases.Released(next_due=report.next_due)
+    if cycle.digests is not None:
+        cycle.digests.close()
     if cycle.lease is not None:
         # Only a cycle that restored its state may tell the idle check when
         # the org is next due; without a state the marker carries no hint.

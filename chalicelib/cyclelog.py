@@ -131,6 +131,12 @@ class CycleRecord:
     version_after: int = 0
     snapshot_restored: int | None = None
     snapshot_written: int | None = None
+    # What the snapshot step wrote: "full" or "delta" (None: nothing), the
+    # deltas on its base after it, and the delta's bytes and pages.
+    snapshot_kind: str | None = None
+    chain_length: int = 0
+    delta_bytes: int = 0
+    pages_changed: int | None = None
     commits_applied: int = 0
     events_applied: int = 0
     commits_written: int = 0

@@ -54,6 +54,21 @@ def version_of_snapshot_key(key: str) -> int:
     return int(name.removesuffix(".sqlite"))
 
 
+def delta_prefix(org: str, schema_hash: str, base_version: int) -> str:
+    """Where the deltas on the full snapshot of ``base_version`` live."""
+    return f"{snapshot_prefix(org, schema_hash)}{base_version:0{VERSION_DIGITS}d}.deltas/"
+
+
+def delta_key(org: str, schema_hash: str, base_version: int, version: int) -> str:
+    return f"{delta_prefix(org, schema_hash, base_version)}{version:0{VERSION_DIGITS}d}.delta"
+
+
+def version_of_delta_key(key: str) -> int:
+    """The version a delta key names: ``.../00000000000000000007.deltas/00000000000000000042.delta`` → 42."""
+    name = key.rsplit("/", 1)[-1]
+    return int(name.removesuffix(".delta"))
+
+
 def lease_key(org: str) -> str:
     return f"{org_prefix(org)}lease.json"
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import apsw
 
 from chalicelib import log as commit_log
-from chalicelib.snapshots import restore_latest
+from chalicelib.deltas import PageDigests
+from chalicelib.snapshots import Chain, restore_latest
 from chalicelib.state.apply import ApplyStats, apply_commits
 from chalicelib.state.schema import version
 from chalicelib.store.base import ObjectStore
@@ -21,7 +22,9 @@ class OrgState:
     """What open_state did: the database, where it came from, what it cost.
 
     ``timings`` holds seconds for ``snapshot_get``, ``deserialize``,
-    ``read_log`` and ``apply``.
+    ``read_log`` and ``apply``. ``chain`` is the full snapshot and deltas
+    restored (None: replayed from the start); ``digests``, when asked for,
+    are the restored pages' (before the log was applied).
     """
 
     db: apsw.Connection
@@ -33,11 +36,17 @@ class OrgState:
     commits_applied: int
     stats: list[ApplyStats] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    chain: Chain | None = None
+    digests: PageDigests | None = None
 
 
-def open_state(store: ObjectStore, org: str) -> OrgState:
-    """Restore the newest usable snapshot and apply every commit after it."""
-    restored = restore_latest(store, org)
+def open_state(store: ObjectStore, org: str, *, with_digests: bool = False) -> OrgState:
+    """Restore the newest usable snapshot and apply every commit after it.
+
+    ``with_digests``: also take the restored pages' digests, so the caller
+    can later store only the pages it changed (snapshots.write_next).
+    """
+    restored = restore_latest(store, org, with_digests=with_digests)
     timings = {
         "snapshot_get": restored.get_seconds,
         "deserialize": restored.deserialize_seconds,
@@ -55,6 +64,8 @@ def open_state(store: ObjectStore, org: str) -> OrgState:
         commits_applied=sum(page.commits for page in stats),
         stats=stats,
         timings=timings,
+        chain=restored.chain,
+        digests=restored.digests,
     )
 
 

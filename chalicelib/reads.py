@@ -187,7 +187,7 @@ def stats(
     last_cycle: dict | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
 ) -> dict:
-    """``GET /v1/stats``: version, snapshot size and age, the last cycle seen here.
+    """``GET /v1/stats``: version, snapshot size, age and chain, the last cycle seen here.
 
     The snapshot's age is the time since its newest commit was written:
     how far behind the log a cold start begins. ``last_cycle`` is the last
@@ -205,6 +205,8 @@ def stats(
             "version": state.snapshot_version,
             "size": state.snapshot_size,
             "age_seconds": _age_of_version(store, org, state.snapshot_version, now()),
+            # The full snapshot and the deltas on it that the restore used.
+            "chain": state.chain.as_dict() if state.chain is not None else None,
         }
         figures = {
             "version": state.version,

@@ -19,6 +19,18 @@ the snapshot unusable.
 
 Restoring streams the body to a scratch file (chalicelib.scratch) and
 opens it there, rather than deserializing a body held in memory.
+
+Incremental snapshots: a full snapshot is the base of a chain of deltas
+(chalicelib.deltas), each holding the pages one cycle changed. A cycle
+writes a delta on the chain it restored from while that chain is the
+newest and short; otherwise it writes a full snapshot, which starts a new
+chain (compaction). Restoring fetches the base and its deltas at once,
+follows the deltas from the base parent by parent, and stops at the first
+one missing or damaged: the longest valid prefix, plus the log after it.
+Keys::
+
+    orgs/<org>/snapshots/<schema>/<base version>.sqlite
+    orgs/<org>/snapshots/<schema>/<base version>.deltas/<version>.delta
 """
 
 from __future__ import annotations
@@ -27,12 +39,19 @@ import logging
 import re
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import apsw
 
-from chalicelib import scratch
-from chalicelib.keys import snapshot_key, snapshot_prefix, version_of_snapshot_key
+from chalicelib import deltas, scratch
+from chalicelib.keys import (
+    delta_key,
+    snapshot_key,
+    snapshot_prefix,
+    version_of_delta_key,
+    version_of_snapshot_key,
+)
 from chalicelib.state.schema import (
     SCHEMA_HASH,
     new_database,
@@ -49,8 +68,20 @@ FORMAT_VERSION = 1
 # would save; pruning keeps three anyway.
 MAX_RESTORE_ATTEMPTS = 3
 MAX_HEADER = 512
+# Compaction bounds (docs/decisions.md): a chain's deltas may add up to
+# this fraction of its base's bytes, and number at most MAX_CHAIN, before
+# the next cycle writes a full snapshot instead. Both keep a restore
+# through the longest chain within 1.3 times a restore of the base alone.
+MAX_CHAIN_FRACTION = 0.08
+MAX_CHAIN = 12
+# Deltas fetched at once while the base downloads, by threads kept for
+# the life of the process: starting threads for each restore cost more
+# than a whole restore of a 10,000-link org from a local disk.
+DELTA_FETCHERS = 8
+_fetchers = ThreadPoolExecutor(max_workers=DELTA_FETCHERS, thread_name_prefix="delta-fetch")
 
 _SNAPSHOT_NAME = re.compile(r"^[0-9]{20}\.sqlite$")
+_DELTA_NAME = re.compile(r"^(?P<base>[0-9]{20})\.deltas/(?P<version>[0-9]{20})\.delta$")
 _HEADER = re.compile(
     rb"^linklog-snapshot (?P<format>[0-9]+) schema=(?P<schema>[0-9a-f]+) "
     rb"version=(?P<version>[0-9]+) size=(?P<size>[0-9]+) crc32=(?P<crc32>[0-9a-f]{8})$"
@@ -61,15 +92,86 @@ class UnusableSnapshot(Exception):
     """A snapshot object that cannot be trusted; the message says why."""
 
 
+@dataclass(frozen=True)
+class Listed:
+    """An org's snapshot objects of this schema, from one listing.
+
+    ``bases``: the full snapshots, oldest first. ``deltas``: base version →
+    that base's deltas, oldest first (deltas whose base is gone are left out).
+    """
+
+    bases: list[ObjectInfo]
+    deltas: dict[int, list[ObjectInfo]]
+
+    def newest_version(self) -> int:
+        """The newest version any full snapshot or delta holds, 0 if none."""
+        newest = 0
+        for base in self.bases:
+            on_it = self.deltas_on(base)
+            newest = max(
+                newest,
+                version_of_delta_key(on_it[-1].key) if on_it else version_of_snapshot_key(base.key),
+            )
+        return newest
+
+    def deltas_on(self, base: ObjectInfo) -> list[ObjectInfo]:
+        return self.deltas.get(version_of_snapshot_key(base.key), [])
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Where a restored database came from: a full snapshot and the deltas on it.
+
+    ``tip_version`` is the version base plus ``deltas`` give; ``complete``
+    is False when a delta of the base was left out (missing, damaged, or
+    on another branch), which the next write heals with a full snapshot.
+    """
+
+    base_key: str
+    base_version: int
+    base_size: int
+    tip_version: int
+    deltas: tuple[str, ...] = ()
+    delta_bytes: int = 0
+    complete: bool = True
+
+    def as_dict(self) -> dict:
+        """The figures ``GET /v1/stats`` shows."""
+        return {
+            "base_key": self.base_key,
+            "base_version": self.base_version,
+            "base_size": self.base_size,
+            "tip_version": self.tip_version,
+            "deltas": len(self.deltas),
+            "delta_bytes": self.delta_bytes,
+            "complete": self.complete,
+        }
+
+
+@dataclass(frozen=True)
+class Written:
+    """What write_next stored: ``kind`` "full" or "delta", the chain length
+    (deltas on the base) after it, the delta's bytes and pages."""
+
+    kind: str
+    key: str
+    chain_length: int
+    delta_bytes: int = 0
+    pages_changed: int | None = None
+
+
 @dataclass
 class Restored:
     """The state restore_latest produced, and how.
 
-    ``key`` is None when no snapshot could be used (``db`` is then empty, at
-    version 0); ``skipped`` lists ``(key, reason)`` for every snapshot or
-    listing that failed on the way. ``get_seconds`` is the download (with
-    the checksum, added up as it arrives); ``deserialize_seconds``, named
-    as in DESIGN §10, is opening and checking the scratch copy.
+    ``key`` (the full snapshot's) is None when no snapshot could be used
+    (``db`` is then empty, at version 0); ``skipped`` lists ``(key,
+    reason)`` for every snapshot, delta or listing that failed on the way.
+    ``get_seconds`` is the download of base and deltas (with the checksum,
+    added up as it arrives); ``deserialize_seconds``, named as in DESIGN
+    §10, is writing the deltas' pages and opening and checking the scratch
+    copy. ``digests`` (when asked for) are the restored pages', to find the
+    pages a cycle changes.
     """
 
     db: apsw.Connection
@@ -79,6 +181,8 @@ class Restored:
     size: int = 0
     get_seconds: float = 0.0
     deserialize_seconds: float = 0.0
+    chain: Chain | None = None
+    digests: deltas.PageDigests | None = None
 
 
 def encode(db: apsw.Connection) -> bytes:
@@ -102,16 +206,6 @@ def decode(body: bytes, expected_version: int) -> apsw.Connection:
         return received.open()
 
 
-def read_snapshot(store: ObjectStore, key: str) -> tuple[apsw.Connection, int, float]:
-    """The database the snapshot at ``key`` holds, its size in bytes, and
-    the seconds the download took; raises StoreError or UnusableSnapshot."""
-    started = time.perf_counter()
-    with _ReceivedSnapshot(version_of_snapshot_key(key)) as received:
-        info = store.download(key, received)
-        downloaded = time.perf_counter() - started
-        return received.open(), info.size, downloaded
-
-
 class _ReceivedSnapshot:
     """A snapshot body arriving piece by piece (a download's ``into``).
 
@@ -131,6 +225,8 @@ class _ReceivedSnapshot:
         self.size = 0
         self.crc32 = 0
         self._head = b""
+        # The database's first bytes: its header names the page size.
+        self._start = b""
         self._file, self._path = scratch.new_scratch_file()
 
     def __enter__(self) -> _ReceivedSnapshot:
@@ -149,6 +245,8 @@ class _ReceivedSnapshot:
         if self.size > self.expected_size:
             raise UnusableSnapshot(f"more than the {self.expected_size} bytes the header says")
         self.crc32 = zlib.crc32(piece, self.crc32)
+        if len(self._start) < 100:
+            self._start += bytes(piece[: 100 - len(self._start)])
         self._file.write(piece)
 
     def _take_header(self, piece) -> memoryview | None:
@@ -174,14 +272,29 @@ class _ReceivedSnapshot:
         self.expected_crc32 = int(header["crc32"], 16)
         return memoryview(head)[end + 1 :]
 
-    def open(self) -> apsw.Connection:
-        """The database received, checked; raises UnusableSnapshot."""
+    def check(self) -> None:
+        """Raise UnusableSnapshot unless the whole body arrived intact."""
         if self.expected_size is None:
             raise UnusableSnapshot("no snapshot header")
         if self.size != self.expected_size:
             raise UnusableSnapshot(f"{self.size} bytes where the header says {self.expected_size}")
         if self.crc32 != self.expected_crc32:
             raise UnusableSnapshot("checksum mismatch")
+
+    def write_deltas(self, chain: list[deltas.Delta]) -> None:
+        """Write checked deltas' pages, in order, over the (checked) database received."""
+        deltas.write_into(chain, self._file, deltas.page_size_of(self._start))
+        if chain:
+            self.expected_version = chain[-1].version
+
+    def digests(self) -> deltas.PageDigests:
+        """The digests of the pages of the database opened (before it is
+        unlinked), with the file kept open for reading as their source."""
+        return deltas.digests_of_file(open(self._path, "rb"), deltas.page_size_of(self._start))
+
+    def open(self) -> apsw.Connection:
+        """The database received (with any deltas written), checked; raises UnusableSnapshot."""
+        self.check()
         self._file.close()
         try:
             db = open_scratch_copy(self._path)
@@ -204,7 +317,7 @@ class _ReceivedSnapshot:
 
 
 def write_snapshot(store: ObjectStore, org: str, db: apsw.Connection) -> str | None:
-    """Store ``db`` as the snapshot of its version; return its key.
+    """Store ``db`` as the full snapshot of its version; return its key.
 
     Put-if-absent: snapshots are immutable, and two snapshots of one version
     are equal (the state is a function of the log), so finding one already
@@ -217,75 +330,219 @@ def write_snapshot(store: ObjectStore, org: str, db: apsw.Connection) -> str | N
     if at_version == 0:
         return None
     key = snapshot_key(org, SCHEMA_HASH, at_version)
+    return key if _put_once(store, key, encode(db)) else None
+
+
+def _put_once(store: ObjectStore, key: str, body: bytes) -> bool:
+    """Put-if-absent; True when the object is there now, False (logged) when the put failed."""
     try:
-        store.put(key, encode(db), if_absent=True)
+        store.put(key, body, if_absent=True)
     except PreconditionFailed:
-        return key
+        return True
     except StoreError as error:
         log.warning("snapshot %s not written: %s: %s", key, type(error).__name__, error)
-        return None
-    return key
+        return False
+    return True
 
 
-def list_snapshots(store: ObjectStore, org: str) -> list[ObjectInfo]:
-    """The org's snapshots of this schema, oldest first (pages through the listing)."""
+def write_next(
+    store: ObjectStore,
+    org: str,
+    db: apsw.Connection,
+    chain: Chain | None,
+    digests: deltas.PageDigests | None,
+    listed: Listed,
+    *,
+    max_chain: int | None = None,
+    max_fraction: float | None = None,
+) -> Written | None:
+    """Store ``db``'s version as the cheapest object a restore can use.
+
+    A delta on ``chain``, the one ``db`` was restored from (its pages then
+    had ``digests``), when that chain is whole,
+    its base is still the newest in ``listed``, its tip is still the
+    newest version there, and the chain stays within ``max_chain`` deltas
+    and ``max_fraction`` of the base's bytes (MAX_CHAIN and
+    MAX_CHAIN_FRACTION by default); otherwise a full snapshot, which
+    starts a new chain. None, logged, when the put failed. Which version
+    is worth writing at all is the caller's decision.
+    """
+    max_chain = MAX_CHAIN if max_chain is None else max_chain
+    max_fraction = MAX_CHAIN_FRACTION if max_fraction is None else max_fraction
+    on_newest = (
+        chain is not None
+        and digests is not None
+        and chain.complete
+        and listed.bases
+        and listed.bases[-1].key == chain.base_key
+        and listed.newest_version() == chain.tip_version
+        and len(chain.deltas) < max_chain
+    )
+    if on_newest:
+        found = deltas.changed_pages(digests, db)
+        if found is not None:
+            page_size, db_pages, pages = found
+            body = deltas.encode(
+                base=chain.base_version, parent=chain.tip_version, at_version=version(db),
+                page_size=page_size, db_pages=db_pages, pages=pages,
+            )
+            if chain.delta_bytes + len(body) <= max_fraction * chain.base_size:
+                key = delta_key(org, SCHEMA_HASH, chain.base_version, version(db))
+                if not _put_once(store, key, body):
+                    return None
+                return Written(kind="delta", key=key, chain_length=len(chain.deltas) + 1,
+                               delta_bytes=len(body), pages_changed=len(pages))
+    key = write_snapshot(store, org, db)
+    return None if key is None else Written(kind="full", key=key, chain_length=0)
+
+
+def list_objects(store: ObjectStore, org: str) -> Listed:
+    """The org's full snapshots and deltas of this schema (pages through the listing)."""
     prefix = snapshot_prefix(org, SCHEMA_HASH)
-    found: list[ObjectInfo] = []
+    bases: list[ObjectInfo] = []
+    found_deltas: dict[int, list[ObjectInfo]] = {}
     start_after = None
     while True:
         page = store.list(prefix, start_after=start_after)
-        found.extend(info for info in page if _SNAPSHOT_NAME.fullmatch(info.key[len(prefix):]))
+        for info in page:
+            name = info.key[len(prefix):]
+            if _SNAPSHOT_NAME.fullmatch(name):
+                bases.append(info)
+            elif (delta := _DELTA_NAME.fullmatch(name)) is not None:
+                found_deltas.setdefault(int(delta["base"]), []).append(info)
         if len(page) < 1000:
-            return found
+            break
         start_after = page[-1].key
+    listed = {version_of_snapshot_key(base.key) for base in bases}
+    return Listed(
+        bases=bases,
+        deltas={base: on_it for base, on_it in found_deltas.items() if base in listed},
+    )
 
 
-def restore_latest(store: ObjectStore, org: str) -> Restored:
-    """The newest usable snapshot of this schema, else an empty database.
+def list_snapshots(store: ObjectStore, org: str) -> list[ObjectInfo]:
+    """The org's full snapshots of this schema, oldest first (pages through the listing)."""
+    return list_objects(store, org).bases
 
-    Tries the newest, then older ones (at most MAX_RESTORE_ATTEMPTS), and
-    records why each was skipped. Never raises for a store failure or a
-    damaged snapshot.
+
+def restore_latest(store: ObjectStore, org: str, *, with_digests: bool = False) -> Restored:
+    """The newest usable snapshot (full plus deltas) of this schema, else an empty database.
+
+    Tries the newest full snapshot with the longest valid prefix of its
+    chain, then (if base and deltas together fail their checks) that base
+    alone, then older bases (at most MAX_RESTORE_ATTEMPTS), and records why
+    each was skipped. ``with_digests``: also take the restored pages'
+    digests, for write_next. Never raises for a store failure or a damaged
+    snapshot or delta.
     """
     skipped: list[tuple[str, str]] = []
     try:
-        candidates = list_snapshots(store, org)
+        listed = list_objects(store, org)
     except StoreError as error:
         reason = f"listing failed: {type(error).__name__}: {error}"
         log.warning("snapshots of %s: %s", org, reason)
         skipped.append((snapshot_prefix(org, SCHEMA_HASH), reason))
-        candidates = []
-    for info in reversed(candidates[-MAX_RESTORE_ATTEMPTS:]):
-        started = time.perf_counter()
+        listed = Listed(bases=[], deltas={})
+    attempts = []
+    for base in reversed(listed.bases[-MAX_RESTORE_ATTEMPTS:]):
+        on_it = listed.deltas_on(base)
+        attempts.append((base, on_it))
+        if on_it:
+            attempts.append((base, []))
+    for base, on_it in attempts:
         try:
-            db, size, downloaded = read_snapshot(store, info.key)
-        except (StoreError, UnusableSnapshot, OSError) as error:
+            restored = _restore_chain(store, base, on_it, skipped, with_digests)
+        except (StoreError, UnusableSnapshot, deltas.UnusableDelta, OSError) as error:
             # OSError: no room for the scratch copy; a replay, in memory,
             # may still do.
             reason = f"{type(error).__name__}: {error}"
-            log.warning("snapshot %s skipped: %s", info.key, reason)
-            skipped.append((info.key, reason))
+            log.warning("snapshot %s skipped: %s", base.key, reason)
+            skipped.append((base.key, reason))
             continue
-        return Restored(
-            db=db,
-            version=version(db),
-            key=info.key,
-            skipped=skipped,
-            size=size,
-            get_seconds=downloaded,
-            deserialize_seconds=time.perf_counter() - started - downloaded,
-        )
+        return restored
     return Restored(db=new_database(), version=0, key=None, skipped=skipped)
 
 
+def _restore_chain(
+    store: ObjectStore,
+    base: ObjectInfo,
+    on_it: list[ObjectInfo],
+    skipped: list[tuple[str, str]],
+    with_digests: bool,
+) -> Restored:
+    """The base at ``base`` with the longest valid chain of ``on_it`` written
+    into it; adds the deltas left out to ``skipped``."""
+    started = time.perf_counter()
+    base_version = version_of_snapshot_key(base.key)
+    fetches = [(info, _fetchers.submit(_fetch_delta, store, info, base_version)) for info in on_it]
+    with _ReceivedSnapshot(base_version) as received:
+        info = store.download(base.key, received)
+        received.check()
+        fetched = []
+        for delta_info, fetch in fetches:
+            try:
+                fetched.append((delta_info, fetch.result()))
+            except (StoreError, deltas.UnusableDelta) as error:
+                reason = f"{type(error).__name__}: {error}"
+                log.warning("delta %s skipped: %s", delta_info.key, reason)
+                skipped.append((delta_info.key, reason))
+        downloaded = time.perf_counter() - started
+        path = _longest_path(base_version, fetched)
+        received.write_deltas([delta for _, delta in path])
+        db = received.open()
+        digests = received.digests() if with_digests else None
+    tip = path[-1][1].version if path else base_version
+    return Restored(
+        db=db,
+        version=tip,
+        key=base.key,
+        skipped=skipped,
+        size=info.size,
+        get_seconds=downloaded,
+        deserialize_seconds=time.perf_counter() - started - downloaded,
+        digests=digests,
+        chain=Chain(
+            base_key=base.key,
+            base_version=base_version,
+            base_size=info.size,
+            tip_version=tip,
+            deltas=tuple(delta_info.key for delta_info, _ in path),
+            delta_bytes=sum(delta_info.size for delta_info, _ in path),
+            complete=len(path) == len(on_it),
+        ),
+    )
+
+
+def _fetch_delta(store: ObjectStore, info: ObjectInfo, base_version: int) -> deltas.Delta:
+    body = store.get(info.key).body
+    return deltas.decode(body, base=base_version, at_version=version_of_delta_key(info.key))
+
+
+def _longest_path(
+    base_version: int, fetched: list[tuple[ObjectInfo, deltas.Delta]]
+) -> list[tuple[ObjectInfo, deltas.Delta]]:
+    """The deltas to write, in order: from the base, each step the newest
+    delta whose parent is the version reached so far. (Racing writers can
+    leave two deltas on one parent; either gives a correct database.)"""
+    path = []
+    tip = base_version
+    while True:
+        children = [(info, delta) for info, delta in fetched if delta.parent == tip]
+        if not children:
+            return path
+        step = max(children, key=lambda child: child[1].version)
+        path.append(step)
+        tip = step[1].version
+
+
 def newest_version(store: ObjectStore, org: str) -> int:
-    """The version of the org's newest snapshot of this schema, 0 if none."""
-    found = list_snapshots(store, org)
-    return version_of_snapshot_key(found[-1].key) if found else 0
+    """The newest version the org's full snapshots and deltas of this schema hold, 0 if none."""
+    return list_objects(store, org).newest_version()
 
 
 def prune(store: ObjectStore, org: str, keep: int = 3) -> list[str]:
-    """Delete all but the newest ``keep`` snapshots of this schema; return the deleted keys.
+    """Delete all but the newest ``keep`` full snapshots of this schema, with
+    their deltas; return the deleted keys.
 
     Snapshots of other schema hashes are left alone: an older deployment
     may still be reading them. Failures are logged, not raised.
@@ -293,22 +550,27 @@ def prune(store: ObjectStore, org: str, keep: int = 3) -> list[str]:
     if keep < 1:
         raise ValueError(f"keep at least one snapshot, not {keep}")
     try:
-        existing = list_snapshots(store, org)
+        listed = list_objects(store, org)
     except StoreError as error:
         log.warning("snapshots of %s not pruned: %s", org, error)
         return []
-    return delete_snapshots(store, existing[:-keep])
+    return delete_snapshots(store, listed.bases[:-keep], listed)
 
 
-def delete_snapshots(store: ObjectStore, listed: list[ObjectInfo]) -> list[str]:
-    """Delete these listed snapshots, each only if its etag is still the
-    listed one; return the deleted keys. Failures are logged, not raised."""
+def delete_snapshots(
+    store: ObjectStore, bases: list[ObjectInfo], listed: Listed | None = None
+) -> list[str]:
+    """Delete these listed full snapshots, each only if its etag is still
+    the listed one, and the deltas on them ``listed`` names (first, so a
+    delta is never left without its base); return the deleted keys.
+    Failures are logged, not raised."""
     deleted = []
-    for info in listed:
-        try:
-            store.delete(info.key, if_match=info.etag)
-        except StoreError as error:
-            log.warning("snapshot %s not pruned: %s: %s", info.key, type(error).__name__, error)
-            continue
-        deleted.append(info.key)
+    for base in bases:
+        for info in (listed.deltas_on(base) if listed else []) + [base]:
+            try:
+                store.delete(info.key, if_match=info.etag)
+            except StoreError as error:
+                log.warning("snapshot %s not pruned: %s: %s", info.key, type(error).__name__, error)
+                continue
+            deleted.append(info.key)
     return deleted

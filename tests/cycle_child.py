@@ -4,8 +4,11 @@ store and, at the step it is told, says so on stdout and waits to be killed.
     python tests/cycle_child.py STORE_DIR STEP
 
 STEP is a checkpoint of run_cycle ("leased", "started", "processed",
-"committed", "snapshot"), "processing" (inside link processing) or
-"snapshot_put" (inside the store's put of the snapshot object).
+"committed", "snapshot"), "processing" (inside link processing),
+"snapshot_put" (inside the store's put of the snapshot object),
+"delta_put" (inside the put of a delta; these tiny orgs' deltas are
+allowed any size) or "compaction_put" (inside the put of a full
+snapshot, with every chain compacted at once).
 """
 
 import sys
@@ -15,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chalicelib import cycle  # noqa: E402
+from chalicelib import cycle, snapshots  # noqa: E402
 from chalicelib.store import LocalStore  # noqa: E402
 from clocks import T0  # noqa: E402
 from processing_org import FakeProcessor  # noqa: E402
@@ -27,18 +30,26 @@ def stop_here(step: str) -> None:
     time.sleep(600)
 
 
-class PausingStore:
-    """Pauses inside the put of a snapshot object, before it reaches the disk."""
+PAUSES = {
+    "snapshot_put": lambda key: "/snapshots/" in key,
+    "delta_put": lambda key: "/snapshots/" in key and key.endswith(".delta"),
+    "compaction_put": lambda key: "/snapshots/" in key and key.endswith(".sqlite"),
+}
 
-    def __init__(self, inner):
+
+class PausingStore:
+    """Pauses inside the put of the object ``step`` names, before it reaches the disk."""
+
+    def __init__(self, inner, step):
         self.inner = inner
+        self.step = step
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
     def put(self, key, body, **kwargs):
-        if "/snapshots/" in key:
-            stop_here("snapshot_put")
+        if PAUSES[self.step](key):
+            stop_here(self.step)
         return self.inner.put(key, body, **kwargs)
 
 
@@ -58,8 +69,12 @@ def main() -> None:
         if name == step:
             stop_here(name)
 
+    if step == "delta_put":
+        snapshots.MAX_CHAIN_FRACTION = 1000.0
+    if step == "compaction_put":
+        snapshots.MAX_CHAIN = 0
     cycle.run_cycle(
-        PausingStore(store) if step == "snapshot_put" else store,
+        PausingStore(store, step) if step in PAUSES else store,
         "acme",
         process=process,
         holder="doomed",

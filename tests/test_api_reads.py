@@ -204,6 +204,9 @@ def test_stats_report_version_and_snapshot(api):
     assert figures["snapshot"]["version"] == 3
     assert figures["snapshot"]["size"] > 0
     assert figures["snapshot"]["age_seconds"] is not None
+    chain = figures["snapshot"]["chain"]
+    assert (chain["tip_version"], chain["deltas"], chain["complete"]) == (3, 0, True)
+    assert chain["base_version"] + chain["deltas"] >= 1 and chain["base_size"] > 0
     assert figures["last_cycle"]["outcome"] == "done"
     assert figures["last_cycle"]["links_done"] == 2
     assert set(figures["last_cycle"]["timings_ms"]) >= {"lease", "process", "total"}

@@ -80,6 +80,34 @@ def run_until_idle(store, clean_store, clock, now) -> list[str]:
 
 
 @pytest.mark.parametrize("fail_rate", [0.0, 0.1])
+@pytest.mark.parametrize("step", ["delta_put", "compaction_put"])
+def test_a_processor_killed_writing_a_delta_or_compacting_loses_nothing(
+    tmp_path, monkeypatch, step, fail_rate
+):
+    # Deltas of these tiny orgs are a large part of their base: allow any size.
+    monkeypatch.setattr(snapshots, "MAX_CHAIN_FRACTION", 1000.0)
+    store_dir = str(tmp_path / "store")
+    store = CountingStore(LocalStore(store_dir))
+    # A base (and, to compact, a delta on it) from cycles that finished.
+    rounds = 1 if step == "delta_put" else 2
+    for n in range(rounds):
+        save_links(store, "acme", range(n * LINKS, (n + 1) * LINKS))
+        run_until_idle(store, store, FakeClock(), T0)
+    chain_before = snapshots.restore_latest(store, "acme").chain
+    assert len(chain_before.deltas) == rounds - 1
+    save_links(store, "acme", range(rounds * LINKS, (rounds + 1) * LINKS))
+
+    kill_at(store_dir, step)
+    heirs_store = FaultyStore(store, fail_rate=fail_rate, seed=7)
+    run_until_idle(heirs_store, store, FakeClock(), T0)
+
+    db = check_every_link_ended_once(store, "acme", (rounds + 1) * LINKS)
+    restored = snapshots.restore_latest(store, "acme")
+    assert restored.version == state.version(db)
+    assert restored.skipped == []
+
+
+@pytest.mark.parametrize("fail_rate", [0.0, 0.1])
 @pytest.mark.parametrize(
     "step", ["leased", "started", "processing", "processed", "committed", "snapshot",
              "snapshot_put"]

@@ -1,11 +1,14 @@
 """The invariant of DESIGN §5: restoring any snapshot and applying the rest
 of the log gives exactly the state a full replay gives."""
 
+import tempfile
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib import snapshots
 from chalicelib.state import apply_commits, new_database
+from chalicelib.store import LocalStore
 from statelog import dump, state_at
 
 LINK_IDS = ["l0", "l1", "l2", "l3"]
@@ -128,3 +131,54 @@ def test_applying_commit_by_commit_equals_applying_them_at_once(commits):
     for commit in commits:
         apply_commits(one_by_one, [commit])
     assert dump(one_by_one) == dump(state_at(commits))
+
+
+@st.composite
+def chain_plans(draw):
+    """An org's log and the cycles a processor ran over it: the version each
+    cycle reached, whether it compacted, and how its object was then damaged."""
+    commits = draw(org_logs())
+    ends = sorted(draw(st.sets(st.integers(1, len(commits)), min_size=1)))
+    steps = [(end, draw(st.booleans()), draw(st.sampled_from([None, None, "flip", "cut", "delete"])))
+             for end in ends]
+    return commits, steps
+
+
+def _damage(store, key: str, how: str) -> None:
+    body = store.get(key).body
+    store.delete(key)
+    if how == "flip":
+        store.put(key, body[:-7] + bytes([body[-7] ^ 0x40]) + body[-6:])
+    elif how == "cut":
+        store.put(key, body[: len(body) // 2])
+
+
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(chain_plans())
+def test_any_chain_of_deltas_plus_the_rest_equals_a_full_replay(plan):
+    commits, steps = plan
+    expected = dump(state_at(commits))
+    damaged = False
+    with tempfile.TemporaryDirectory() as directory:
+        store = LocalStore(directory)
+        for end, compact, damage in steps:
+            restored = snapshots.restore_latest(store, "acme", with_digests=True)
+            apply_commits(restored.db, commits[restored.version:end])
+            written = snapshots.write_next(
+                store, "acme", restored.db, restored.chain, restored.digests,
+                snapshots.list_objects(store, "acme"),
+                max_chain=0 if compact else 1000, max_fraction=1000.0,
+            )
+            if restored.digests is not None:
+                restored.digests.close()
+            if not damaged and restored.chain is not None:
+                assert written.kind == ("full" if compact else "delta")
+            if damage and written.kind == "delta":
+                _damage(store, written.key, damage)
+                damaged = True
+            again = snapshots.restore_latest(store, "acme")
+            if not damaged:
+                assert again.version == end
+            apply_commits(again.db, commits[again.version:])
+            assert dump(again.db) == expected, f"restored at {again.version} after a cycle to {end}"

@@ -202,11 +202,24 @@ class LinklogExport(Answer):
     links: list[dict[str, Any]]
 
 
+class ChainFigures(Answer):
+    """The full snapshot a restore used and the deltas on it."""
+
+    base_key: str
+    base_version: int
+    base_size: int
+    tip_version: int
+    deltas: int
+    delta_bytes: int
+    complete: bool
+
+
 class SnapshotFigures(Answer):
     key: str | None
     version: int
     size: int | None
     age_seconds: float | None
+    chain: ChainFigures | None
 
 
 class Stats(Answer):

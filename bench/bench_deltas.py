@@ -1,0 +1,130 @@
+"""What incremental snapshots cost: a 20-link cycle's snapshot against the
+full snapshot it replaces, and a restore through the longest chain.
+
+On the 10,000-link org (bench/orgdata.py) in a local directory store:
+
+(a) a full snapshot of the replayed log;
+(b) one 20-link cycle: what it wrote (kind, delta bytes, pages changed,
+    all bytes written) beside the full snapshot's bytes, and its store
+    requests by kind;
+(c) more 20-link cycles until the chain reaches its longest (MAX_CHAIN
+    deltas, or the byte bound), then restores through base and chain and
+    of the base alone, taken turn about (best of five each), beside the
+    replay;
+(d) the next cycle, which compacts.
+
+    python -m bench.bench_deltas
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+
+from bench.bench_processor import offline_processor, replay, save_new_links, write_org
+from bench.orgdata import make_org_log
+from chalicelib import cycle, snapshots, state
+from chalicelib.store import CountingStore, LocalStore
+
+LINKS = 10_000
+NEW_LINKS = 20
+ORG = "org10000"
+BASE_COPY = "org10000-base"
+
+
+def restore_seconds(store, org: str) -> float:
+    started = time.perf_counter()
+    restored = snapshots.restore_latest(store, org)
+    seconds = time.perf_counter() - started
+    # Dropped before the next restore, as a cycle drops its own.
+    restored.db.close()
+    return seconds
+
+
+def compare_restores(store, copy_of_base: str, rounds: int = 5) -> tuple[float, float]:
+    """Best seconds of a full-only restore (the base alone, copied to
+    another org) and of a restore through the chain, taken turn about so
+    that a change in the machine's load weighs on both alike."""
+    full, chain = [], []
+    for _ in range(rounds):
+        full.append(restore_seconds(store, copy_of_base))
+        chain.append(restore_seconds(store, ORG))
+    return min(full), min(chain)
+
+
+def one_cycle(store, n: int) -> dict:
+    """A cycle over 20 newly saved links; its log line's figures."""
+    save_new_links(store, ORG, NEW_LINKS, prefix=f"cycle{n}")
+    lines: list[str] = []
+    report = cycle.run_cycle(store, ORG, process=offline_processor, holder="bench",
+                             emit=lines.append)
+    assert report.outcome == "done", report.record.error
+    return json.loads(lines[0])
+
+
+def main() -> dict:
+    """Run every part and return the figures."""
+    with tempfile.TemporaryDirectory(prefix="linklog-bench-deltas-") as directory:
+        store = CountingStore(LocalStore(directory))
+        write_org(store, ORG, make_org_log(LINKS, org=ORG))
+        db, replay_seconds, _ = replay(store, ORG)
+        full_key = snapshots.write_snapshot(store, ORG, db)
+        full_bytes = store.head(full_key).size
+        db.close()
+        # The base alone, under another org, for full-only restores.
+        store.put(full_key.replace(f"orgs/{ORG}/", f"orgs/{BASE_COPY}/"), store.get(full_key).body)
+
+        # A first cycle only takes the lease (the generated log carries a
+        # processor epoch no lease handed out), as in bench_processor.
+        cycle.run_cycle(store, ORG, process=offline_processor, holder="bench",
+                        emit=lambda line: None)
+        first = one_cycle(store, 0)
+        chain = [first]
+        while chain[-1]["snapshot_kind"] == "delta" and chain[-1]["chain_length"] < snapshots.MAX_CHAIN:
+            chain.append(one_cycle(store, len(chain)))
+        longest = max(line["chain_length"] for line in chain if line["snapshot_kind"] == "delta")
+        if chain[-1]["snapshot_kind"] == "full":
+            # The byte bound compacted first: the longest chain is gone, so
+            # build it again on the new base.
+            chain = [one_cycle(store, len(chain) + n) for n in range(longest)]
+        full_seconds, chain_seconds = compare_restores(store, BASE_COPY)
+        through_chain = snapshots.restore_latest(store, ORG)
+        through_chain.db.close()
+        compaction = one_cycle(store, 10_000)
+
+    return {
+        "links": LINKS,
+        "max_chain": snapshots.MAX_CHAIN,
+        "max_chain_fraction": snapshots.MAX_CHAIN_FRACTION,
+        "full_snapshot_bytes": full_bytes,
+        "cycle_20_links": {
+            "snapshot_kind": first["snapshot_kind"],
+            "delta_bytes": first["delta_bytes"],
+            "pages_changed": first["pages_changed"],
+            "delta_share_of_full": round(first["delta_bytes"] / full_bytes, 5),
+            "bytes_written": first["bytes_written"],
+            "requests_by_kind": first["requests"],
+            "requests_total": sum(first["requests"].values()),
+            "write_requests": first["requests"]["put"] + first["requests"]["delete"],
+            "timings_ms": first["timings_ms"],
+        },
+        "restore": {
+            "replay_ms": round(replay_seconds * 1000, 1),
+            "full_only_ms": round(full_seconds * 1000, 1),
+            "full_plus_chain_ms": round(chain_seconds * 1000, 1),
+            "chain_length": len(through_chain.chain.deltas),
+            "chain_bytes": through_chain.chain.delta_bytes,
+            "chain_over_full_only": round(chain_seconds / full_seconds, 3),
+            "speedup_over_replay_through_chain": round(replay_seconds / chain_seconds, 1),
+        },
+        "compaction_cycle": {
+            "snapshot_kind": compaction["snapshot_kind"],
+            "bytes_written": compaction["bytes_written"],
+            "requests_by_kind": compaction["requests"],
+        },
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))
