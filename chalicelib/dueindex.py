@@ -24,6 +24,7 @@ so deleting one never removes a newer entry that names the same time.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ PREFIX = "due/"
 # Every character of a time, an org and a nonce sorts before '~', so
 # "due/{time}/~" is after every entry of that time.
 PAST_TIME = "~"
+NONCE = re.compile(r"[0-9a-f]{32}")
 TIME_CHARS = len(format_time(datetime(2000, 1, 1, tzinfo=timezone.utc)))
 
 
@@ -70,10 +72,10 @@ def mark(store: ObjectStore, org: str, due: datetime, *, reason: str) -> str:
 def parse_entry(key: str) -> Entry | None:
     """The entry a key names, or None for a key this module never writes."""
     parts = key.split("/")
-    if len(parts) != 4 or f"{parts[0]}/" != PREFIX or not parts[3]:
+    if len(parts) != 4 or f"{parts[0]}/" != PREFIX:
         return None
-    _, when, org, _nonce = parts
-    if len(when) != TIME_CHARS or not ORG_PATTERN.fullmatch(org):
+    _, when, org, nonce = parts
+    if len(when) != TIME_CHARS or not ORG_PATTERN.fullmatch(org) or not NONCE.fullmatch(nonce):
         return None
     try:
         due = parse_time(when)
