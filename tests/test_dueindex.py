@@ -167,8 +167,32 @@ def test_the_sweep_finds_a_cycle_that_never_released_its_lease(store):
     assert swept(store, due) == []
 
 
-N = "0123456789abcdef0123456789abcdef"
 # Keys under the index's prefix that sort before T0's entries: the sweep reads them.
+def test_a_release_whose_entry_cannot_be_written_says_nothing_is_known(store):
+    """Without its entry, a released lease naming a later retry would let the
+    sweep judge the org idle and drop the entry that led to the cycle."""
+    pushed(store, "acme", [1], T0)
+
+    class IndexRefusesReleases:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def put(self, key, body, **kwargs):
+            if key.startswith(dueindex.PREFIX):
+                raise Transient(key, "503 Slow Down")
+            return self.inner.put(key, body, **kwargs)
+
+    assert cycle(IndexRefusesReleases(store), "acme", unavailable, T0).outcome == "done"
+    assert json.loads(store.get(lease_key("acme")).body)["released"] is True
+    assert lease.released(store, "acme") is None
+    due = T0 + dueindex.PushMarks.DELAY
+    assert swept(store, due) == ["acme"] == swept(store, due)
+
+
+N = "0123456789abcdef0123456789abcdef"
 HOSTILE = [
     "due/0000/acme/" + N,
     "due/ 2026-11-23T19:00:00.000000Z/acme/" + N,
