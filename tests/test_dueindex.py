@@ -18,6 +18,7 @@ from chalicelib.triggers import WALK_KEY, cycle_runner, index_orgs_from_before, 
 from clocks import T0, FakeClock
 from processing_org import FakeProcessor, save_links
 from test_cycle_crash import kill_at
+from tests.api_server import serving
 
 NOTHING_DUE = {"get": 1, "head": 0, "put": 0, "delete": 0, "list": 1}
 
@@ -349,6 +350,25 @@ def test_sweeps_and_cycles_at_once_drain_a_backlog_whose_wake_ups_are_lost(store
     assert errors == []
     assert swept(store, at) == []
     assert entries(store) == []
+
+
+def test_pushes_over_http_leave_an_entry_the_sweep_finds(store):
+    def created(n):
+        return {"id": f"e{n}", "name": "v1.LinkCreated", "at": "2026-11-23T20:00:00Z",
+                "args": {"id": f"l{n}", "url": "https://example.com/a",
+                         "createdAt": "2026-11-23T20:00:00Z"}}
+
+    with serving(store) as api:
+        assert api.push({"client_id": "phone", "events": []}).status_code == 422
+        assert entries(store) == []  # a refused push writes nothing
+        for n in range(3):
+            body = {"batch_id": f"b{n}", "client_id": "phone", "events": [created(n)]}
+            assert api.push(body).status_code == 200
+        assert api.queue.pending() == ["acme"]  # the first trigger; lost from here on
+    [entry] = entries(store)  # three pushes within a minute: one entry
+
+    assert sweep(store, now=entry.due - timedelta(seconds=1), enqueue=pytest.fail) == []
+    assert swept(store, entry.due) == ["acme"]
 
 
 def test_a_container_writes_one_push_entry_a_minute(store):
