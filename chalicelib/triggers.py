@@ -231,7 +231,7 @@ def sweep(
     walk_orgs: int = WALK_ORGS_PER_SWEEP,
 ) -> list[str]:
     """Enqueue every org that needs a cycle among those the due index names;
-    return them in order.
+    return them in name order.
 
     Reads the index up to ``now`` (chalicelib.dueindex: one list request per
     1,000 entries due) and checks each org named there with ``readiness``
@@ -245,9 +245,13 @@ def sweep(
 
     Before that, up to ``walk_orgs`` orgs of the one-off walk over the orgs
     from before the index are indexed (``index_orgs_from_before``); once the
-    walk is done that costs one small get.
+    walk is done that costs one small get. A walk step the store fails is
+    tried again next sweep; the index is read all the same.
     """
-    index_orgs_from_before(store, now=now, most=walk_orgs)
+    try:
+        index_orgs_from_before(store, now=now, most=walk_orgs)
+    except StoreError:
+        log.exception("the walk over orgs from before the due index failed; next sweep retries")
     keys_of_org: dict[str, list[str]] = {}
     damaged: list[str] = []
     for key, entry in dueindex.listed_until(store, now):
@@ -324,9 +328,7 @@ def _walk_progress(store: ObjectStore) -> dict:
     """What WALK_KEY says; an unreadable one starts the walk again."""
     try:
         progress = json.loads(store.get(WALK_KEY).body)
-    except NotFound:
-        return {}
-    except (ValueError, RecursionError):
+    except (NotFound, ValueError, RecursionError):
         return {}
     if not isinstance(progress, dict):
         return {}

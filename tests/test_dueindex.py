@@ -13,7 +13,7 @@ from chalicelib import dueindex, lease
 from chalicelib.cycle import run_cycle
 from chalicelib.keys import lease_key
 from chalicelib.links.outcome import LinkFailure, LinkOutcome
-from chalicelib.store.base import CountingStore, Transient
+from chalicelib.store.base import CountingStore, NotFound, Transient
 from chalicelib.triggers import WALK_KEY, cycle_runner, index_orgs_from_before, sweep
 from clocks import T0, FakeClock
 from processing_org import FakeProcessor, save_links
@@ -388,6 +388,22 @@ def test_the_walk_indexes_old_orgs_over_several_sweeps(local_store):
     counted = CountingStore(local_store)
     assert sweep(counted, now=T0, enqueue=lambda org: None) == ["busy"]
     assert counted.counts()["put"] == 0  # the walk is over
+
+
+def test_a_walk_the_store_fails_still_lets_the_index_be_read(store):
+    pushed(store, "acme", [1], T0)
+    store.delete(WALK_KEY)
+
+    class WalkCannotList(Wrapping):
+        def list(self, prefix, **kwargs):
+            if prefix == "orgs/":
+                raise Transient(prefix, "503 Slow Down")
+            return self.inner.list(prefix, **kwargs)
+
+    due = T0 + dueindex.PushMarks.DELAY
+    assert sweep(WalkCannotList(store), now=due, enqueue=lambda org: None) == ["acme"]
+    with pytest.raises(NotFound):
+        store.get(WALK_KEY)  # not done: the next sweep walks
 
 
 @pytest.mark.parametrize("damaged", [b"not json", b"[]", b'{"after": "../x", "done": false}'])
