@@ -18,7 +18,19 @@ from typing import Callable
 
 from chalice import Chalice, Response
 
-from chalicelib import config, cyclelog, exports, imports, params, reads, settings_api, sync, triggers, web
+from chalicelib import (
+    config,
+    cyclelog,
+    dueindex,
+    exports,
+    imports,
+    params,
+    reads,
+    settings_api,
+    sync,
+    triggers,
+    web,
+)
 from chalicelib.api_errors import STATUSES, ApiError
 from chalicelib.auth import Principal, Verify, make_verifier
 from chalicelib.jwt_secret import token_secret
@@ -47,10 +59,15 @@ class Services:
     verify: Verify
     index: sync.LogIndex
     read_cache: reads.ReadCache = field(default_factory=reads.ReadCache)
+    push_marks: dueindex.PushMarks = field(default_factory=dueindex.PushMarks)
 
     def notify(self, org: str) -> None:
-        """Wake the processor of ``org`` after a commit."""
-        self.queue.send(org)
+        """Wake the processor of ``org`` after a commit, and leave a due
+        index entry as the net under that wake-up (the sweep reads it)."""
+        try:
+            self.push_marks.after_commit(self.store, org, datetime.now(timezone.utc))
+        finally:
+            self.queue.send(org)
 
 
 def build_services(

@@ -10,6 +10,10 @@ process first saw that exact lease object (same etag) unchanged, never from
 a time written by another machine. Every write carries a fresh nonce, so
 every write has a new etag and "unchanged" really means "not renewed".
 
+A release whose state will need a cycle again writes an entry of the due
+index (chalicelib.dueindex) at that time before the released marker, so
+the sweep finds the org then without visiting every org.
+
 Release keeps the object (marked released) instead of deleting it: the
 epoch must only ever grow, and a deleted lease would make the next holder
 start again at epoch 1, below the epochs already in the log, so the state
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
+from chalicelib import dueindex
 from chalicelib.keys import lease_key
 from chalicelib.store.base import (
     Conflict,
@@ -262,9 +267,19 @@ def release(store: ObjectStore, lease: Lease, *, hint: Released | None = None) -
     and readers ask the state: a wrong "nothing is waiting" would leave
     links unprocessed until the next push.
 
+    A hint with a time is first written into the due index, so the time a
+    released lease names is always backed by an entry the sweep will read;
+    if that write fails the marker carries no hint (the entry that led to
+    this cycle then stays, see triggers.sweep).
+
     Returns False if it was no longer ours (or the release could not be
     confirmed; it then simply expires).
     """
+    if hint is not None and hint.next_due is not None:
+        try:
+            dueindex.mark(store, lease.org, hint.next_due, reason="release")
+        except StoreError:
+            hint = None
     nonce = uuid.uuid4().hex
     etag = _write(
         store,

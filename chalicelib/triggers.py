@@ -8,8 +8,9 @@ functions behind the Lambda handlers in app.py and the local worker:
   with SQS partial batch failures for the orgs that must be tried again.
 - ``orgs_from_s3_event``: the orgs whose log got a new commit, from an S3
   ObjectCreated notification (direct, or wrapped in an SQS record).
-- ``sweep``: the orgs whose log is ahead of their newest snapshot or whose
-  state has a link needing work, found by listing the store.
+- ``sweep``: the orgs the due index names up to now (chalicelib.dueindex)
+  whose log is ahead of their newest snapshot or whose state has a link
+  needing work; the cost follows the orgs that are due, not all orgs.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from datetime import datetime
 from typing import Any, Callable, Iterator, Protocol
 from urllib.parse import unquote_plus
 
+from chalicelib import dueindex, snapshots
 from chalicelib import lease as leases
-from chalicelib import snapshots, state
 from chalicelib.cycle import LEASE_SECONDS, CycleReport, run_cycle, utc_now
 from chalicelib.keys import (
+    ORG_PATTERN,
     VERSION_DIGITS,
     InvalidOrg,
     check_org,
@@ -36,7 +38,7 @@ from chalicelib.keys import (
     org_of_key,
 )
 from chalicelib.links.outcome import ProcessLink
-from chalicelib.store.base import ObjectStore, StoreError
+from chalicelib.store.base import NotFound, ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,15 @@ log = logging.getLogger(__name__)
 RETRY_OUTCOMES = frozenset({"lease_held", "stopped"})
 
 LOG_FILE = re.compile(rf"\d{{{VERSION_DIGITS}}}\.json")
+
+# The sweep's one-off walk over the orgs from before the due index: how far
+# it got. Outside orgs/, so no org (and no bucket notification) sees it.
+WALK_KEY = "sweep/walk.json"
+# Orgs the walk looks at per sweep (about four requests each), so a sweep
+# stays within its function's timeout however many orgs there are.
+WALK_ORGS_PER_SWEEP = 1000
+# Orgs the sweep checks at the same time (each check is three small requests).
+CHECKS_AT_ONCE = 16
 
 # Every key under orgs/{org}/ is built by chalicelib.keys from letters,
 # digits, '_', '-', '.' and '/', all of which sort before '~'; so listing
@@ -191,14 +202,15 @@ def _without_store_prefix(key: str) -> str:
     return key[at + 1:] if at >= 0 else key
 
 
-def list_orgs(store: ObjectStore) -> Iterator[str]:
-    """Every org with at least one object, in key order, one list request each.
+def list_orgs(store: ObjectStore, *, after: str | None = None) -> Iterator[str]:
+    """Every org with at least one object (after org ``after``), in key order,
+    one list request each.
 
     The store interface has no delimiter, so this skips from org to org with
     start_after rather than listing every commit of every org. A key under
     ``orgs/`` that names no valid org is stepped over.
     """
-    start_after: str | None = None
+    start_after = f"orgs/{check_org(after)}/{PAST_ORG}" if after is not None else None
     while True:
         found = store.list("orgs/", start_after=start_after, limit=1)
         if not found:
@@ -212,42 +224,129 @@ def list_orgs(store: ObjectStore) -> Iterator[str]:
 
 
 def sweep(
-    store: ObjectStore, *, now: datetime, enqueue: Callable[[str], None]
+    store: ObjectStore,
+    *,
+    now: datetime,
+    enqueue: Callable[[str], None],
+    walk_orgs: int = WALK_ORGS_PER_SWEEP,
 ) -> list[str]:
-    """Enqueue every org that needs a cycle; return them in key order.
+    """Enqueue every org that needs a cycle among those the due index names;
+    return them in name order.
 
-    An org needs one when its log has commits after its newest snapshot of
-    the current schema, or when its state (that snapshot) has a link that
-    needs work at ``now`` (never started, reprocess requested, left pending,
-    or a retry due). Cost: one list per org to find it, two lists to compare log and
-    snapshot, and for an org whose log is not ahead one get of its released
-    lease, which says when its state is next due (only without that hint,
-    e.g. after a crashed cycle, the snapshot is restored: a list and a get). An org that cannot be checked (the store failed) is
+    Reads the index up to ``now`` (chalicelib.dueindex: one list request per
+    1,000 entries due) and checks each org named there with ``readiness``
+    (two lists and a small get). An org that is not idle at ``now`` (log
+    ahead, a link needing work, or a state only a cycle can judge: a cycle
+    holds the lease or died holding it) is enqueued and its entries kept, so
+    every sweep enqueues it again until a cycle has dealt with it. An idle
+    org's entries are deleted, and so are keys under the index's prefix that
+    are no entry. An org that cannot be checked (the store failed) is
     enqueued anyway: the cycle decides, and a spare cycle is cheap.
+
+    Before that, up to ``walk_orgs`` orgs of the one-off walk over the orgs
+    from before the index are indexed (``index_orgs_from_before``); once the
+    walk is done that costs one small get. A walk step the store fails is
+    tried again next sweep; the index is read all the same.
     """
-    due: list[str] = []
-    for org in list_orgs(store):
-        try:
-            needed = _needs_cycle(store, org, now)
-        except Exception:
-            log.exception("sweep could not check org %s; enqueueing it", org)
-            needed = True
-        if needed:
+    try:
+        index_orgs_from_before(store, now=now, most=walk_orgs)
+    except StoreError:
+        log.exception("the walk over orgs from before the due index failed; next sweep retries")
+    keys_of_org: dict[str, list[str]] = {}
+    damaged: list[str] = []
+    for key, entry in dueindex.listed_until(store, now):
+        if entry is None:
+            damaged.append(key)
+        else:
+            keys_of_org.setdefault(entry.org, []).append(key)
+    orgs = sorted(keys_of_org)
+    with ThreadPoolExecutor(max_workers=CHECKS_AT_ONCE) as pool:
+        needed = list(pool.map(lambda org: _needs_cycle(store, org, now), orgs))
+        due = [org for org, need in zip(orgs, needed) if need]
+        for org in due:
             enqueue(org)
-            due.append(org)
-    log.info(json.dumps({"sweep": {"orgs_enqueued": len(due)}}))
+        stale = damaged + [
+            key for org, need in zip(orgs, needed) if not need for key in keys_of_org[org]
+        ]
+        deleted = sum(pool.map(lambda key: _delete_entry(store, key), stale))
+    log.info(json.dumps({"sweep": {
+        "orgs_due": len(orgs), "orgs_enqueued": len(due),
+        "entries_deleted": deleted, "damaged_keys": len(damaged),
+    }}))
     return due
 
 
 def _needs_cycle(store: ObjectStore, org: str, now: datetime) -> bool:
-    found = readiness(store, org)
-    if found.log_ahead:
+    try:
+        return not readiness(store, org).idle_at(now)
+    except Exception:
+        log.exception("sweep could not check org %s; enqueueing it", org)
         return True
-    if found.known:
-        due = found.next_due
-    else:
-        due = state.next_due(snapshots.restore_latest(store, org).db, now)
-    return due is not None and due <= now
+
+
+def _delete_entry(store: ObjectStore, key: str) -> bool:
+    """Delete a key of the index the sweep is done with; False if it could not
+    (it is then listed, and tried, again next sweep)."""
+    try:
+        store.delete(key)
+    except (StoreError, ValueError):
+        log.warning("sweep could not delete %.300r from the due index", key)
+        return False
+    return True
+
+
+def index_orgs_from_before(store: ObjectStore, *, now: datetime, most: int) -> int:
+    """One step of the one-off walk that writes due entries for orgs from
+    before the index; returns the number of orgs it looked at.
+
+    Its progress is kept in WALK_KEY (the last org walked, and whether the
+    walk is done), so a walk over many orgs spreads over several sweeps and
+    a crash repeats at most one step (a duplicate entry only costs a check).
+    Per org: today's readiness check, and an entry now when the org is not
+    idle, or at its released lease's next_due when that is a later time.
+    Deleting WALK_KEY starts the walk again.
+    """
+    progress = _walk_progress(store)
+    if progress.get("done") is True:
+        return 0
+    after = progress.get("after")
+    walked = 0
+    done = True
+    for org in list_orgs(store, after=after):
+        if walked == most:
+            done = False
+            break
+        _index_org(store, org, now)
+        walked += 1
+        after = org
+    store.put(WALK_KEY, json.dumps({"after": after, "done": done}).encode())
+    log.info(json.dumps({"sweep_walk": {"orgs": walked, "after": after, "done": done}}))
+    return walked
+
+
+def _walk_progress(store: ObjectStore) -> dict:
+    """What WALK_KEY says; an unreadable one starts the walk again."""
+    try:
+        progress = json.loads(store.get(WALK_KEY).body)
+    except (NotFound, ValueError, RecursionError):
+        return {}
+    if not isinstance(progress, dict):
+        return {}
+    after = progress.get("after")
+    if after is not None and not (isinstance(after, str) and ORG_PATTERN.fullmatch(after)):
+        progress["after"] = None
+    return progress
+
+
+def _index_org(store: ObjectStore, org: str, now: datetime) -> None:
+    try:
+        found = readiness(store, org)
+    except StoreError:
+        found = Readiness(log_ahead=True, known=False)
+    if not found.idle_at(now):
+        dueindex.mark(store, org, now, reason="walk")
+    elif found.next_due is not None:
+        dueindex.mark(store, org, found.next_due, reason="walk")
 
 
 @dataclass(frozen=True)

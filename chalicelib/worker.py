@@ -1,9 +1,10 @@
 """The local processor for ``make run``: a thread that plays SQS and the schedule.
 
 It takes orgs from the queue and runs one cycle each, as the Lambda SQS
-handler does; it sweeps the store now and then, as the scheduled function
-does, so retries come due and commits written by other means get processed
-without a push. Which org to look at again, and when, is decided here in one
+handler does; it sweeps the due index now and then, as the scheduled
+function does, so retries come due and orgs whose wake-up was lost get
+processed (its first sweep on a store from before the index also walks
+every org once, so commits written there by other means are found). Which org to look at again, and when, is decided here in one
 place:
 
 - work left: again at once;

@@ -7,12 +7,15 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from chalicelib import dueindex
 from chalicelib.api_errors import STATUSES
 from chalicelib.keys import lease_key, log_key, snapshot_key
+from chalicelib.triggers import WALK_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "template.json"
@@ -240,6 +243,8 @@ def test_each_role_may_do_only_what_its_function_does(template):
     objects = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/orgs/*"}
     logs = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/orgs/*/log/*"}
     bucket = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}"}
+    due = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/due/*"}
+    walk = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/sweep/*"}
     queue = {"Fn::GetAtt": ["ProcessQueue", "Arn"]}
 
     def common(role):
@@ -248,18 +253,19 @@ def test_each_role_may_do_only_what_its_function_does(template):
                 "xray:PutTraceSegments": ["*"], "xray:PutTelemetryRecords": ["*"]}
 
     # The internet-facing API reads, commits log objects and wakes the processor:
-    # it can neither delete nor overwrite snapshots and leases.
+    # it can neither delete nor overwrite snapshots and leases. It adds
+    # entries to the due index (the net under the processor's wake-up).
     # It may also read a token secret kept under linklog/ (LINKLOG_JWT_SECRET_FROM).
     parameters = {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:"
                              "parameter/linklog/*"}
     secrets = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
                           "${AWS::AccountId}:secret:linklog/*"}
     assert permissions(template, "ApiRole") == {
-        **common("ApiRole"), "s3:GetObject": [objects], "s3:PutObject": [logs],
+        **common("ApiRole"), "s3:GetObject": [objects], "s3:PutObject": [logs, due],
         "s3:ListBucket": [bucket], "sqs:SendMessage": [queue],
         "ssm:GetParameter": [parameters], "secretsmanager:GetSecretValue": [secrets]}
     assert permissions(template, "ProcessorRole") == {
-        **common("ProcessorRole"), "s3:GetObject": [objects], "s3:PutObject": [objects],
+        **common("ProcessorRole"), "s3:GetObject": [objects], "s3:PutObject": [objects, due],
         "s3:DeleteObject": [objects], "s3:ListBucket": [bucket],
         "sqs:ReceiveMessage": [queue], "sqs:DeleteMessage": [queue],
         "sqs:ChangeMessageVisibility": [queue], "sqs:GetQueueAttributes": [queue],
@@ -269,8 +275,8 @@ def test_each_role_may_do_only_what_its_function_does(template):
             {"Fn::Sub": "arn:${AWS::Partition}:bedrock:*::foundation-model/*"},
             {"Fn::Sub": "arn:${AWS::Partition}:bedrock:*:${AWS::AccountId}:inference-profile/*"}]]}
     assert permissions(template, "SweepRole") == {
-        **common("SweepRole"), "s3:GetObject": [objects], "s3:ListBucket": [bucket],
-        "sqs:SendMessage": [queue]}
+        **common("SweepRole"), "s3:GetObject": [objects, walk], "s3:ListBucket": [bucket],
+        "s3:PutObject": [due, walk], "s3:DeleteObject": [due], "sqs:SendMessage": [queue]}
 
 
 def test_a_secret_source_the_api_may_read_is_the_only_kind_the_stack_accepts(template):
@@ -287,6 +293,14 @@ def test_the_api_may_write_exactly_the_keys_of_log_commits():
     assert fnmatch.fnmatchcase(commit, "orgs/*/log/*")
     for key in (lease_key("acme"), snapshot_key("acme", "abc", 7)):
         assert not fnmatch.fnmatchcase(key, "orgs/*/log/*"), key
+
+
+def test_the_due_index_and_the_walk_keys_are_where_the_roles_allow():
+    entry = dueindex.entry_key("acme", datetime(2026, 12, 2, tzinfo=timezone.utc))
+    assert fnmatch.fnmatchcase(entry, "due/*")
+    assert fnmatch.fnmatchcase(WALK_KEY, "sweep/*")
+    # Outside orgs/: the bucket notifies the queue of neither.
+    assert not entry.startswith("orgs/") and not WALK_KEY.startswith("orgs/")
 
 
 def test_the_functions_are_told_where_the_store_and_queue_are(template):

@@ -344,26 +344,34 @@ def test_sweep_enqueues_orgs_with_a_retry_due(orgs):
 
 
 def test_what_a_sweep_costs(orgs):
+    """The orgs predate the due index: the first sweep walks them (once),
+    the next reads only the index and checks the orgs it names."""
     counted = CountingStore(orgs)
     sweep(counted, now=NOW, enqueue=lambda org: None)
-    # Finding 4 orgs: 5 lists. Each org: its snapshots, its log after them.
-    # globex and hooli are not ahead: their released lease says when they
-    # are next due (one small get each); no snapshot is read.
-    assert counted.counts() == {"get": 2, "head": 0, "put": 0, "delete": 0,
-                                "list": 5 + 4 * 2}
+    # The walk: its progress (a get), finding 4 orgs (5 lists), each org's
+    # snapshots and log after them (2 lists), the released lease of the two
+    # not ahead (a small get each), an entry for each org that will need a
+    # cycle (acme, initech now; hooli at its retry) and its progress (puts).
+    # Then the index (a list) and the two orgs due now (2 lists each).
+    assert counted.counts() == {"get": 1 + 2, "head": 0, "put": 3 + 1, "delete": 0,
+                                "list": 5 + 4 * 2 + 1 + 2 * 2}
+    counted = CountingStore(orgs)
+    assert sweep(counted, now=NOW, enqueue=lambda org: None) == ["acme", "initech"]
+    assert counted.counts() == {"get": 1, "head": 0, "put": 0, "delete": 0,
+                                "list": 1 + 2 * 2}
 
 
-def test_without_a_released_lease_the_sweep_asks_the_snapshot(orgs):
-    # A cycle that died leaves its lease held: no hint, so the state decides.
+def test_without_a_released_lease_the_sweep_leaves_the_decision_to_the_cycle(orgs):
+    # A cycle that died leaves its lease held: no hint, so the cycle decides.
     orgs.put("orgs/hooli/lease.json", b'{"holder": "gone", "epoch": 9, "released": false}')
     orgs.delete("orgs/globex/lease.json")
     counted = CountingStore(orgs)
-    later = NOW + timedelta(days=1)
 
-    assert sweep(counted, now=later, enqueue=lambda org: None) == ["acme", "hooli", "initech"]
-    # globex and hooli: the lease get, then the snapshot restore (list + get).
-    assert counted.counts()["get"] == 2 + 2
-    assert counted.counts()["list"] == 5 + 4 * 2 + 2
+    assert sweep(counted, now=NOW, enqueue=lambda org: None) == [
+        "acme", "globex", "hooli", "initech"]
+    # No snapshot is read: the walk's progress, and globex's and hooli's
+    # lease, once by the walk and once by the check of the orgs due.
+    assert counted.counts()["get"] == 1 + 2 * 2
 
 
 def test_an_org_the_sweep_cannot_check_is_enqueued_anyway(orgs):
@@ -386,7 +394,10 @@ def test_an_org_the_sweep_cannot_check_is_enqueued_anyway(orgs):
 
 def test_an_empty_store_needs_no_cycle(local_store):
     assert sweep(local_store, now=NOW, enqueue=pytest.fail) == []
-    assert local_store.counts()["list"] == 1
+    # The walk finds no org; the index is empty.
+    assert local_store.counts()["list"] == 2
+    assert sweep(local_store, now=NOW, enqueue=pytest.fail) == []
+    assert local_store.counts()["list"] == 3
 
 
 def test_list_orgs_costs_one_request_per_org_whatever_its_size(any_store):
