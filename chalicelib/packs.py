@@ -384,6 +384,9 @@ def write_packs(
     with a missing commit is not packed. At most ``max_puts`` packs.
     """
     packs = list_packs(store, org)
+    # Left behind by a writer that stopped between a put and its deletes.
+    for pack in packs:
+        packs = _delete_inside(store, org, pack, packs)
     written: list[Pack] = []
     for pack in missing_packs(head, packs)[:max_puts]:
         try:
@@ -391,17 +394,23 @@ def write_packs(
         except log.CorruptLog as error:
             logger.error("not packing %s..%s: %s", pack.first, pack.last, error)
             break
+        key = pack_key(org, pack.first, pack.last)
         try:
-            store.put(pack_key(org, pack.first, pack.last), encode_pack(org, pack.first, bodies), if_absent=True)
+            store.put(key, encode_pack(org, pack.first, bodies), if_absent=True)
         except PreconditionFailed:
             pass
         written.append(pack)
-        inside = [other for other in packs if other != pack and pack.first <= other.first and other.last <= pack.last]
-        packs = [other for other in packs if other not in inside] + [pack]
-        for other in inside:
-            try:
-                store.delete(pack_key(org, other.first, other.last))
-            except StoreError as error:
-                # Left behind it costs a listing entry, nothing else.
-                logger.warning("pack %s..%s not deleted: %s", other.first, other.last, error)
+        packs = _delete_inside(store, org, pack, packs + [pack])
     return written
+
+
+def _delete_inside(store: ObjectStore, org: str, pack: Pack, packs: list[Pack]) -> list[Pack]:
+    """Delete the listed packs strictly inside ``pack``; the packs left."""
+    inside = [other for other in packs if other != pack and pack.first <= other.first and other.last <= pack.last]
+    for other in inside:
+        try:
+            store.delete(pack_key(org, other.first, other.last))
+        except StoreError as error:
+            # Left behind it costs a listing entry, nothing else.
+            logger.warning("pack %s..%s not deleted: %s", other.first, other.last, error)
+    return [other for other in packs if other not in inside]
