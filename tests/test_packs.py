@@ -21,7 +21,10 @@ from chalicelib import orgstate, packs, sync
 from chalicelib.keys import log_key, pack_key
 from chalicelib.packs import Pack, UnusablePack, decode_pack, encode_pack
 from chalicelib.store import CountingStore, LocalStore
-from statelog import dump
+from chalicelib import cycle
+from clocks import FakeClock
+from processing_org import FakeProcessor, save_links
+from statelog import dump, replay
 from tests.api_server import serving
 
 ORG = "bench"
@@ -309,3 +312,23 @@ def test_a_cold_pull_of_a_long_log_over_moto_takes_a_few_requests(server_store):
     # 8, five newer commits read twice, three listings.
     assert len(pages) == 16, used
     assert used == {"get": 4 + 5 + 5, "head": 0, "put": 0, "delete": 0, "list": 3}
+
+
+def test_a_cycle_packs_the_ranges_its_commits_completed(tmp_path):
+    store = CountingStore(LocalStore(str(tmp_path)))
+    for n in range(7):
+        save_links(store, "acme", [n])
+    # Seven client commits and the cycle's two: versions 1..8 are packed.
+    first = cycle.run_cycle(store, "acme", process=FakeProcessor(), holder="p", clock=FakeClock(),
+                            emit=lambda line: None)
+    assert first.version_after == 9
+    assert packs.list_packs(store, "acme") == [Pack(1, 8)]
+    assert first.record.timings_ms["pack"] >= 0
+
+    save_links(store, "acme", [7])
+    second = cycle.run_cycle(store, "acme", process=FakeProcessor(), holder="p", clock=FakeClock(),
+                             emit=lambda line: None)
+    assert second.version_after == 12
+    # 9..12 complete no range of eight.
+    assert packs.list_packs(store, "acme") == [Pack(1, 8)]
+    assert dump(orgstate.load(store, "acme")) == dump(replay(store, "acme"))
