@@ -22,7 +22,7 @@ from typing import Callable
 import apsw
 
 from chalicelib import lease as leases
-from chalicelib import log, orgstate, snapshots, state
+from chalicelib import log, orgstate, packs, snapshots, state
 from chalicelib.cyclelog import CycleRecord, MeteredStore, log_line, process_cycles
 from chalicelib.keys import check_org, version_of_snapshot_key
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, ProcessLink
@@ -323,6 +323,28 @@ class _Cycle:
         except StoreError as error:
             self.record.error = f"snapshot: {type(error).__name__}: {error}"
 
+    def pack(self) -> None:
+        """Write the log packs of ranges completed since the snapshot we restored.
+
+        The cycle holds the lease, so one writer at a time does this work;
+        a range completes at most once per eight commits, so most cycles
+        skip it without a request. A failed pack never fails the cycle: the
+        commits stay the truth, and the next cycle that completes a range
+        writes whatever is missing.
+        """
+        version = state.version(self.db)
+        since = self.record.snapshot_restored or 0
+        if version // packs.LEVELS[0] == since // packs.LEVELS[0]:
+            return
+        self.keep_lease()
+        self.checkpoint("pack")
+        started = self.clock()
+        try:
+            packs.write_packs(self.store, self.org, version)
+        except StoreError as error:
+            self.record.error = f"packs: {type(error).__name__}: {error}"
+        self.timed("pack", started)
+
     def run(self) -> None:
         started = self.clock()
         self.lease = leases.acquire(
@@ -342,6 +364,7 @@ class _Cycle:
             # Client commits alone still earn a snapshot, so the next restore
             # and the sweep both find the snapshot at the head of the log.
             self.snapshot()
+            self.pack()
             self.report.outcome = "nothing_to_do"
             return
 
@@ -395,6 +418,7 @@ class _Cycle:
         self.checkpoint("committed")
 
         self.snapshot()
+        self.pack()
         self.report.work_left = (
             len(chosen) > len(jobs) or len(processed) < len(to_start) or overtaken > 0
         )

@@ -31,6 +31,7 @@ TIMINGS = (
     "commit",
     "serialize",
     "snapshot_put",
+    "pack",
     "total",
 )
 

@@ -79,3 +79,25 @@ def org_of_key(key: str) -> str | None:
     if len(parts) < 3 or parts[0] != "orgs":
         return None
     return parts[1] if ORG_PATTERN.fullmatch(parts[1]) else None
+
+
+def pack_prefix(org: str) -> str:
+    return f"{org_prefix(org)}packs/"
+
+
+def pack_key(org: str, first: int, last: int) -> str:
+    """A pack of commits ``first..last``, named last version first so that a
+    listing after version v starts at the packs holding v."""
+    if not 1 <= first <= last:
+        raise ValueError(f"a pack holds versions first..last with 1 <= first <= last, not {first}..{last}")
+    return f"{pack_prefix(org)}{last:0{VERSION_DIGITS}d}-{first:0{VERSION_DIGITS}d}.pack"
+
+
+def range_of_pack_key(key: str) -> tuple[int, int] | None:
+    """The versions ``(first, last)`` a pack key names, or None if it names no pack."""
+    name = key.rsplit("/", 1)[-1]
+    match = re.fullmatch(r"([0-9]{20})-([0-9]{20})\.pack", name)
+    if match is None:
+        return None
+    last, first = int(match.group(1)), int(match.group(2))
+    return (first, last) if 1 <= first <= last else None

@@ -159,8 +159,16 @@ def read_commits(store: ObjectStore, org: str, after: int, limit: int = 1000) ->
 
 def _read_commit(store: ObjectStore, org: str, version: int) -> dict:
     """The commit at ``version``, or its stand-in when the object is damaged."""
+    return commit_or_stand_in(org, version, store.get(log_key(org, version)).body)
+
+
+def commit_or_stand_in(org: str, version: int, body: bytes) -> dict:
+    """The commit stored as ``body`` at ``version``, or its stand-in when damaged.
+
+    Reading a commit object and reading its copy in a pack both end here,
+    so a damaged commit reads the same either way.
+    """
     key = log_key(org, version)
-    body = store.get(key).body
     try:
         return decode_commit(key, body, org, version)
     except CorruptLog as damage:

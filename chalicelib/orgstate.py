@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import apsw
 
-from chalicelib import log as commit_log
 from chalicelib.deltas import PageDigests
+from chalicelib.packs import LogReader
 from chalicelib.snapshots import Chain, restore_latest
 from chalicelib.state.apply import ApplyStats, apply_commits
 from chalicelib.state.schema import version
@@ -91,9 +91,10 @@ def _apply_rest_of_log(
     """
     stats: list[ApplyStats] = []
     after = version(db)
+    reader = LogReader(store, org)
     while True:
         started = time.perf_counter()
-        commits = commit_log.read_commits(store, org, after=after, limit=PAGE)
+        commits = reader.read(after, limit=PAGE)
         read = time.perf_counter()
         timings["read_log"] += read - started
         if not commits:

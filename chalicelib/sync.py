@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
+from chalicelib import packs
 from chalicelib.api_errors import ApiError
 from chalicelib.events import is_stored_event, parse_push
 from chalicelib.keys import check_org
@@ -35,7 +36,6 @@ from chalicelib.log import (
     append,
     find_head,
     is_damaged,
-    read_commits,
 )
 from chalicelib.params import invalid_fields, problem
 from chalicelib.store.base import ObjectStore, Transient
@@ -62,6 +62,9 @@ class _OrgIndex:
         default_factory=OrderedDict
     )
     events: int = 0
+    # The org's packs as last listed, and the head when they were listed.
+    packs: list[packs.Pack] = field(default_factory=list)
+    packs_head: int = 0
 
     def record(self, commit: dict, max_events: int) -> None:
         version = commit["version"]
@@ -108,6 +111,7 @@ class LogIndex:
         self.max_events = max_events
         self._orgs: dict[str, _OrgIndex] = {}
         self._lock = threading.Lock()
+        self.pack_cache = packs.PackCache()
 
     def _org(self, org: str) -> _OrgIndex:
         with self._lock:
@@ -116,15 +120,29 @@ class LogIndex:
     def _catch_up(self, store: ObjectStore, org: str, entry: _OrgIndex) -> None:
         """Read the commits written since the index last looked (hold entry.lock)."""
         if not entry.started:
-            head = find_head(store, org)
+            head, entry.packs = packs.find_head(store, org)
+            entry.packs_head = head
             entry.floor = entry.head = max(0, head - self.cold_start_commits)
             entry.started = True
-        while True:
-            commits = read_commits(store, org, entry.head, limit=LIST_PAGE)
-            for commit in commits:
+        else:
+            head = find_head(store, org, entry.head)
+        while entry.head < head:
+            upto = min(head, entry.head + LIST_PAGE)
+            for commit in self._read(store, org, entry, entry.head, upto):
                 entry.record(commit, self.max_events)
-            if len(commits) < LIST_PAGE:
-                return
+
+    def _read(self, store: ObjectStore, org: str, entry: _OrgIndex, after: int, upto: int) -> list[dict]:
+        """Commits ``after + 1..upto``, all at or below the head the index knows.
+
+        The packs are listed again when the range holds a whole pack's
+        worth the last listing could not know of (it was taken at a lower
+        head), at most once per head.
+        """
+        if upto > entry.packs_head and packs.worth_listing_packs(max(after, entry.packs_head), upto):
+            older = [pack for pack in entry.packs if pack.last <= after]
+            entry.packs = older + packs.list_packs(store, org, after)
+            entry.packs_head = entry.head
+        return packs.read_commits(store, org, after, upto, entry.packs, self.pack_cache)
 
 
 def push(
@@ -196,29 +214,42 @@ def pull(
     _check_pull_arguments(since, limit)
     entry = index._org(org)
     with store_failures_as_api_errors():
+        caught_up = False
         with entry.lock:
-            index._catch_up(store, org, entry)
+            if not entry.started:
+                index._catch_up(store, org, entry)
+                caught_up = True
             head = entry.head
         commits: list[dict] = []
         handed: set[str] = set()
         count, cursor = 0, min(since, head)
-        while cursor < head and count < limit:
-            wanted = _commits_fitting(entry, cursor, head, limit - count)
-            page = read_commits(store, org, cursor, limit=wanted)
-            if not page:
+        while True:
+            while cursor < head and count < limit:
+                wanted = _commits_fitting(entry, cursor, head, limit - count)
+                page = index._read(store, org, entry, cursor, min(head, cursor + wanted))
+                for commit in page:
+                    # first_seen is only added to (or trimmed) under the lock;
+                    # a lookup outside it sees a consistent entry.
+                    events = _unseen_events(commit, entry.first_seen, handed)
+                    if commits and count + len(events) > limit:
+                        return {"commits": commits, "head": head, "has_more": True}
+                    commits.append({**commit, "events": events})
+                    handed.update(event["id"] for event in events)
+                    count += len(events)
+                    cursor = commit["version"]
+                    if count >= limit:
+                        break
+            if caught_up or count >= limit:
                 break
-            for commit in page:
-                # first_seen is only added to (or trimmed) under the lock;
-                # a lookup outside it sees a consistent entry.
-                events = _unseen_events(commit, entry.first_seen, handed)
-                if commits and count + len(events) > limit:
-                    return {"commits": commits, "head": head, "has_more": True}
-                commits.append({**commit, "events": events})
-                handed.update(event["id"] for event in events)
-                count += len(events)
-                cursor = commit["version"]
-                if count >= limit:
-                    break
+            # The page reached the head this process knew: a page that ends
+            # below it needs no listing (what it holds cannot change), the
+            # one that reaches it looks for newer commits.
+            with entry.lock:
+                index._catch_up(store, org, entry)
+                head = entry.head
+            caught_up = True
+            if not commits:
+                cursor = min(since, head)
     return {"commits": commits, "head": head, "has_more": cursor < head}
 
 

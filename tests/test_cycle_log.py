@@ -65,7 +65,7 @@ def test_the_line_is_one_json_object_in_embedded_metric_format():
     assert doc["timings_ms"]["total"] == 350.0
     assert set(doc["timings_ms"]) == {
         "lease", "snapshot_get", "deserialize", "apply", "process", "commit",
-        "serialize", "snapshot_put", "total",
+        "serialize", "snapshot_put", "pack", "total",
     }
     assert (doc["CycleMs"], doc["LinksDone"], doc["LinksFailed"], doc["StoreRequests"]) == (
         350.0, 3, 1, 13)
