@@ -1,10 +1,6 @@
 """A processor process killed with SIGKILL at each step of a cycle, then run
 again: no event lost, none applied twice, every link terminal."""
 
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +18,7 @@ from processing_org import (
     processor_history,
     save_links,
 )
+from processes import kill_child_at
 from statelog import all_commits
 
 CHILD = Path(__file__).resolve().parent / "cycle_child.py"
@@ -30,23 +27,7 @@ LINKS = 6
 
 def kill_at(store_dir: str, step: str) -> None:
     """Start a processor process, wait until it reaches ``step``, SIGKILL it."""
-    child = subprocess.Popen(
-        [sys.executable, str(CHILD), store_dir, step],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = child.stdout.readline()
-        assert line == f"AT {step}\n", child.stderr.read()
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stdout.close()
-        child.stderr.close()
+    kill_child_at([str(CHILD), store_dir, step], step)
 
 
 def settled(store) -> bool:

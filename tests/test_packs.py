@@ -4,10 +4,6 @@ answer, whatever packs exist and whatever state they are in."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import zlib
 from pathlib import Path
@@ -23,6 +19,7 @@ from chalicelib.packs import Pack, UnusablePack, decode_pack, encode_pack
 from chalicelib.store import CountingStore, LocalStore
 from chalicelib import cycle
 from clocks import FakeClock
+from processes import kill_child_at
 from processing_org import FakeProcessor, save_links
 from statelog import dump, replay
 from tests.api_server import serving
@@ -226,21 +223,7 @@ CHILD = Path(__file__).resolve().parent / "pack_child.py"
 
 def kill_at(store_dir: str, head: int, step: str) -> None:
     """Start a pack writer process, wait until it reaches ``step``, SIGKILL it."""
-    child = subprocess.Popen(
-        [sys.executable, str(CHILD), store_dir, ORG, str(head), step],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        line = child.stdout.readline()
-        assert line == f"AT {step}\n", child.stderr.read()
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stdout.close()
-        child.stderr.close()
+    kill_child_at([str(CHILD), store_dir, ORG, str(head), step], step)
 
 
 @pytest.mark.parametrize("step", ["pack_put", "pack_delete"])
