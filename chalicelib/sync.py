@@ -239,11 +239,12 @@ def pull(
                     cursor = commit["version"]
                     if count >= limit:
                         break
-            if caught_up or count >= limit:
+            if caught_up or (count >= limit and cursor < head):
                 break
-            # The page reached the head this process knew: a page that ends
-            # below it needs no listing (what it holds cannot change), the
-            # one that reaches it looks for newer commits.
+            # A page that ends below the head this process knew needs no
+            # listing (what it holds cannot change, and there is more); one
+            # that reaches it, full or not, looks for newer commits, or it
+            # would answer has_more false with the processor's commits unseen.
             with entry.lock:
                 index._catch_up(store, org, entry)
                 head = entry.head

@@ -78,6 +78,21 @@ def test_commits_written_by_others_are_pulled(api, local_store):
     assert page["head"] == 2
 
 
+def test_a_full_page_that_reaches_the_known_head_still_finds_newer_commits(api, local_store):
+    # The server knows head 2 from its own pushes; the processor then commits
+    # more. A page filled exactly at head 2 must not say there is no more.
+    api.push(batch("b1", "e1", "e2"))
+    api.push(batch("b2", "e3", "e4"))
+    append(local_store, "acme", [restored("p1")], batch_id="processor",
+           author={"kind": "processor", "id": "elsewhere"})
+
+    page = api.pull(since=0, limit=4).json()
+
+    assert shape(page) == [(1, ["e1", "e2"]), (2, ["e3", "e4"])]
+    assert (page["head"], page["has_more"]) == (3, True)
+    assert shape(api.pull(since=2).json()) == [(3, ["p1"])]
+
+
 def test_a_since_beyond_the_head_pulls_nothing(api):
     api.push(batch("b1", "e1"))
 

@@ -264,7 +264,9 @@ def test_reads_and_writes_work_offline_and_sync_pushes_them_once(tmp_path, own_s
     names = Counter(event["name"] for event in server.log_events(server.org) if event["id"] in ids)
     assert names["v1.LinkCreated"] == 2 and names["v1.LinkCompleted"] == 1 and names["v2.LinkUntagged"] == 1
     assert json.loads(alice("status", "--json").stdout)["outbox_events"] == 0
-    # Someone else pulling the org sees the same.
+    # Someone else pulling the org sees the same, once the processor has
+    # titled the offline link (else it may do so between the two pulls).
+    wait_until_terminal(alice, 2)
     bob = user(tmp_path, server, pages, name="bob")
     bob("sync")
     assert snapshot(bob) == snapshot(alice)
