@@ -169,7 +169,7 @@ def _check_position(org: str, version: int, body: bytes) -> None:
 
 
 class PackCache:
-    """Checked packs this process read lately, least recently used out first.
+    """Checked packs and single commits this process read lately, least recently used out first.
 
     A pull of a long log asks for one page of commits at a time; the pack
     holding the next page is usually the one the last page came from. The
@@ -183,6 +183,21 @@ class PackCache:
         self._bytes = 0
         self._inflated: tuple[str, list[bytes]] | None = None
         self._lock = threading.Lock()
+
+    def get_commit(self, org: str, version: int) -> bytes | None:
+        """The stored body of a single commit read lately, if kept."""
+        key = log_key(org, version)
+        with self._lock:
+            body = self._packs.get(key)
+            if body is not None:
+                self._packs.move_to_end(key)
+            return body
+
+    def put_commit(self, org: str, version: int, body: bytes) -> None:
+        """Keep a single commit's body: a cold pull reads the commits above
+        the newest pack once for its index and again for its pages."""
+        with self._lock:
+            self._keep(log_key(org, version), body)
 
     def get(self, org: str, pack: Pack) -> list[bytes] | None:
         key = pack_key(org, pack.first, pack.last)
@@ -203,13 +218,17 @@ class PackCache:
         key = pack_key(org, pack.first, pack.last)
         with self._lock:
             self._inflated = (key, bodies)
-            if key in self._packs or len(body) > self.max_bytes:
-                return
-            self._packs[key] = body
-            self._bytes += len(body)
-            while self._bytes > self.max_bytes:
-                _, dropped = self._packs.popitem(last=False)
-                self._bytes -= len(dropped)
+            self._keep(key, body)
+
+    def _keep(self, key: str, body: bytes) -> None:
+        """Add ``body`` under ``key`` (hold the lock), dropping the least recently used."""
+        if key in self._packs or len(body) > self.max_bytes:
+            return
+        self._packs[key] = body
+        self._bytes += len(body)
+        while self._bytes > self.max_bytes:
+            _, dropped = self._packs.popitem(last=False)
+            self._bytes -= len(dropped)
 
 
 def read_pack(store: ObjectStore, org: str, pack: Pack, cache: PackCache | None) -> list[bytes] | None:
@@ -233,12 +252,17 @@ def read_pack(store: ObjectStore, org: str, pack: Pack, cache: PackCache | None)
     return bodies
 
 
-def _commit_body(store: ObjectStore, org: str, version: int) -> bytes:
+def _commit_body(store: ObjectStore, org: str, version: int, cache: PackCache | None) -> bytes:
+    if cache is not None and (kept := cache.get_commit(org, version)) is not None:
+        return kept
     key = log_key(org, version)
     try:
-        return store.get(key).body
+        body = store.get(key).body
     except NotFound:
         raise log.CorruptLog(key, "missing below the head of the log") from None
+    if cache is not None:
+        cache.put_commit(org, version, body)
+    return body
 
 
 def read_bodies(
@@ -274,7 +298,7 @@ def read_bodies(
                 plan[holder] = None
         with ThreadPoolExecutor(max_workers=log.READ_CONCURRENCY) as pool:
             from_packs = dict(zip(plan, pool.map(lambda pack: read_pack(store, org, pack, cache), plan)))
-            from_log = dict(zip(singles, pool.map(lambda version: _commit_body(store, org, version), singles)))
+            from_log = dict(zip(singles, pool.map(lambda version: _commit_body(store, org, version, cache), singles)))
         found.update(from_log)
         for pack, bodies in from_packs.items():
             if bodies is None:
