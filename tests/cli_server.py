@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -20,16 +19,11 @@ from chalicelib.auth import issue_token
 from chalicelib.log import LIST_PAGE, read_commits
 from chalicelib.store import open_store
 from linklog.cli import main
-from processes import stop
+from fetch_servers import respond
+from processes import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "cli-test-secret-long-enough-for-hs256-signing"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Pages:
@@ -50,11 +44,7 @@ class Pages:
                         "</article></body></html>"
                     ).encode()
                     status = 200
-                self.send_response(status)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, status, body, {"Content-Type": "text/html; charset=utf-8"})
 
             def log_message(self, *args):
                 pass

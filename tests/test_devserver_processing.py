@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from fetch_servers import respond
 from processes import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,11 +40,7 @@ class Page(BaseHTTPRequestHandler):
 
     def do_GET(self):
         status, body = (404, b"not here yet") if self.path in self.server.missing else (200, ARTICLE)
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        respond(self, status, body, {"Content-Type": "text/html; charset=utf-8"})
 
     def log_message(self, *args):
         pass
