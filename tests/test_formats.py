@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from chalicelib.formats import ImportFileError, detect_format, read_links
 from chalicelib.formats import csv_export, linklog_json, netscape
+from chalicelib.formats.record import ImportedLink
 from chalicelib.formats.screen import screen
 from chalicelib.links.addresses import AllowList
 
@@ -56,7 +57,8 @@ def test_netscape_screening_refuses_unsafe_and_collapses_duplicates():
     result = screen(links)
     assert [(r.link.position, r.reason) for r in result.refused] == [
         (3, "unsupported scheme javascript:"),
-        (7, "private address 192.168.1.1"),
+        (7, "private address 192.168.1.1; to save it anyway,"
+            " add 192.168.1.1:80 to LINKLOG_ALLOW_HOSTS"),
         (8, "unsupported scheme place:"),
     ]
     assert result.duplicates == 1
@@ -75,6 +77,21 @@ def test_allow_list_opens_a_refused_host():
     _, links = read("firefox.html")
     result = screen(links, AllowList.parse("192.168.1.1"))
     assert [r.link.position for r in result.refused] == [3, 8]
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8078/page", "http://localhost/notes", "https://[::1]:8443/x",
+    "http://10.1.2.3/", "http://printer.localhost:631/",
+])
+def test_the_entry_a_refusal_names_opens_exactly_that_bookmark(url):
+    [refused] = screen([ImportedLink(position=0, url=url)]).refused
+    entry = refused.reason.split("add ", 1)[1].removesuffix(" to LINKLOG_ALLOW_HOSTS")
+    assert not screen([ImportedLink(position=0, url=url)], AllowList.parse(entry)).refused
+
+
+def test_the_metadata_service_gets_no_hint():
+    [refused] = screen([ImportedLink(position=0, url="http://169.254.169.254/latest/")]).refused
+    assert refused.reason == "instance metadata address 169.254.169.254"
 
 
 def test_pocket():
@@ -110,7 +127,9 @@ def test_instapaper():
          ("Starred",), at("2020-01-01T12:00:00"), False),
         ("http://localhost:8080/notes", "Local notes", (), at("2020-09-13T12:26:40"), False),
     ]
-    assert [r.reason for r in screen(links).refused] == ["local host name (localhost)"]
+    assert [r.reason for r in screen(links).refused] == [
+        "local host name (localhost); to save it anyway, add localhost:8080 to LINKLOG_ALLOW_HOSTS"
+    ]
 
 
 def test_karakeep():

@@ -64,12 +64,21 @@ def refusal(url: str, allow: AllowList) -> str | None:
     if ip is None:
         if host in LOCAL_NAMES or host.endswith(".localhost"):
             if not allow.permits(host, LOOPBACK, port):
-                return "local host name (localhost)"
+                return _with_allow_hint("local host name (localhost)", host, port)
         return None
     reason = refusal_reason(ip)
     if reason is not None and not allow.permits(host, ip, port):
-        return f"{reason} address {ip}"
+        if reason == "instance metadata":
+            return f"{reason} address {ip}"
+        return _with_allow_hint(f"{reason} address {ip}", host, port)
     return None
+
+
+def _with_allow_hint(reason: str, host: str, port: int) -> str:
+    # The fetcher's refusals name the entry that opens them too; a user
+    # importing a bookmark of a local server needs it on both sides.
+    shown = f"[{host}]" if ":" in host else host
+    return f"{reason}; to save it anyway, add {shown}:{port} to LINKLOG_ALLOW_HOSTS"
 
 
 def screen(links, allow: AllowList = AllowList()) -> Screened:
