@@ -198,6 +198,24 @@ def test_a_cycle_whose_snapshot_put_fails_keeps_nothing(local_store):
     check_state(local_store)
 
 
+def test_a_cycle_with_any_error_keeps_nothing(local_store):
+    # A pack that cannot be written leaves the state sound, but a cycle
+    # that met any error is not trusted to have left it so.
+    kept = keptstate.KeptStates()
+    store = FaultyStore(local_store, plan=lambda kind, key, n: (
+        Fault.TRANSIENT if kind == "put" and "/packs/" in key else None))
+    errors = []
+    for n in range(4):
+        save_round(local_store, n)
+        report = run(store, kept)
+        assert report.outcome == "done"
+        errors.append(report.record.error)
+        assert kept.orgs() == ([] if report.record.error else ["acme"])
+    assert any(error and "packs" in error for error in errors)
+    check_every_link_ended_once(local_store, "acme", 4 * LINKS)
+    check_state(local_store)
+
+
 def test_another_writers_delta_at_our_key_is_never_built_on(local_store):
     # A processor that lost the lease before ours can still put a delta of
     # the same version: its pages need not be laid out as ours, so our
