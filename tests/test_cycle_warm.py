@@ -5,9 +5,12 @@ Every test ends by comparing the state, and a restore from what the cycles
 stored, with a full replay of the log.
 """
 
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chalicelib import cycle, keptstate, snapshots, state
 from chalicelib.keys import delta_key
@@ -304,3 +307,50 @@ def test_a_container_keeps_the_last_orgs_and_closes_the_rest(local_store):
     assert kept.orgs() == ["acme"]
     with pytest.raises(ValueError):
         keptstate.KeptStates(most=0)
+
+
+ACTIONS = st.one_of(
+    st.tuples(st.just("push"), st.integers(1, 4)),
+    st.tuples(st.just("cycle"), st.integers(0, 2)),
+    st.tuples(st.just("faulty cycle"), st.integers(0, 2), st.integers(0, 10_000)),
+    st.tuples(st.just("new container"), st.integers(0, 2)),
+)
+
+
+@settings(max_examples=12, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(ACTIONS, min_size=1, max_size=10))
+def test_any_interleaving_of_containers_pushes_and_faults_ends_in_the_replayed_state(actions):
+    # Three containers, each with its kept states, take turns with pushes,
+    # cycles through a store failing a fifth of its requests, and restarts
+    # (a new container loses what the old one kept). Whatever the order,
+    # what the cycles leave in the store restores to the replayed state.
+    with tempfile.TemporaryDirectory() as directory:
+        store = CountingStore(LocalStore(directory))
+        containers = [keptstate.KeptStates() for _ in range(3)]
+        clock = FakeClock()
+        saved = 0
+        try:
+            for action in actions:
+                if action[0] == "push":
+                    save_links(store, "acme", range(saved, saved + action[1]))
+                    saved += action[1]
+                elif action[0] == "new container":
+                    containers[action[1]].clear()
+                else:
+                    faulty = action[0] == "faulty cycle"
+                    on = FaultyStore(store, fail_rate=0.2, seed=action[2]) if faulty else store
+                    report = run(on, containers[action[1]], clock=clock, lease_seconds=30)
+                    if report.outcome in ("lease_held", "stopped"):
+                        clock.advance(30)  # a lease a failed release left
+            for _ in range(20):
+                report = run(store, containers[0], clock=clock, lease_seconds=30)
+                if report.outcome == "nothing_to_do":
+                    break
+                clock.advance(30)
+            assert report.outcome == "nothing_to_do"
+            check_state(store)
+            check_every_link_ended_once(store, "acme", saved)
+        finally:
+            for kept in containers:
+                kept.clear()
