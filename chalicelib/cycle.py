@@ -38,8 +38,6 @@ from chalicelib.state.apply import MAX_ATTEMPTS
 from chalicelib.store.base import ObjectStore, StoreError
 
 OUTCOMES = ("done", "work_left", "lease_held", "nothing_to_do", "stopped")
-# Outcomes of a cycle that ended cleanly: only these may keep their state.
-CLEAN_OUTCOMES = ("done", "work_left", "nothing_to_do")
 
 # Longer than any sane budget plus the commits and the snapshot; renewed
 # while processing whenever less than half of it is left.
@@ -615,13 +613,13 @@ def _finish(cycle: _Cycle, emit: Callable[[str], None], enqueue) -> CycleReport:
 
 def _keep_or_drop(cycle: _Cycle, released: str | None) -> None:
     """Keep the state for the org's next cycle in this container when the
-    cycle ended cleanly, released its lease and left the newest snapshot
-    it knows at its state; otherwise close it (a database a failed cycle
-    may have half-changed is never reused)."""
+    cycle ended with no error (a stopped cycle always has one), released
+    its lease and left the newest snapshot it knows at its state;
+    otherwise close it (a database a failed cycle may have half-changed is
+    never reused)."""
     clean = (
         cycle.kept is not None
         and released is not None
-        and cycle.report.outcome in CLEAN_OUTCOMES
         and cycle.record.error is None
         and cycle.at_chain_tip
     )
