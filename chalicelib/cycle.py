@@ -28,8 +28,8 @@ import apsw
 
 from chalicelib import lease as leases
 from chalicelib import log, orgstate, packs, snapshots, state
-from chalicelib.keptstate import KeptState, KeptStates
 from chalicelib.cyclelog import CycleRecord, MeteredStore, log_line, process_cycles
+from chalicelib.keptstate import KeptState, KeptStates
 from chalicelib.keys import check_org, version_of_snapshot_key
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, ProcessLink
 from chalicelib.links.politeness import CONCURRENCY, PER_ORIGIN, OriginSlots, choose
