@@ -34,6 +34,7 @@ from chalicelib import (
 from chalicelib.api_errors import STATUSES, ApiError
 from chalicelib.auth import Principal, Verify, make_verifier
 from chalicelib.jwt_secret import token_secret
+from chalicelib.keptstate import KeptStates
 from chalicelib.links.addresses import AllowList
 from chalicelib.queue import Queue, open_queue
 from chalicelib.store import ObjectStore, open_store
@@ -418,6 +419,11 @@ def _process_link():
     return make_link_processor()
 
 
+# The state of the org a cycle in this container ran last, kept for that
+# org's next cycle here (chalicelib.keptstate); one per container.
+_KEPT_STATES = KeptStates()
+
+
 @app.on_sqs_message(queue=PROCESS_QUEUE, batch_size=10, maximum_batching_window_in_seconds=1)
 def process_org_messages(event) -> dict:
     """One cycle per org in the batch; orgs to try again go back as batch item failures."""
@@ -428,6 +434,7 @@ def process_org_messages(event) -> dict:
         enqueue=current.queue.send,
         holder_prefix="lambda",
         lease_seconds=current.settings.lease_seconds,
+        kept=_KEPT_STATES,
     )
     return triggers.handle_sqs_records(event.to_dict()["Records"], run=run)
 

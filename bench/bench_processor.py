@@ -11,6 +11,8 @@ Then:
     ratios (download + open alone, and the whole restore);
 (b) one cycle over 20 newly saved links on the 1,000-link org: store
     requests by kind, sequential round trips, commits and snapshots written;
+    it is the first in its container (cold: it restores), and the next
+    20-link cycle there resumes the state it kept (warm), measured alike;
 (c) apply rate, events per second, from the 10,000-link replay;
 (d) peak memory (max RSS) of a process running one 20-link cycle on the
     10,000-link org, beside the same process before the cycle.
@@ -31,6 +33,7 @@ import uuid
 
 from bench.orgdata import make_org_log
 from chalicelib import cycle, log, snapshots, state
+from chalicelib.keptstate import KeptStates
 from chalicelib.keys import log_key, snapshot_prefix
 from chalicelib.links.outcome import LinkJob, LinkOutcome, PageMetadata
 from chalicelib.store import CountingStore, LocalStore
@@ -179,15 +182,24 @@ def bench_cycle(store, org: str) -> dict:
     # processor epoch that no lease object has handed out).
     cycle.run_cycle(store, org, process=offline_processor, holder="bench",
                     emit=lambda line: None)
-    save_new_links(store, org, NEW_LINKS)
+    kept = KeptStates()
+    cold = _measured_cycle(store, org, kept, prefix="cold")
+    cold["warm"] = _measured_cycle(store, org, kept, prefix="warm")
+    kept.clear()
+    return cold
+
+
+def _measured_cycle(store, org: str, kept: KeptStates, *, prefix: str) -> dict:
+    save_new_links(store, org, NEW_LINKS, prefix=prefix)
     snapshots_before = len(store.list(snapshot_prefix(org, state.SCHEMA_HASH)))
     trips = RoundTrips(store)
     lines: list[str] = []
     report = cycle.run_cycle(trips, org, process=offline_processor, holder="bench",
-                             emit=lines.append)
+                             emit=lines.append, kept=kept)
     assert report.outcome == "done", report.record.error
     figures = json.loads(lines[0])
     return {
+        "warm_start": report.record.warm,
         "links": NEW_LINKS,
         "outcome": report.outcome,
         "requests_by_kind": report.requests,

@@ -13,7 +13,8 @@ with the other benches' own functions:
 - ``cold_pull_10000_links``: a new device pulling the whole log, page by
   page, served by a cold container (a fresh LogIndex);
 - ``cycle_20_links_on_10000``: one cycle over 20 new links on the
-  10,000-link org (bench_processor.bench_cycle);
+  10,000-link org, cold (it restores), and the next one in the same
+  container, warm (bench_processor.bench_cycle);
 - ``push_8_writers``: 8 writers, each with its own LogIndex as separate
   Lambda containers would be, pushing 96 commits to one org
   (bench_push.run).

@@ -4,6 +4,11 @@ lease → restore → delta → choose links → commit "started" → process se
 at a time (politely per origin) within the budget → commit all results →
 apply → one snapshot → prune → release → enqueue again if work is left.
 
+A container that ran the org's last cycle may have kept its state
+(chalicelib.keptstate): the lease is then retaken over that cycle's own
+release with one put, and the kept database catches up from the log
+instead of restoring a snapshot.
+
 Whatever the number of links, a cycle writes at most two log commits and
 one snapshot. The trigger that woke the cycle carries only the org: the
 cycle decides from the state what to do, so duplicate, late or early
@@ -24,6 +29,7 @@ import apsw
 from chalicelib import lease as leases
 from chalicelib import log, orgstate, packs, snapshots, state
 from chalicelib.cyclelog import CycleRecord, MeteredStore, log_line, process_cycles
+from chalicelib.keptstate import KeptState, KeptStates
 from chalicelib.keys import check_org, version_of_snapshot_key
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, ProcessLink
 from chalicelib.links.politeness import CONCURRENCY, PER_ORIGIN, OriginSlots, choose
@@ -112,8 +118,9 @@ class _Cycle:
     """The state of one running cycle; run_cycle is its only user."""
 
     def __init__(self, store, org, process, holder, clock, now, budget, concurrency,
-                 per_origin, lease_seconds, link_seconds, checkpoint):
+                 per_origin, lease_seconds, link_seconds, checkpoint, kept):
         self.store = MeteredStore(store)
+        self.kept: KeptStates | None = kept
         self.org = org
         self.process = process
         self.holder = holder
@@ -132,6 +139,15 @@ class _Cycle:
         self.db: apsw.Connection | None = None
         self.chain: snapshots.Chain | None = None
         self.digests = None
+        # The snapshot objects the cycle knows of: listed by its restore (or
+        # by the cycle that kept the state), plus what it wrote since.
+        self.listed: snapshots.Listed | None = None
+        # The state's version before the log was applied (restored or kept).
+        self.started_from = 0
+        # The newest snapshot the cycle knows is ``chain``'s tip at the
+        # state's version, with the pages ``digests`` describe: the state
+        # may be kept for the next cycle.
+        self.at_chain_tip = False
 
     def timed(self, name: str, started: float) -> None:
         self.record.add_time(name, self.clock() - started)
@@ -150,11 +166,54 @@ class _Cycle:
             self.timed("lease", started)
             self.record.epoch = self.lease.epoch
 
+    def take_lease(self) -> KeptState | None:
+        """Take the lease; return the org's kept state if it is still good.
+
+        With a kept state the lease is retaken over the kept cycle's own
+        release (one put); if someone took the lease since, that state is
+        dropped and the lease acquired as usual.
+        """
+        kept = self.kept.take(self.org) if self.kept is not None else None
+        if kept is not None:
+            try:
+                self.lease = leases.reacquire(
+                    self.store, self.org, self.holder, released=kept.released,
+                    epoch=kept.epoch, duration=self.lease_seconds, clock=self.clock,
+                )
+            except BaseException:
+                kept.close()
+                raise
+            if self.lease is not None:
+                return kept
+            kept.close()
+        self.lease = leases.acquire(
+            self.store, self.org, self.holder, duration=self.lease_seconds, clock=self.clock
+        )
+        return None
+
+    def resume(self, kept: KeptState) -> None:
+        """Bring the kept state to the head of the log: no snapshot is read."""
+        self.db = kept.db
+        self.chain = kept.chain
+        self.digests = kept.digests
+        self.listed = kept.listed
+        self.record.warm = True
+        self.started_from = state.version(self.db)
+        timings = {"read_log": 0.0, "apply": 0.0}
+        pages = orgstate.apply_rest_of_log(self.store, self.org, self.db, timings)
+        self.record.add_time("apply", timings["read_log"] + timings["apply"])
+        self.record.commits_applied += sum(page.commits for page in pages)
+        self.record.events_applied += sum(page.events_applied for page in pages)
+        self.record.version_before = state.version(self.db)
+        self.move_epoch_above_log()
+
     def restore(self) -> None:
         opened = orgstate.open_state(self.store, self.org, with_digests=True)
         self.db = opened.db
         self.chain = opened.chain
         self.digests = opened.digests
+        self.listed = opened.listed
+        self.started_from = opened.snapshot_version
         for name in ("snapshot_get", "deserialize", "apply"):
             self.record.add_time(name, opened.timings.get(name, 0.0))
         # Reading the delta is part of bringing the state up to date.
@@ -163,9 +222,12 @@ class _Cycle:
         self.record.commits_applied += opened.commits_applied
         self.record.events_applied += sum(stats.events_applied for stats in opened.stats)
         self.record.version_before = opened.version
-        # The log may carry our epoch already if the lease object was ever
-        # lost; commits at or below the highest applied epoch would be
-        # skipped as stale, so the lease moves above it first.
+        self.move_epoch_above_log()
+
+    def move_epoch_above_log(self) -> None:
+        """The log may carry our epoch already if the lease object was ever
+        lost; commits at or below the highest applied epoch would be
+        skipped as stale, so the lease moves above it first."""
         highest = state.processor_epoch(self.db)
         if highest >= self.lease.epoch:
             self.keep_lease(epoch=highest + 1)
@@ -202,6 +264,8 @@ class _Cycle:
         self.keep_lease()
         started = self.clock()
         before = state.version(self.db)
+        # The state was at the head a moment ago: put there without listing.
+        # A client commit landing since costs a lost put, and is read below.
         landed = log.append(
             self.store,
             self.org,
@@ -209,6 +273,7 @@ class _Cycle:
             batch_id=uuid.uuid4().hex,
             author={"kind": "processor", "id": self.holder, "epoch": self.lease.epoch},
             known_head=before,
+            find_head_first=False,
         )
         self.record.commits_written += 1
         self.timed("commit", started)
@@ -277,31 +342,43 @@ class _Cycle:
         delta on the chain we restored from, or a full snapshot when that
         chain is done (snapshots.write_next).
 
+        It decides from the snapshot objects it knows of (``listed``), not
+        from a new listing: we have held the lease since they were listed,
+        so only a processor that lost the lease before we took it can have
+        written others, and what such a write can do is harmless (see
+        docs/decisions.md, "Warm cycles"). A full snapshot lists again to
+        prune, since pruning must see every base.
+
         A failed snapshot never fails the cycle: the log already holds every
         result, and a missing snapshot only makes the next restore replay a
         little more.
         """
         self.keep_lease()
         version = state.version(self.db)
-        try:
-            listed = snapshots.list_objects(self.store, self.org)
-            newest = listed.newest_version()
-            # A stale processor must not make restores go back in time. At
-            # the newest version itself, a chain we could not restore whole
-            # (a damaged delta) is replaced by a full snapshot.
-            healing = (
-                version == newest
-                and self.chain is not None
-                and not self.chain.complete
-                and not any(version_of_snapshot_key(b.key) == version for b in listed.bases)
+        listed = self.listed
+        newest = listed.newest_version()
+        chain = self.chain
+        # A stale processor must not make restores go back in time. At
+        # the newest version itself, a chain we could not restore whole
+        # (a damaged delta) is replaced by a full snapshot.
+        healing = (
+            version == newest
+            and chain is not None
+            and not chain.complete
+            and not any(version_of_snapshot_key(b.key) == version for b in listed.bases)
+        )
+        if version < newest or (version == newest and not healing):
+            self.at_chain_tip = (
+                chain is not None and chain.complete and chain.tip_version == version
             )
-            if version < newest or (version == newest and not healing):
-                return
-            self.checkpoint("snapshot")
-            put_before = self.store.seconds("put")
-            started = self.clock()
+            return
+        self.checkpoint("snapshot")
+        put_before = self.store.seconds("put")
+        started = self.clock()
+        try:
             written = snapshots.write_next(
-                self.store, self.org, self.db, self.chain, self.digests, listed
+                self.store, self.org, self.db, chain, self.digests, listed,
+                with_digests=self.kept is not None,
             )
             if written is None:
                 self.record.error = "snapshot not written (see the warning before)"
@@ -316,10 +393,23 @@ class _Cycle:
             self.record.delta_bytes = written.delta_bytes
             self.record.pages_changed = written.pages_changed
             self.report.snapshot_key = written.key
-            if written.kind == "full":
-                # Ours is the newest: the listing already names what to prune.
-                older = max(0, len(listed.bases) + 1 - SNAPSHOTS_KEPT)
-                snapshots.delete_snapshots(self.store, listed.bases[:older], listed)
+            if written.object is None:
+                # Another writer's object of that key was there: its pages
+                # may be laid out otherwise than ours, so no later delta of
+                # ours can sit on it.
+                return
+            self.chain = written.chain
+            self.digests = written.digests or self.digests
+            if written.kind == "delta":
+                self.listed = listed.with_delta(written.chain.base_version, written.object)
+            else:
+                now_listed = snapshots.list_objects(self.store, self.org)
+                older = max(0, len(now_listed.bases) - SNAPSHOTS_KEPT)
+                deleted = snapshots.delete_snapshots(
+                    self.store, now_listed.bases[:older], now_listed
+                )
+                self.listed = now_listed.without(deleted)
+            self.at_chain_tip = written.digests is not None
         except StoreError as error:
             self.record.error = f"snapshot: {type(error).__name__}: {error}"
 
@@ -333,7 +423,7 @@ class _Cycle:
         writes whatever is missing.
         """
         version = state.version(self.db)
-        since = self.record.snapshot_restored or 0
+        since = self.started_from
         if version // packs.LEVELS[0] == since // packs.LEVELS[0]:
             return
         self.keep_lease()
@@ -347,16 +437,17 @@ class _Cycle:
 
     def run(self) -> None:
         started = self.clock()
-        self.lease = leases.acquire(
-            self.store, self.org, self.holder, duration=self.lease_seconds, clock=self.clock
-        )
+        kept = self.take_lease()
         self.timed("lease", started)
         if self.lease is None:
             self.report.outcome = "lease_held"
             return
         self.record.epoch = self.lease.epoch
         self.checkpoint("leased")
-        self.restore()
+        if kept is not None:
+            self.resume(kept)
+        else:
+            self.restore()
 
         chosen = state.links_needing_work(self.db, self.now())
         jobs = self.choose(chosen)
@@ -441,6 +532,7 @@ def run_cycle(
     link_seconds: float = LINK_SECONDS,
     checkpoint: Callable[[str], None] = lambda step: None,
     emit: Callable[[str], None] = print,
+    kept: KeptStates | None = None,
 ) -> CycleReport:
     """Run one cycle for ``org`` and report what happened.
 
@@ -451,7 +543,9 @@ def run_cycle(
     called when work is left. ``checkpoint(step)`` is called at "leased",
     "started", "processed", "committed" and "snapshot" (just before the
     snapshot put), for tests that stop a cycle at a chosen step. ``emit`` receives the cycle's one
-    JSON log line.
+    JSON log line. ``kept`` is the container's kept states
+    (chalicelib.keptstate): the cycle starts from the org's kept state when
+    it is still good, and a cycle that ends cleanly keeps its own there.
 
     Store failures and a lost lease end the cycle with outcome "stopped"
     (nothing half-written: every write is one commit or one immutable
@@ -464,7 +558,7 @@ def run_cycle(
     if not isinstance(holder, str) or not 1 <= len(holder) <= MAX_HOLDER_CHARS:
         raise ValueError(f"holder must be 1 to {MAX_HOLDER_CHARS} characters")
     cycle = _Cycle(store, org, process, holder, clock, now, budget_seconds, concurrency,
-                   per_origin, lease_seconds, link_seconds, checkpoint)
+                   per_origin, lease_seconds, link_seconds, checkpoint, kept)
     try:
         cycle.run()
     except (StoreError, leases.LeaseLost, log.LogBusy, Fenced) as error:
@@ -480,7 +574,8 @@ def run_cycle(
 
 
 def _finish(cycle: _Cycle, emit: Callable[[str], None], enqueue) -> CycleReport:
-    """Release the lease, fill in the figures, emit the log line, enqueue."""
+    """Release the lease, keep or drop the state, fill in the figures, emit
+    the log line, enqueue."""
     report = cycle.report
     record = cycle.record
     hint = None
@@ -488,14 +583,14 @@ def _finish(cycle: _Cycle, emit: Callable[[str], None], enqueue) -> CycleReport:
         record.version_after = state.version(cycle.db)
         report.next_due = state.next_due(cycle.db, cycle.now())
         hint = leases.Released(next_due=report.next_due)
-    if cycle.digests is not None:
-        cycle.digests.close()
+    released = None
     if cycle.lease is not None:
         # Only a cycle that restored its state may tell the idle check when
         # the org is next due; without a state the marker carries no hint.
         started = cycle.clock()
-        leases.release(cycle.store, cycle.lease, hint=hint)
+        released = leases.release(cycle.store, cycle.lease, hint=hint)
         cycle.timed("lease", started)
+    _keep_or_drop(cycle, released)
     record.outcome = report.outcome
     record.work_left = report.work_left
     record.requests = cycle.store.counts()
@@ -514,3 +609,27 @@ def _finish(cycle: _Cycle, emit: Callable[[str], None], enqueue) -> CycleReport:
     if report.work_left and enqueue is not None:
         enqueue(cycle.org)
     return report
+
+
+def _keep_or_drop(cycle: _Cycle, released: str | None) -> None:
+    """Keep the state for the org's next cycle in this container when the
+    cycle ended with no error (a stopped cycle always has one), released
+    its lease and left the newest snapshot it knows at its state;
+    otherwise close it (a database a failed cycle may have half-changed is
+    never reused)."""
+    clean = (
+        cycle.kept is not None
+        and released is not None
+        and cycle.record.error is None
+        and cycle.at_chain_tip
+    )
+    if clean:
+        cycle.kept.keep(KeptState(
+            org=cycle.org, db=cycle.db, chain=cycle.chain, digests=cycle.digests,
+            listed=cycle.listed, released=released, epoch=cycle.lease.epoch,
+        ))
+        return
+    if cycle.digests is not None:
+        cycle.digests.close()
+    if cycle.db is not None:
+        cycle.db.close()

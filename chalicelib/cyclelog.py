@@ -121,7 +121,9 @@ class CycleRecord:
 
     ``version_before`` is the log head the cycle found (its restore plus the
     delta), ``version_after`` the version its state reached; the restored
-    snapshot's version is ``snapshot_restored`` (None when it replayed).
+    snapshot's version is ``snapshot_restored`` (None when it replayed, or
+    when ``warm``: it resumed the state its container kept from the org's
+    last cycle, chalicelib.keptstate).
     """
 
     org: str
@@ -131,6 +133,7 @@ class CycleRecord:
     version_before: int = 0
     version_after: int = 0
     snapshot_restored: int | None = None
+    warm: bool = False
     snapshot_written: int | None = None
     # What the snapshot step wrote: "full" or "delta" (None: nothing), the
     # deltas on its base after it, and the delta's bytes and pages.

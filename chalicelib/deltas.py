@@ -111,28 +111,47 @@ def digests_of_file(file: BinaryIO, page_size: int) -> PageDigests:
     return PageDigests(page_size=page_size, digests=tuple(found), source=file)
 
 
-def changed_pages(
-    before: PageDigests, db: apsw.Connection
-) -> tuple[int, int, list[tuple[int, bytes]]] | None:
-    """``(page_size, db_pages, [(page number, bytes)])`` of the pages of ``db``
-    that differ from ``before``; None when the page size changed (only a
-    full snapshot can say that). Read from ``before.source`` when there is
-    one, else from a serialized copy of ``db``."""
+@dataclass(frozen=True)
+class Changes:
+    """What changed_pages found: the pages that differ, ``(page number,
+    bytes)`` from 1, the database's length in pages, and ``after``, the
+    digests of every page now (the next delta's ``before``)."""
+
+    page_size: int
+    db_pages: int
+    pages: list[tuple[int, bytes]]
+    after: PageDigests
+
+
+def changed_pages(before: PageDigests, db: apsw.Connection) -> Changes | None:
+    """The pages of ``db`` that differ from ``before``; None when the page
+    size changed (only a full snapshot can say that). Read from
+    ``before.source`` when there is one, else from a serialized copy of ``db``."""
     page_size = before.page_size
     if before.source is not None:
         pieces = _pieces(before.source, page_size)
     else:
         pieces = iter([memoryview(db.serialize("main"))])
     changed: list[tuple[int, bytes]] = []
-    number = 0
+    now: list[bytes] = []
     for piece in pieces:
-        if len(piece) % page_size or (number == 0 and page_size_of(piece) != page_size):
+        if len(piece) % page_size or (not now and page_size_of(piece) != page_size):
             return None
         for at, digest in zip(range(0, len(piece), page_size), _digest_pages(piece, page_size)):
+            number = len(now)
             if number >= len(before.digests) or digest != before.digests[number]:
                 changed.append((number + 1, bytes(piece[at : at + page_size])))
-            number += 1
-    return page_size, number, changed
+            now.append(digest)
+    after = PageDigests(page_size=page_size, digests=tuple(now), source=before.source)
+    return Changes(page_size=page_size, db_pages=len(now), pages=changed, after=after)
+
+
+def digests_of_data(data, source: BinaryIO | None = None) -> PageDigests:
+    """The digests of the pages of the serialized database ``data``, with
+    ``source`` (the file the database lives in, if any) to read them from later."""
+    page_size = page_size_of(data)
+    return PageDigests(page_size=page_size, digests=tuple(_digest_pages(data, page_size)),
+                       source=source)
 
 
 def encode(

@@ -3,7 +3,9 @@
 ``orgs/{org}/lease.json`` holds the holder, the epoch and how long the lease
 lasts. It is taken with put-if-absent, or with put-if-match over an expired
 or released one (epoch + 1), renewed with put-if-match and released with
-put-if-match of a released marker.
+put-if-match of a released marker. The process that released it can take
+it again with one put-if-match over its own marker (``reacquire``), which
+lands only if nobody took the lease in between.
 
 Expiry is judged on the caller's own monotonic clock, from the moment this
 process first saw that exact lease object (same etag) unchanged, never from
@@ -221,6 +223,31 @@ def acquire(
     return Lease(org, holder, epoch, etag, nonce, duration, started + duration)
 
 
+def reacquire(
+    store: ObjectStore, org: str, holder: str, *, released: str, epoch: int,
+    duration: float, clock: Clock,
+) -> Lease | None:
+    """Take the lease again over our own released marker: one put, no read.
+
+    ``released`` is the etag our ``release`` returned and ``epoch`` the
+    epoch it released. The put lands only if the lease object is still that
+    marker, so nobody has taken the lease since (every lease write has a
+    new etag): no other processor has committed or snapshotted meanwhile,
+    save one that had already lost the lease before ours. None when the
+    marker is gone; then ``acquire`` decides as usual.
+    """
+    nonce = uuid.uuid4().hex
+    started = clock()
+    etag = _write(
+        store, lease_key(org), _body(holder, epoch + 1, duration, nonce, False), nonce,
+        if_match=released,
+    )
+    if etag is None:
+        return None
+    _forget(org)
+    return Lease(org, holder, epoch + 1, etag, nonce, duration, started + duration)
+
+
 def renew(
     store: ObjectStore, lease: Lease, clock: Clock, *, epoch: int | None = None
 ) -> Lease:
@@ -254,7 +281,7 @@ def renew(
     )
 
 
-def release(store: ObjectStore, lease: Lease, *, hint: Released | None = None) -> bool:
+def release(store: ObjectStore, lease: Lease, *, hint: Released | None = None) -> str | None:
     """Give the lease up so the next processor need not wait for it to expire.
 
     ``hint`` says when the org's state next needs a cycle (``next_due``:
@@ -272,8 +299,9 @@ def release(store: ObjectStore, lease: Lease, *, hint: Released | None = None) -
     if that write fails the marker carries no hint (the entry that led to
     this cycle then stays, see triggers.sweep).
 
-    Returns False if it was no longer ours (or the release could not be
-    confirmed; it then simply expires).
+    Returns the released marker's etag (for ``reacquire``), or None if it
+    was no longer ours (or the release could not be confirmed; it then
+    simply expires).
     """
     if hint is not None and hint.next_due is not None:
         try:
@@ -288,7 +316,7 @@ def release(store: ObjectStore, lease: Lease, *, hint: Released | None = None) -
         nonce,
         if_match=lease.etag,
     )
-    return etag is not None
+    return etag
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,7 @@ def append(
     budget_seconds: float = COMMIT_BUDGET_SECONDS,
     sleep=time.sleep,
     clock=time.monotonic,
-    head_just_listed: bool = False,
+    find_head_first: bool = True,
 ) -> dict:
     """Commit ``events`` at the next version and return the landed commit.
 
@@ -240,14 +240,15 @@ def append(
     A 409 wrote nothing and is tried again at the same version. Past
     ``budget_seconds`` or ``max_attempts`` puts it raises LogBusy.
 
-    ``head_just_listed`` says ``known_head`` is the head the caller has just
-    found, so the first put goes straight to ``known_head + 1`` without
-    listing again; if it is stale by now, looking ahead catches up.
+    ``find_head_first=False`` puts first at ``known_head + 1`` without
+    looking for the head, for a caller whose ``known_head`` is recent (it
+    has just listed, or it holds the state at that version): if commits
+    landed since, one lost put looks ahead, and a second lists, as above.
     """
     check_org(org)
     committed_at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     committed_at = committed_at.replace("+00:00", "Z")
-    head = known_head if head_just_listed else find_head(store, org, known_head)
+    head = find_head(store, org, known_head) if find_head_first else known_head
     version = head + 1
     in_doubt = False  # a put of ours at ``version`` may have landed
     lost_in_a_row = 0  # races lost since we last found the head

@@ -9,7 +9,7 @@ import apsw
 
 from chalicelib.deltas import PageDigests
 from chalicelib.packs import LogReader
-from chalicelib.snapshots import Chain, restore_latest
+from chalicelib.snapshots import Chain, Listed, restore_latest
 from chalicelib.state.apply import ApplyStats, apply_commits
 from chalicelib.state.schema import version
 from chalicelib.store.base import ObjectStore
@@ -24,7 +24,8 @@ class OrgState:
     ``timings`` holds seconds for ``snapshot_get``, ``deserialize``,
     ``read_log`` and ``apply``. ``chain`` is the full snapshot and deltas
     restored (None: replayed from the start); ``digests``, when asked for,
-    are the restored pages' (before the log was applied).
+    are the restored pages' (before the log was applied); ``listed`` the
+    snapshot objects the restore chose from.
     """
 
     db: apsw.Connection
@@ -38,6 +39,7 @@ class OrgState:
     timings: dict[str, float] = field(default_factory=dict)
     chain: Chain | None = None
     digests: PageDigests | None = None
+    listed: Listed | None = None
 
 
 def open_state(store: ObjectStore, org: str, *, with_digests: bool = False) -> OrgState:
@@ -53,7 +55,7 @@ def open_state(store: ObjectStore, org: str, *, with_digests: bool = False) -> O
         "read_log": 0.0,
         "apply": 0.0,
     }
-    stats = _apply_rest_of_log(store, org, restored.db, timings)
+    stats = apply_rest_of_log(store, org, restored.db, timings)
     return OrgState(
         db=restored.db,
         version=version(restored.db),
@@ -66,6 +68,7 @@ def open_state(store: ObjectStore, org: str, *, with_digests: bool = False) -> O
         timings=timings,
         chain=restored.chain,
         digests=restored.digests,
+        listed=restored.listed,
     )
 
 
@@ -76,11 +79,11 @@ def load(store: ObjectStore, org: str) -> apsw.Connection:
 
 def catch_up(store: ObjectStore, org: str, db: apsw.Connection) -> int:
     """Apply the commits after ``db``'s version; return how many were applied."""
-    stats = _apply_rest_of_log(store, org, db, {"read_log": 0.0, "apply": 0.0})
+    stats = apply_rest_of_log(store, org, db, {"read_log": 0.0, "apply": 0.0})
     return sum(page.commits for page in stats)
 
 
-def _apply_rest_of_log(
+def apply_rest_of_log(
     store: ObjectStore, org: str, db: apsw.Connection, timings: dict[str, float]
 ) -> list[ApplyStats]:
     """Apply the commits after ``db``'s version, adding the seconds spent to

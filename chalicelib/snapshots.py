@@ -40,7 +40,7 @@ import re
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import apsw
 
@@ -117,6 +117,25 @@ class Listed:
     def deltas_on(self, base: ObjectInfo) -> list[ObjectInfo]:
         return self.deltas.get(version_of_snapshot_key(base.key), [])
 
+    def with_delta(self, base_version: int, delta: ObjectInfo) -> Listed:
+        """This listing with one more delta, newest, on the base at ``base_version``."""
+        on_it = self.deltas.get(base_version, []) + [delta]
+        return Listed(bases=self.bases, deltas={**self.deltas, base_version: on_it})
+
+    def without(self, keys: list[str]) -> Listed:
+        """This listing less the objects named by ``keys`` (deleted ones)."""
+        gone = set(keys)
+        bases = [base for base in self.bases if base.key not in gone]
+        kept = {version_of_snapshot_key(base.key) for base in bases}
+        return Listed(
+            bases=bases,
+            deltas={
+                version: [info for info in on_it if info.key not in gone]
+                for version, on_it in self.deltas.items()
+                if version in kept
+            },
+        )
+
 
 @dataclass(frozen=True)
 class Chain:
@@ -151,13 +170,23 @@ class Chain:
 @dataclass(frozen=True)
 class Written:
     """What write_next stored: ``kind`` "full" or "delta", the chain length
-    (deltas on the base) after it, the delta's bytes and pages."""
+    (deltas on the base) after it, the delta's bytes and pages.
+
+    ``object`` is the stored object when our own put wrote it; None when an
+    object of that key was there already (another writer's, whose pages
+    may be laid out differently from ours). Then, and only then, ``chain``
+    is the chain the database is now the tip of, and ``digests`` (when
+    asked for, or for a delta) its pages', for the next delta on it.
+    """
 
     kind: str
     key: str
     chain_length: int
     delta_bytes: int = 0
     pages_changed: int | None = None
+    object: ObjectInfo | None = None
+    chain: Chain | None = None
+    digests: deltas.PageDigests | None = None
 
 
 @dataclass
@@ -183,6 +212,8 @@ class Restored:
     deserialize_seconds: float = 0.0
     chain: Chain | None = None
     digests: deltas.PageDigests | None = None
+    # The snapshot objects the restore listed (empty when the listing failed).
+    listed: Listed = field(default_factory=lambda: Listed(bases=[], deltas={}))
 
 
 def encode(db: apsw.Connection) -> bytes:
@@ -326,23 +357,52 @@ def write_snapshot(store: ObjectStore, org: str, db: apsw.Connection) -> str | N
     version is still worth writing (a newer one may exist) is the caller's
     decision.
     """
+    written = _write_full(store, org, db, with_digests=False)
+    return None if written is None else written.key
+
+
+def _write_full(
+    store: ObjectStore, org: str, db: apsw.Connection, *, with_digests: bool,
+    source=None,
+) -> Written | None:
+    """The full snapshot of ``db``'s version, put if absent (None: not
+    written, logged). ``with_digests``: also the digests of the pages
+    stored, with ``source`` as their file, when our put wrote it."""
     at_version = version(db)
     if at_version == 0:
         return None
     key = snapshot_key(org, SCHEMA_HASH, at_version)
-    return key if _put_once(store, key, encode(db)) else None
+    body = encode(db)
+    put = _put_once(store, key, body)
+    if put is None:
+        return None
+    if put is _THERE:
+        return Written(kind="full", key=key, chain_length=0)
+    data = memoryview(body)[body.index(b"\n") + 1 :]
+    return Written(
+        kind="full", key=key, chain_length=0,
+        object=put,
+        chain=Chain(base_key=key, base_version=at_version, base_size=len(body),
+                    tip_version=at_version),
+        digests=deltas.digests_of_data(data, source) if with_digests else None,
+    )
 
 
-def _put_once(store: ObjectStore, key: str, body: bytes) -> bool:
-    """Put-if-absent; True when the object is there now, False (logged) when the put failed."""
+# _put_once's answer when an object of the key was there already.
+_THERE = ObjectInfo(key="", etag="", size=0)
+
+
+def _put_once(store: ObjectStore, key: str, body: bytes) -> ObjectInfo | None:
+    """Put-if-absent: the object our put stored; ``_THERE`` when one was
+    there already; None (logged) when the put failed."""
     try:
-        store.put(key, body, if_absent=True)
+        etag = store.put(key, body, if_absent=True)
     except PreconditionFailed:
-        return True
+        return _THERE
     except StoreError as error:
         log.warning("snapshot %s not written: %s: %s", key, type(error).__name__, error)
-        return False
-    return True
+        return None
+    return ObjectInfo(key=key, etag=etag, size=len(body))
 
 
 def write_next(
@@ -355,17 +415,19 @@ def write_next(
     *,
     max_chain: int | None = None,
     max_fraction: float | None = None,
+    with_digests: bool = False,
 ) -> Written | None:
     """Store ``db``'s version as the cheapest object a restore can use.
 
     A delta on ``chain``, the one ``db`` was restored from (its pages then
-    had ``digests``), when that chain is whole,
-    its base is still the newest in ``listed``, its tip is still the
-    newest version there, and the chain stays within ``max_chain`` deltas
-    and ``max_fraction`` of the base's bytes (MAX_CHAIN and
-    MAX_CHAIN_FRACTION by default); otherwise a full snapshot, which
+    had ``digests``), when that chain is whole, its base is still the
+    newest in ``listed`` (the snapshot objects the caller knows of), its tip
+    is still the newest version there, and the chain stays within
+    ``max_chain`` deltas and ``max_fraction`` of the base's bytes (MAX_CHAIN
+    and MAX_CHAIN_FRACTION by default); otherwise a full snapshot, which
     starts a new chain. None, logged, when the put failed. Which version
-    is worth writing at all is the caller's decision.
+    is worth writing at all is the caller's decision. ``with_digests``:
+    a full snapshot also returns its pages' digests (a delta always does).
     """
     max_chain = MAX_CHAIN if max_chain is None else max_chain
     max_fraction = MAX_CHAIN_FRACTION if max_fraction is None else max_fraction
@@ -379,21 +441,29 @@ def write_next(
         and len(chain.deltas) < max_chain
     )
     if on_newest:
-        found = deltas.changed_pages(digests, db)
-        if found is not None:
-            page_size, db_pages, pages = found
+        changes = deltas.changed_pages(digests, db)
+        if changes is not None:
+            at_version = version(db)
             body = deltas.encode(
-                base=chain.base_version, parent=chain.tip_version, at_version=version(db),
-                page_size=page_size, db_pages=db_pages, pages=pages,
+                base=chain.base_version, parent=chain.tip_version, at_version=at_version,
+                page_size=changes.page_size, db_pages=changes.db_pages, pages=changes.pages,
             )
             if chain.delta_bytes + len(body) <= max_fraction * chain.base_size:
-                key = delta_key(org, SCHEMA_HASH, chain.base_version, version(db))
-                if not _put_once(store, key, body):
+                key = delta_key(org, SCHEMA_HASH, chain.base_version, at_version)
+                put = _put_once(store, key, body)
+                if put is None:
                     return None
-                return Written(kind="delta", key=key, chain_length=len(chain.deltas) + 1,
-                               delta_bytes=len(body), pages_changed=len(pages))
-    key = write_snapshot(store, org, db)
-    return None if key is None else Written(kind="full", key=key, chain_length=0)
+                written = Written(kind="delta", key=key, chain_length=len(chain.deltas) + 1,
+                                  delta_bytes=len(body), pages_changed=len(changes.pages))
+                if put is _THERE:
+                    return written
+                return replace(
+                    written, object=put, digests=changes.after,
+                    chain=replace(chain, tip_version=at_version, deltas=chain.deltas + (key,),
+                                  delta_bytes=chain.delta_bytes + len(body)),
+                )
+    source = digests.source if digests is not None else None
+    return _write_full(store, org, db, with_digests=with_digests, source=source)
 
 
 def list_objects(store: ObjectStore, org: str) -> Listed:
@@ -452,6 +522,7 @@ def restore_latest(store: ObjectStore, org: str, *, with_digests: bool = False) 
     for base, on_it in attempts:
         try:
             restored = _restore_chain(store, base, on_it, skipped, with_digests)
+            restored.listed = listed
         except (StoreError, UnusableSnapshot, deltas.UnusableDelta, OSError) as error:
             # OSError: no room for the scratch copy; a replay, in memory,
             # may still do.
@@ -460,7 +531,7 @@ def restore_latest(store: ObjectStore, org: str, *, with_digests: bool = False) 
             skipped.append((base.key, reason))
             continue
         return restored
-    return Restored(db=new_database(), version=0, key=None, skipped=skipped)
+    return Restored(db=new_database(), version=0, key=None, skipped=skipped, listed=listed)
 
 
 def _restore_chain(

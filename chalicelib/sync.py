@@ -183,7 +183,7 @@ def push(
                 sleep=sleep,
                 # The catch-up just listed up to the head: listing again
                 # would add a request to every commit.
-                head_just_listed=True,
+                find_head_first=False,
             )
             version = commit["version"]
             if version == entry.head + 1:

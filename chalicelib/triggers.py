@@ -28,6 +28,7 @@ from urllib.parse import unquote_plus
 from chalicelib import dueindex, snapshots
 from chalicelib import lease as leases
 from chalicelib.cycle import LEASE_SECONDS, CycleReport, run_cycle, utc_now
+from chalicelib.keptstate import KeptStates
 from chalicelib.keys import (
     ORG_PATTERN,
     VERSION_DIGITS,
@@ -398,13 +399,15 @@ def cycle_runner(
     budget_seconds: float = 60,
     lease_seconds: float | None = None,
     now: Callable[[], datetime] = utc_now,
+    kept: KeptStates | None = None,
 ) -> RunCycle:
     """``run(org)``: one processor cycle of an org, as every trigger runs it.
 
     Each cycle gets a holder name of its own, so two cycles of one process
     never mistake each other's lease for their own. ``lease_seconds``
     (None: LEASE_SECONDS) is how long a crashed cycle's lease keeps others
-    out (``LINKLOG_LEASE_SECONDS``).
+    out (``LINKLOG_LEASE_SECONDS``). ``kept`` is the container's kept
+    states (chalicelib.keptstate; None: every cycle restores).
 
     Before taking the lease it asks the store, cheaply, whether the org is
     idle (log not ahead of its snapshot, no link due): every commit wakes
@@ -430,6 +433,7 @@ def cycle_runner(
             budget_seconds=budget_seconds,
             lease_seconds=lease_seconds or LEASE_SECONDS,
             enqueue=enqueue,
+            kept=kept,
         )
 
     return run

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Callable
 
 from chalicelib.cycle import utc_now
+from chalicelib.keptstate import KeptStates
 from chalicelib.links.outcome import ProcessLink
 from chalicelib.queue import Queue
 from chalicelib.store.base import ObjectStore
@@ -52,7 +53,8 @@ def start_worker(
     """Start the worker thread (a daemon) and return it; set ``stop_event`` to end it.
 
     ``run(org)`` defaults to a real cycle with ``process`` and
-    ``lease_seconds`` (None: the cycle's default); tests may hand in their
+    ``lease_seconds`` (None: the cycle's default) that keeps the last org's
+    state between its cycles (chalicelib.keptstate); tests may hand in their
     own. The first sweep runs at once, so work left by an earlier run (or
     written straight into the store) is picked up on start.
     """
@@ -62,7 +64,7 @@ def start_worker(
     if run is None:
         run = cycle_runner(
             store, process=process, enqueue=None, holder_prefix=f"worker-{os.getpid()}",
-            lease_seconds=lease_seconds, now=now,
+            lease_seconds=lease_seconds, now=now, kept=KeptStates(),
         )
     thread = threading.Thread(
         target=_work,

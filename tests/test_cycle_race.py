@@ -1,10 +1,12 @@
 """Eight processors started at once on one org with 200 links, over moto's
-server, with and without 10% of store requests failing."""
+server, with and without 10% of store requests failing. Each keeps its
+state between its cycles, as a container does (chalicelib.keptstate)."""
 
 import threading
 from datetime import timedelta
 
 from chalicelib import cycle, orgstate
+from chalicelib.keptstate import KeptStates
 from chalicelib.keys import version_of_snapshot_key
 from chalicelib.store.faulty import FaultyStore
 from clocks import WallClock
@@ -49,19 +51,23 @@ def race(store_for, now) -> list[str]:
 
     def processor(n: int) -> None:
         store = store_for(n)
+        kept = KeptStates()
         barrier.wait()
-        for _ in range(200):
-            report = cycle.run_cycle(
-                store, "acme", process=FakeProcessor(), holder=f"proc-{n}",
-                now=now, lease_seconds=5, budget_seconds=5, link_seconds=1,
-                concurrency=4, emit=lambda line: None,
-            )
-            with lock:
-                outcomes.append(report.outcome)
-            if report.outcome == "nothing_to_do":
-                return
-            if report.outcome in ("lease_held", "stopped"):
-                threading.Event().wait(0.02)
+        try:
+            for _ in range(200):
+                report = cycle.run_cycle(
+                    store, "acme", process=FakeProcessor(), holder=f"proc-{n}",
+                    now=now, lease_seconds=5, budget_seconds=5, link_seconds=1,
+                    concurrency=4, emit=lambda line: None, kept=kept,
+                )
+                with lock:
+                    outcomes.append(report.outcome)
+                if report.outcome == "nothing_to_do":
+                    return
+                if report.outcome in ("lease_held", "stopped"):
+                    threading.Event().wait(0.02)
+        finally:
+            kept.clear()
 
     threads = [threading.Thread(target=processor, args=(n,)) for n in range(PROCESSORS)]
     for t in threads:

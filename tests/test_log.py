@@ -472,7 +472,7 @@ def test_lost_races_cost_puts_and_a_listing_never_a_read(local_store, head, know
     slept: list[float] = []
 
     commit = append(local_store, "acme", [event(head + 1)], batch_id=f"b{head + 1}",
-                    author=CLIENT, known_head=known_head, head_just_listed=True,
+                    author=CLIENT, known_head=known_head, find_head_first=False,
                     sleep=slept.append)
 
     assert commit["version"] == head + 1
@@ -491,7 +491,7 @@ def test_a_put_in_doubt_after_a_lost_race_is_resolved_at_its_own_version(local_s
         Fault.LOST_RESPONSE if (kind, n) == ("put", 2) else None))
 
     commit = append(store, "acme", [event(2)], batch_id="b2", author=CLIENT,
-                    known_head=0, head_just_listed=True, sleep=no_sleep)
+                    known_head=0, find_head_first=False, sleep=no_sleep)
 
     assert (commit["version"], commit["batch_id"]) == (2, "b2")
     assert [c["batch_id"] for c in read_commits(local_store, "acme", 0)] == ["other", "b2"]

@@ -1,0 +1,108 @@
+"""State kept warm between cycles of one org in one processor container.
+
+A Lambda container runs many cycles, often of the same org in a row (a
+backlog drains cycle after cycle). The state a cycle ends with is the
+state the next one would restore: the last cycle wrote it as a snapshot.
+So a cycle that ended cleanly hands its database to a ``KeptStates`` the
+container owns, together with what it knows about the store: the chain
+its snapshot is the tip of, its pages' digests, the snapshot objects it
+knows of, and the etag of the released lease marker it wrote.
+
+The next cycle of that org takes it back and retakes the lease with one
+put-if-match over that marker (``lease.reacquire``). If the put lands,
+nobody held the lease in between, so no other processor has written a
+commit or a snapshot since (save one that had lost the lease before ours,
+see docs/decisions.md), and the kept database plus the log's commits after
+its version is the org's state: no lease get, no snapshot listing, no
+download. If it does not land, the kept state is closed and the cycle
+restores as usual.
+
+A kept state is taken out while a cycle runs and given back only by a
+cycle that ended cleanly, so a cycle that failed, was fenced, could not
+write its snapshot or died half-way never leaves a database behind for the
+next one. Each kept database is a scratch file in /tmp (about 9 KB per
+link), so a container keeps at most a few.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import apsw
+
+from chalicelib.deltas import PageDigests
+from chalicelib.snapshots import Chain, Listed
+
+# Orgs kept per container: one covers a backlog draining cycle after cycle,
+# and each is a scratch file beside the one the running cycle restores.
+MOST_KEPT = 1
+
+
+@dataclass
+class KeptState:
+    """One org's state as its last cycle in this container left it.
+
+    ``db`` is at the version ``chain``'s tip names, and its pages are the
+    ones ``digests`` describes: the snapshot objects in the store give back
+    this very file. ``listed`` is every snapshot object the cycles knew of;
+    ``released`` the etag of the lease marker the last cycle released, at
+    ``epoch``.
+    """
+
+    org: str
+    db: apsw.Connection
+    chain: Chain
+    digests: PageDigests
+    listed: Listed
+    released: str
+    epoch: int
+
+    def close(self) -> None:
+        """Drop the database and its file."""
+        self.digests.close()
+        self.db.close()
+
+
+class KeptStates:
+    """The kept states of one container, at most ``most`` orgs (least
+    recently kept dropped first). Safe to share between threads."""
+
+    def __init__(self, most: int = MOST_KEPT):
+        if most < 1:
+            raise ValueError(f"keep at least one org, not {most}")
+        self.most = most
+        self._states: OrderedDict[str, KeptState] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, org: str) -> KeptState | None:
+        """The org's kept state, now the caller's alone (None: none kept).
+
+        The caller gives it back with ``keep`` or closes it."""
+        with self._lock:
+            return self._states.pop(org, None)
+
+    def keep(self, state: KeptState) -> None:
+        """Keep ``state`` for the org's next cycle here."""
+        with self._lock:
+            dropped = [self._states.pop(state.org, None)]
+            self._states[state.org] = state
+            while len(self._states) > self.most:
+                dropped.append(self._states.popitem(last=False)[1])
+        for old in dropped:
+            if old is not None and old is not state:
+                old.close()
+
+    def orgs(self) -> list[str]:
+        """The orgs kept, least recently kept first."""
+        with self._lock:
+            return list(self._states)
+
+    def clear(self) -> None:
+        """Close and drop every kept state."""
+        with self._lock:
+            states = list(self._states.values())
+            self._states.clear()
+        for state in states:
+            state.close()
