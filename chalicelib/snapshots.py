@@ -39,12 +39,11 @@ import logging
 import re
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import apsw
 
-from chalicelib import deltas, scratch
+from chalicelib import deltas, fetchers, scratch
 from chalicelib.keys import (
     delta_key,
     snapshot_key,
@@ -74,11 +73,6 @@ MAX_HEADER = 512
 # through the longest chain within 1.3 times a restore of the base alone.
 MAX_CHAIN_FRACTION = 0.08
 MAX_CHAIN = 12
-# Deltas fetched at once while the base downloads, by threads kept for
-# the life of the process: starting threads for each restore cost more
-# than a whole restore of a 10,000-link org from a local disk.
-DELTA_FETCHERS = 8
-_fetchers = ThreadPoolExecutor(max_workers=DELTA_FETCHERS, thread_name_prefix="delta-fetch")
 
 _SNAPSHOT_NAME = re.compile(r"^[0-9]{20}\.sqlite$")
 _DELTA_NAME = re.compile(r"^(?P<base>[0-9]{20})\.deltas/(?P<version>[0-9]{20})\.delta$")
@@ -474,7 +468,7 @@ def _restore_chain(
     into it; adds the deltas left out to ``skipped``."""
     started = time.perf_counter()
     base_version = version_of_snapshot_key(base.key)
-    fetches = [(info, _fetchers.submit(_fetch_delta, store, info, base_version)) for info in on_it]
+    fetches = [(info, fetchers.pool.submit(_fetch_delta, store, info, base_version)) for info in on_it]
     with _ReceivedSnapshot(base_version) as received:
         info = store.download(base.key, received)
         received.check()
