@@ -22,8 +22,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from bench.pages import PageServer
 from chalicelib import log, orgstate
 from chalicelib.links.addresses import AllowList
 from chalicelib.links.fetch import FetchPolicy, fetch_page
@@ -51,20 +51,6 @@ def _article(path: str) -> bytes:
 were stacked to dry for kindling. Every tree got a ring of compost.</p>
 <p>By May the blossom had set well, and the bees from the next field worked the
 rows from dawn until the light went.</p></article></body></html>""".encode()
-
-
-class _SlowPage(BaseHTTPRequestHandler):
-    def do_GET(self):
-        time.sleep(PAGE_SECONDS)
-        body = _article(self.path)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
 
 
 class _SnapshotBytes(CountingStore):
@@ -104,19 +90,8 @@ class _CycleLines(io.TextIOBase):
             return sum(c["links_done"] + c["links_failed"] for c in self.cycles)
 
 
-def _serve(count: int) -> list[ThreadingHTTPServer]:
-    servers = []
-    for _ in range(count):
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowPage)
-        server.daemon_threads = True
-        server.request_queue_size = 64
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-    return servers
-
-
-def _saves(ports: list[int]) -> list[list[dict]]:
-    urls = [f"http://127.0.0.1:{ports[n % len(ports)]}/article/{n}" for n in range(LINKS)]
+def _saves(servers: list[PageServer]) -> list[list[dict]]:
+    urls = [servers[n % len(servers)].url(f"/article/{n}") for n in range(LINKS)]
     events = [
         {"id": f"save-{n}", "name": "v1.LinkCreated", "at": AT,
          "args": {"id": f"link-{n}", "url": url, "createdAt": AT}}
@@ -127,9 +102,8 @@ def _saves(ports: list[int]) -> list[list[dict]]:
 
 def run(limit_seconds: float = LIMIT_SECONDS) -> dict:
     """One backlog run; the figures as a dict."""
-    servers = _serve(ORIGINS)
-    ports = [server.server_address[1] for server in servers]
-    policy = FetchPolicy(allow=AllowList.parse(" ".join(f"127.0.0.1:{p}" for p in ports)))
+    servers = [PageServer(_article, PAGE_SECONDS) for _ in range(ORIGINS)]
+    policy = FetchPolicy(allow=AllowList.parse(" ".join(server.host for server in servers)))
     process = make_link_processor(fetch=lambda url: fetch_page(url, policy))
     stop = threading.Event()
     lines = _CycleLines()
@@ -141,7 +115,7 @@ def run(limit_seconds: float = LIMIT_SECONDS) -> dict:
                 worker = start_worker(store, queue, process=process, stop_event=stop,
                                       poll_seconds=0.05)
                 started = time.perf_counter()
-                for number, events in enumerate(_saves(ports)):
+                for number, events in enumerate(_saves(servers)):
                     log.append(LocalStore(directory), ORG, events, batch_id=f"import-{number}",
                                author={"kind": "client", "id": "importer"})
                     queue.send(ORG)
@@ -152,8 +126,7 @@ def run(limit_seconds: float = LIMIT_SECONDS) -> dict:
                 worker.join(timeout=120)
         finally:
             for server in servers:
-                server.shutdown()
-                server.server_close()
+                server.close()
         db = orgstate.load(LocalStore(directory), ORG)
         placeholders = ", ".join("?" * len(TERMINAL))
         terminal = db.execute(

@@ -23,10 +23,11 @@ import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
+
+from bench.pages import PageServer
 
 LINKS = int(os.environ.get("LINKLOG_BENCH_IMPORT_LINKS", "10000"))
 WAIT_SECONDS = float(os.environ.get("LINKLOG_BENCH_IMPORT_WAIT", "300"))
@@ -37,20 +38,11 @@ TERMINAL_SQL = """SELECT count(*) FROM link_status
                      OR (status = 'failed' AND next_retry_at IS NULL)"""
 
 
-class Article(BaseHTTPRequestHandler):
-    def do_GET(self):
-        words = self.path.strip("/").replace("/", " ")
-        body = (f"<!doctype html><title>Article {words}</title><article><h1>Article {words}</h1>"
-                f"<p>Notes on {words}: bread, flour, water and patience, kept for later.</p>"
-                "</article>").encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+def article(path: str) -> bytes:
+    words = path.strip("/").replace("/", " ")
+    return (f"<!doctype html><title>Article {words}</title><article><h1>Article {words}</h1>"
+            f"<p>Notes on {words}: bread, flour, water and patience, kept for later.</p>"
+            "</article>").encode()
 
 
 def _quiet_handler():
@@ -117,12 +109,8 @@ def main() -> dict:
 def _run() -> dict:
     from chalicelib.auth import issue_token
 
-    pages = ThreadingHTTPServer(("127.0.0.1", 0), Article)
-    pages.daemon_threads = True
-    threading.Thread(target=pages.serve_forever, daemon=True).start()
-    page_url = f"http://127.0.0.1:{pages.server_address[1]}"
-    allow = f"127.0.0.1:{pages.server_address[1]}"
-    with tempfile.TemporaryDirectory() as scratch:
+    with PageServer(article) as pages, tempfile.TemporaryDirectory() as scratch:
+        page_url, allow = pages.url(""), pages.host
         scratch = Path(scratch)
         url, store = serve(scratch / "data", allow)
         token = issue_token(SECRET, sub="bench", org="bench", lifetime_seconds=86_400, now=time.time())
@@ -144,7 +132,6 @@ def _run() -> dict:
                 done = time.perf_counter() - started
                 break
             time.sleep(2)
-        pages.shutdown()
         return {
             "links": LINKS,
             "file_bytes": source.stat().st_size,

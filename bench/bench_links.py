@@ -14,13 +14,12 @@ time; the target is at most 1.5.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from readability import Document
 
+from bench.pages import PageServer
 from chalicelib.links.addresses import AllowList
 from chalicelib.links.fetch import FetchPolicy, fetch_page
 from chalicelib.links.outcome import LinkJob, TagChoice
@@ -77,41 +76,23 @@ def _generated_page(number: int) -> str:
     )
 
 
-class _Server:
-    """Serves ``bodies`` at /page/0 .. /page/N-1 on 127.0.0.1."""
+def _page_of(bodies: list[bytes]):
+    """Serves ``bodies`` at /page/0 .. /page/N-1."""
 
-    def __init__(self, bodies: list[bytes]):
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                number = self.path.rsplit("/", 1)[-1]
-                body = bodies[int(number)] if number.isdigit() and int(number) < len(bodies) else None
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                self.wfile.write(body or b"")
+    def page(path: str) -> bytes | None:
+        number = path.rsplit("/", 1)[-1]
+        return bodies[int(number)] if number.isdigit() and int(number) < len(bodies) else None
 
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    return page
 
 
 def main() -> dict:
     """Run the bench once; return its figures."""
     source, bodies = load_pages()
-    server = _Server(bodies)
-    try:
-        policy = FetchPolicy(allow=AllowList.parse(f"127.0.0.1:{server.port}"))
+    with PageServer(_page_of(bodies)) as server:
+        policy = FetchPolicy(allow=AllowList.parse(server.host))
         process = make_link_processor(fetch=lambda url: fetch_page(url, policy))
-        urls = [f"http://127.0.0.1:{server.port}/page/{i}" for i in range(len(bodies))]
+        urls = [server.url(f"/page/{i}") for i in range(len(bodies))]
         texts = [body.decode("utf-8", "replace") for body in bodies]
 
         # Warm both paths (imports, caches, the first connection) before timing.
@@ -129,8 +110,6 @@ def main() -> dict:
             started = time.perf_counter()
             outcomes.append(process(LinkJob(f"link-{i}", url, TAGS)))
             pipeline_seconds += time.perf_counter() - started
-    finally:
-        server.close()
 
     failures = [o.failure.code for o in outcomes if o.failure]
     ratio = pipeline_seconds / readability_seconds

@@ -60,8 +60,12 @@ def load(environ: Mapping[str, str] = os.environ) -> Settings:
         jwt_audience=environ.get("LINKLOG_JWT_AUDIENCE") or None,
         jwt_issuer=environ.get("LINKLOG_JWT_ISSUER") or None,
         allow_hosts=environ.get("LINKLOG_ALLOW_HOSTS", defaults.allow_hosts),
-        port=_port(environ.get("LINKLOG_PORT"), defaults.port),
-        lease_seconds=_lease_seconds(environ.get("LINKLOG_LEASE_SECONDS")),
+        # 0 asks the system for a free port (tests start servers that way).
+        port=_bounded(environ, "LINKLOG_PORT", int, "a port number", 0, 65535, defaults.port),
+        # Below a second, renewals would be most of what a cycle writes.
+        lease_seconds=_bounded(
+            environ, "LINKLOG_LEASE_SECONDS", float, "a number of seconds", 1, 3600, defaults.lease_seconds
+        ),
     )
 
 
@@ -74,27 +78,17 @@ def _check_secret_source(source: str) -> None:
         )
 
 
-def _lease_seconds(raw: str | None) -> float | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise ConfigError(f"LINKLOG_LEASE_SECONDS must be a number of seconds, not {raw!r}") from None
-    # Below a second, renewals would be most of what a cycle writes.
-    if not 1 <= seconds <= 3600:
-        raise ConfigError(f"LINKLOG_LEASE_SECONDS must be between 1 and 3600, not {raw}")
-    return seconds
-
-
-def _port(raw: str | None, default: int) -> int:
+def _bounded(environ: Mapping[str, str], name: str, parse, what: str, low, high, default):
+    """The setting ``name`` read by ``parse`` (int or float), from ``low``
+    to ``high``; ``default`` when it is unset or empty."""
+    raw = environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        port = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigError(f"LINKLOG_PORT must be a port number, not {raw!r}") from None
-    # 0 asks the system for a free port (tests start servers that way).
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"LINKLOG_PORT must be between 0 and 65535, not {port}")
-    return port
+        raise ConfigError(f"{name} must be {what}, not {raw!r}") from None
+    # Written so that NaN is out of range too.
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, not {raw}")
+    return value

@@ -14,11 +14,11 @@ import logging
 import random
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from pydantic import ValidationError
 
+from chalicelib import fetchers
 from chalicelib.events import StoredCommit, is_stored_event
 from chalicelib.keys import check_org, log_key, log_prefix, version_of_log_key
 from chalicelib.store.base import (
@@ -30,9 +30,6 @@ from chalicelib.store.base import (
 )
 
 LIST_PAGE = 1000
-# Reading a page of commits is one GET per commit; a few at a time keeps a
-# 1,000-commit page from costing 1,000 round trips in a row on S3.
-READ_CONCURRENCY = 8
 # Full jitter: the n-th wait of one commit is uniform(0, min(cap, unit * 2**n)),
 # where the unit is how long our last lost put took (at least the base): a
 # commit costs one put round trip, so that is the time a winner needs, on S3
@@ -153,8 +150,7 @@ def read_commits(store: ObjectStore, org: str, after: int, limit: int = 1000) ->
             raise CorruptLog(log_key(org, expected), f"missing; the log continues at {version}")
     if len(versions) <= 1:
         return [_read_commit(store, org, version) for version in versions]
-    with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(versions))) as pool:
-        return list(pool.map(lambda version: _read_commit(store, org, version), versions))
+    return list(fetchers.pool.map(lambda version: _read_commit(store, org, version), versions))
 
 
 def _read_commit(store: ObjectStore, org: str, version: int) -> dict:

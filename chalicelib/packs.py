@@ -30,10 +30,9 @@ import logging
 import threading
 import zlib
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from chalicelib import log
+from chalicelib import fetchers, log
 from chalicelib.keys import check_org, log_key, pack_key, pack_prefix, range_of_pack_key
 from chalicelib.store.base import NotFound, ObjectStore, PreconditionFailed, StoreError
 
@@ -296,10 +295,11 @@ def read_bodies(
                 singles.append(version)
             else:
                 plan[holder] = None
-        with ThreadPoolExecutor(max_workers=log.READ_CONCURRENCY) as pool:
-            from_packs = dict(zip(plan, pool.map(lambda pack: read_pack(store, org, pack, cache), plan)))
-            from_log = dict(zip(singles, pool.map(lambda version: _commit_body(store, org, version, cache), singles)))
-        found.update(from_log)
+        # Both maps are submitted before either is waited on.
+        pack_reads = fetchers.pool.map(lambda pack: read_pack(store, org, pack, cache), plan)
+        commit_reads = fetchers.pool.map(lambda version: _commit_body(store, org, version, cache), singles)
+        from_packs = dict(zip(plan, pack_reads))
+        found.update(zip(singles, commit_reads))
         for pack, bodies in from_packs.items():
             if bodies is None:
                 # Read its range again without it: smaller packs or commits.

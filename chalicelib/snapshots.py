@@ -39,12 +39,11 @@ import logging
 import re
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import apsw
 
-from chalicelib import deltas, scratch
+from chalicelib import deltas, fetchers, scratch
 from chalicelib.keys import (
     delta_key,
     snapshot_key,
@@ -74,11 +73,6 @@ MAX_HEADER = 512
 # through the longest chain within 1.3 times a restore of the base alone.
 MAX_CHAIN_FRACTION = 0.08
 MAX_CHAIN = 12
-# Deltas fetched at once while the base downloads, by threads kept for
-# the life of the process: starting threads for each restore cost more
-# than a whole restore of a 10,000-link org from a local disk.
-DELTA_FETCHERS = 8
-_fetchers = ThreadPoolExecutor(max_workers=DELTA_FETCHERS, thread_name_prefix="delta-fetch")
 
 _SNAPSHOT_NAME = re.compile(r"^[0-9]{20}\.sqlite$")
 _DELTA_NAME = re.compile(r"^(?P<base>[0-9]{20})\.deltas/(?P<version>[0-9]{20})\.delta$")
@@ -98,10 +92,12 @@ class Listed:
 
     ``bases``: the full snapshots, oldest first. ``deltas``: base version →
     that base's deltas, oldest first (deltas whose base is gone are left out).
+    ``orphans``: the deltas whose base is gone, which no restore can use.
     """
 
     bases: list[ObjectInfo]
     deltas: dict[int, list[ObjectInfo]]
+    orphans: list[ObjectInfo] = field(default_factory=list)
 
     def newest_version(self) -> int:
         """The newest version any full snapshot or delta holds, 0 if none."""
@@ -487,6 +483,7 @@ def list_objects(store: ObjectStore, org: str) -> Listed:
     return Listed(
         bases=bases,
         deltas={base: on_it for base, on_it in found_deltas.items() if base in listed},
+        orphans=[info for base, on_it in found_deltas.items() if base not in listed for info in on_it],
     )
 
 
@@ -545,7 +542,7 @@ def _restore_chain(
     into it; adds the deltas left out to ``skipped``."""
     started = time.perf_counter()
     base_version = version_of_snapshot_key(base.key)
-    fetches = [(info, _fetchers.submit(_fetch_delta, store, info, base_version)) for info in on_it]
+    fetches = [(info, fetchers.pool.submit(_fetch_delta, store, info, base_version)) for info in on_it]
     with _ReceivedSnapshot(base_version) as received:
         info = store.download(base.key, received)
         received.check()
@@ -613,7 +610,7 @@ def newest_version(store: ObjectStore, org: str) -> int:
 
 def prune(store: ObjectStore, org: str, keep: int = 3) -> list[str]:
     """Delete all but the newest ``keep`` full snapshots of this schema, with
-    their deltas; return the deleted keys.
+    their deltas, and the deltas whose base is gone; return the deleted keys.
 
     Snapshots of other schema hashes are left alone: an older deployment
     may still be reading them. Failures are logged, not raised.
@@ -633,15 +630,25 @@ def delete_snapshots(
 ) -> list[str]:
     """Delete these listed full snapshots, each only if its etag is still
     the listed one, and the deltas on them ``listed`` names (first, so a
-    delta is never left without its base); return the deleted keys.
-    Failures are logged, not raised."""
-    deleted = []
+    restore never finds deltas without their base); return the deleted
+    keys. Failures are logged, not raised.
+
+    The deltas ``listed`` found without a base are deleted too (a failed
+    delete of an earlier pruning leaves them, or a stale processor's delta
+    on a base being pruned): a base is written before any delta on it, so
+    one missing from the listing is gone for good, and no restore can use
+    its deltas.
+    """
+    doomed: list[ObjectInfo] = []
     for base in bases:
-        for info in (listed.deltas_on(base) if listed else []) + [base]:
-            try:
-                store.delete(info.key, if_match=info.etag)
-            except StoreError as error:
-                log.warning("snapshot %s not pruned: %s: %s", info.key, type(error).__name__, error)
-                continue
-            deleted.append(info.key)
+        doomed += (listed.deltas_on(base) if listed else []) + [base]
+    doomed += listed.orphans if listed else []
+    deleted = []
+    for info in doomed:
+        try:
+            store.delete(info.key, if_match=info.etag)
+        except StoreError as error:
+            log.warning("snapshot %s not pruned: %s: %s", info.key, type(error).__name__, error)
+            continue
+        deleted.append(info.key)
     return deleted

@@ -45,6 +45,11 @@ COLD_START_COMMITS = 1000
 # Event ids remembered per org; past this the oldest commits are forgotten
 # (a warm container must not grow without bound).
 MAX_INDEXED_EVENTS = 200_000
+# Commits a pull reads at a time where the index does not know their sizes
+# (below its floor). A page may use only a few of them, and every commit
+# read is decoded: reading a page's worth of 1,000 to use a few made a cold
+# pull mostly JSON work. The page loop reads chunk after chunk until full.
+UNINDEXED_CHUNK = 64
 
 log = logging.getLogger(__name__)
 
@@ -259,14 +264,14 @@ def _commits_fitting(entry: _OrgIndex, cursor: int, head: int, room: int) -> int
 
     The index knows each indexed commit's size, so a page of large commits
     does not read a thousand objects to use two. Below the index's floor
-    sizes are unknown; every commit holds at least one event, so ``room``
-    commits are enough.
+    sizes are unknown: every commit holds at least one event, so ``room``
+    commits are enough, and at most UNINDEXED_CHUNK are read at a time.
     """
     wanted = total = 0
     for version in range(cursor + 1, min(head, cursor + LIST_PAGE) + 1):
         indexed = entry.commits.get(version)
         if indexed is None:
-            return max(1, min(room, head - cursor, LIST_PAGE))
+            return max(1, min(room, head - cursor, UNINDEXED_CHUNK))
         size = len(indexed[1])
         if wanted and total + size > room:
             break

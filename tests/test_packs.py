@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.orgdata import make_org_log
-from chalicelib import orgstate, packs, sync
+from chalicelib import log, orgstate, packs, sync
 from chalicelib.keys import log_key, pack_key
 from chalicelib.packs import Pack, UnusablePack, decode_pack, encode_pack
 from chalicelib.store import CountingStore, LocalStore
@@ -204,6 +204,39 @@ def test_a_cold_pull_of_a_packed_log_reads_a_few_objects(tmp_path):
     # The index: listing packs and the log for the head, six packs and
     # three commits. The page: the same packs and commits from memory.
     assert store.total() - before == 2 + 6 + 3
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_cold_pull_decodes_little_more_than_its_pages_hold(tmp_path, monkeypatch, packed):
+    store = LocalStore(str(tmp_path))
+    event = COMMITS[1]["events"][0]
+    # 300 commits of ten events: a page of 1,000 events holds 100 of them.
+    bodies = [encoded({**COMMITS[1], "version": v, "batch_id": f"b{v}",
+                       "events": [{**event, "id": f"e{v}-{i}"} for i in range(10)]})
+              for v in range(1, 301)]
+    write_log(store, bodies)
+    while packed and packs.write_packs(store, ORG, 300):
+        pass
+    decoded: list[int] = []
+    decode = log.commit_or_stand_in
+    monkeypatch.setattr(log, "commit_or_stand_in",
+                        lambda org, version, body: decoded.append(version) or decode(org, version, body))
+    # A window of one commit: the pages are read below the index's floor.
+    index = sync.LogIndex(cold_start_commits=1)
+
+    pages, since = [], 0
+    while True:
+        decoded.clear()
+        page = sync.pull(store, ORG, since, 1000, index=index)
+        pages.append((len(page["commits"]), len(decoded)))
+        if not page["has_more"]:
+            break
+        since = page["commits"][-1]["version"]
+
+    # Each page reads chunk by chunk until it is full: 128 commits decoded
+    # for 100 handed out, where a page's worth (all 300) was decoded before.
+    # The first page also reads the index's window; the last reads to the head.
+    assert pages == [(100, 1 + 128), (100, 128), (100, 64 + 36)]
 
 
 def test_a_pack_deleted_after_it_was_listed_is_read_from_the_commits(tmp_path):

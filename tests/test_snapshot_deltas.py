@@ -3,6 +3,7 @@ longest valid chain, compacted, pruned with their base."""
 
 import json
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,8 @@ from chalicelib.state import SCHEMA_HASH, apply_commits
 from chalicelib.store.faulty import Fault, FaultyStore
 from chalicelib.cycle import run_cycle
 from clocks import T0
+from chalicelib.store import LocalStore
+from processes import kill_child_at
 from processing_org import FakeProcessor, save_links
 from statelog import ORG, created, dump, event, push, replay, state_at, story
 
@@ -187,6 +190,52 @@ def test_pruning_deletes_old_bases_with_their_deltas_and_nothing_a_restore_needs
     assert [key for key in left if key.split(".")[0] not in kept_bases] == [], "no delta left without its base"
     restored = snapshots.restore_latest(local_store, ORG)
     assert restored.version == len(commits) and restored.chain.complete
+
+
+def test_pruning_deletes_deltas_whose_base_is_gone(local_store):
+    commits = long_story()
+    push(local_store, commits)
+    old_base = no_bound(local_store, commits, 6)
+    orphans = [no_bound(local_store, commits, upto).key for upto in (7, 8)]
+    base = advance(local_store, commits, 9, max_chain=0)
+    on_base = no_bound(local_store, commits, 10)
+    local_store.delete(old_base.key)
+    assert [info.key for info in snapshots.list_objects(local_store, ORG).orphans] == orphans
+
+    assert snapshots.prune(local_store, ORG, keep=3) == orphans
+
+    left = [info.key for info in local_store.list(snapshot_prefix(ORG, SCHEMA_HASH))]
+    assert left == [on_base.key, base.key]
+    assert snapshots.restore_latest(local_store, ORG).version == 10
+
+
+PRUNE_CHILD = Path(__file__).resolve().parent / "prune_child.py"
+
+
+@pytest.mark.parametrize("at", [1, 3, 4, 6])
+def test_a_pruner_killed_between_deletes_leaves_what_restores_need_and_the_next_cleans_up(tmp_path, at):
+    store_dir = str(tmp_path / "store")
+    store = LocalStore(store_dir)
+    commits = long_story(12)
+    push(store, commits)
+    # Five bases with two deltas on each but the newest.
+    for upto in range(6, 6 + 13):
+        advance(store, commits, upto, max_chain=2, max_fraction=1000.0)
+    before = snapshots.list_objects(store, ORG)
+    assert [len(before.deltas_on(base)) for base in before.bases] == [2, 2, 2, 2, 0]
+    newest = before.newest_version()
+
+    # Its deletes: the two oldest bases' deltas (the first two fail), then each base.
+    kill_child_at([str(PRUNE_CHILD), store_dir, ORG, str(at)], f"delete {at}")
+
+    restored = snapshots.restore_latest(store, ORG)
+    assert (restored.version, restored.chain.complete, restored.skipped) == (newest, True, [])
+    snapshots.prune(store, ORG, keep=3)
+    kept = before.bases[-3:]
+    assert sorted(info.key for info in store.list(snapshot_prefix(ORG, SCHEMA_HASH))) == sorted(
+        info.key for base in kept for info in [base, *before.deltas_on(base)])
+    assert snapshots.list_objects(store, ORG).orphans == []
+    assert dump(snapshots.restore_latest(store, ORG).db) == dump(replay(store, ORG))
 
 
 def test_a_failing_delta_get_falls_back_and_never_raises(local_store):
