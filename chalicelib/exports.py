@@ -102,6 +102,7 @@ def _links(db: apsw.Connection, *, with_text: bool) -> Iterator[dict]:
         f"""SELECT links.id, links.url, meta.title, meta.description, meta.image, meta.site_name,
                    meta.author, meta.published_at, links.domain, links.completed_at, links.created_at,
                    status.status, status.error_code, status.error_message, summary.summary,
+                   summary.model, summary.fallback_from, summary.fallback_reason,
                    {text_column}, text.word_count
             FROM links
             LEFT JOIN link_metadata AS meta ON meta.link_id = links.id
@@ -111,8 +112,8 @@ def _links(db: apsw.Connection, *, with_text: bool) -> Iterator[dict]:
             WHERE links.deleted_at IS NULL ORDER BY links.seq DESC"""
     )
     for (link_id, url, title, description, image, site_name, author, published_at, domain,
-         completed_at, created_at, status, error_code, error_message, summary, text,
-         word_count) in rows:
+         completed_at, created_at, status, error_code, error_message, summary, summary_model,
+         fallback_from, fallback_reason, text, word_count) in rows:
         link = {
             "id": link_id, "url": url, "title": title, "description": description,
             "image": image, "site_name": site_name, "author": author,
@@ -120,7 +121,9 @@ def _links(db: apsw.Connection, *, with_text: bool) -> Iterator[dict]:
             "read": completed_at is not None, "read_at": completed_at, "saved_at": created_at,
             "status": status or "new",
             "error": {"code": error_code, "message": error_message} if error_code else None,
-            "summary": summary, "word_count": word_count,
+            "summary": summary, "summary_model": summary_model,
+            "summary_fallback_from": fallback_from, "summary_fallback_reason": fallback_reason,
+            "word_count": word_count,
         }
         if with_text:
             link["text"] = text

@@ -329,7 +329,20 @@ def show(ctx: click.Context, link: str, as_json: bool) -> None:
         if suggested:
             click.echo("suggested tags: " + ", ".join(s["tag_name"] + (" (new)" if s["new"] else "") for s in suggested))
         if found.get("summary"):
-            click.echo(f"\n{found['summary']}")
+            click.echo(f"\n{summary_heading(found)}\n{found['summary']}")
+
+
+def summary_heading(link: dict) -> str:
+    """The heading of a link's summary, naming who wrote it: ``Summary (extractive)``,
+    ``Summary (bedrock:<model id>)``, or ``Summary (extractive; bedrock:<model id>
+    failed: <why>)`` when the org's summarizer failed and the offline one stood in."""
+    model = link.get("summary_model")
+    if not model:
+        return "Summary"
+    failed = link.get("summary_fallback_from")
+    if failed:
+        return f"Summary ({model}; {failed} failed: {link.get('summary_fallback_reason') or 'no reason given'})"
+    return f"Summary ({model})"
 
 
 def _find(view, ref: str) -> str:

@@ -62,11 +62,13 @@ class Pages:
 
 
 class DevServer:
-    """The dev server over a local directory store, on a port of its own."""
+    """The dev server over a local directory store, on a port of its own,
+    with ``env`` added to its environment."""
 
-    def __init__(self, data: Path, allow: str, port: int | None = None):
+    def __init__(self, data: Path, allow: str, port: int | None = None, env: dict[str, str] | None = None):
         self.data = data
         self.allow = allow
+        self.env = env or {}
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = None
@@ -80,6 +82,7 @@ class DevServer:
             "LINKLOG_ALLOW_HOSTS": self.allow,
             "LINKLOG_JWT_SECRET": SECRET,
             "PYTHONUNBUFFERED": "1",
+            **self.env,
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "chalicelib.devserver"],

@@ -111,10 +111,10 @@ class DevServer:
 
 
 @contextmanager
-def running_devserver(data_dir: Path, allow_hosts: str = ""):
-    """The dev server as `make run` starts it (its own kept secret), stopped
-    when the block ends."""
-    server = DevServer(data_dir, {"LINKLOG_ALLOW_HOSTS": allow_hosts}, secret=None)
+def running_devserver(data_dir: Path, allow_hosts: str = "", env: dict[str, str] | None = None):
+    """The dev server as `make run` starts it (its own kept secret, ``env``
+    added to its environment), stopped when the block ends."""
+    server = DevServer(data_dir, {"LINKLOG_ALLOW_HOSTS": allow_hosts, **(env or {})}, secret=None)
     try:
         yield server
     finally:

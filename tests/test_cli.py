@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections import Counter
 
 import pytest
 import requests
 
+from bedrock_stub import unreachable_bedrock
 from chalicelib.links.urls import normalize_url
 from cli_server import DevServer, HoldingProxy, Linklog, Pages, token
+from linklog.cli import summary_heading
 
 TERMINAL = """SELECT count(*) FROM links LEFT JOIN link_status AS s ON s.link_id = links.id
               WHERE s.status IN ('completed', 'cancelled')
@@ -28,10 +31,13 @@ def pages():
 
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory, pages):
-    """One dev server for the tests that do not stop it; each test has orgs of its own."""
-    running = DevServer(tmp_path_factory.mktemp("shared") / "data", pages.allow).start()
-    yield running
-    running.stop()
+    """One dev server for the tests that do not stop it; each test has orgs of its own.
+
+    Bedrock refuses it, so an org that chooses a Bedrock summarizer gets the fallback."""
+    with unreachable_bedrock() as bedrock:
+        running = DevServer(tmp_path_factory.mktemp("shared") / "data", pages.allow, env=bedrock).start()
+        yield running
+        running.stop()
 
 
 @pytest.fixture
@@ -478,3 +484,31 @@ def test_settings_shown_and_set_turn_on_new_tags_which_can_be_accepted(tmp_path,
     wait_until_terminal(alice, 2)
     assert not [s for s in json.loads(alice("show", other, "--json").stdout)["suggestions"] if s["new"]]
     assert_each_event_once(server, server.org)
+
+
+def test_show_says_which_model_wrote_the_summary(tmp_path, server, pages):
+    alice = user(tmp_path, server, pages)
+    model = "bedrock:anthropic.claude-3-haiku-20240307-v1:0"
+    alice("settings", "set", "--summarizer", model, "--summarizer-timeout", "2")
+    fell_back = alice("add", f"{pages.url}/p/pear-harvest").output.split("saved: ")[1].split()[0]
+    wait_until_terminal(alice, 1)
+
+    shown = alice("show", fell_back).output.splitlines()
+    heading = shown.index(next(line for line in shown if line.startswith("Summary")))
+    assert re.fullmatch(
+        re.escape(f"Summary (extractive; {model} failed: EndpointConnectionError: Could not connect") + r".*\)",
+        shown[heading],
+    ), shown
+    assert shown[heading + 1].startswith("A long article about p pear harvest")
+
+    alice("settings", "set", "--summarizer", "extractive")
+    offline = alice("add", f"{pages.url}/p/plum-harvest").output.split("saved: ")[1].split()[0]
+    wait_until_terminal(alice, 2)
+    assert "\nSummary (extractive)\nA long article about p plum harvest" in alice("show", offline).output
+
+
+def test_the_summary_heading_names_the_model_that_wrote_it():
+    assert summary_heading({"summary_model": "bedrock:m-1"}) == "Summary (bedrock:m-1)"
+    assert summary_heading({"summary_model": None}) == "Summary"
+    assert summary_heading({"summary_model": "extractive", "summary_fallback_from": "bedrock:m-1"}) == (
+        "Summary (extractive; bedrock:m-1 failed: no reason given)")

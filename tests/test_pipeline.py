@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from fetch_servers import PageServer, policy_for, respond
@@ -404,3 +405,14 @@ def test_new_tags_are_suggested_only_when_the_job_asks(server, new_tags_on):
         assert "bread" not in [tag.name for tag in outcome.new_tags]
     else:
         assert outcome.new_tags == ()
+
+
+def test_the_org_s_common_words_the_job_carries_are_no_new_tags(server):
+    server.routes["/recipes/sourdough"] = page(SOURDOUGH.encode("utf-8"))
+    job = LinkJob("link-sd", server.url + "/recipes/sourdough", suggest_new_tags=True)
+    process = processor_for(server)
+
+    assert "sourdough" in [tag.name for tag in process(job).new_tags]
+    # An org whose pages are mostly about sourdough.
+    common = process(replace(job, common_words=frozenset({"sourdough"}))).new_tags
+    assert common and not any("sourdough" in tag.name for tag in common), common

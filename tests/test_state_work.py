@@ -166,3 +166,37 @@ def test_nothing_waiting_means_nothing_due():
     log.client(created("l1", "https://example.com/a"))
     log.processor(started("l1"), completed("l1"))
     assert next_due(state_of(log), NOW) is None
+
+
+def processed_page(log: Log, link_id: str, title: str, text: str, deleted: bool = False) -> None:
+    log.client(created(link_id, f"https://example.com/{link_id}"))
+    log.processor(
+        started(link_id),
+        event("v1.LinkMetadataFetched", {"linkId": link_id, "title": title}),
+        event("v1.LinkContentExtracted", {"linkId": link_id, "text": text, "wordCount": 9, "readingMinutes": 1}),
+        completed(link_id),
+    )
+    if deleted:
+        log.client(event("v1.LinkDeleted", {"id": link_id, "deletedAt": T0}))
+
+
+@pytest.mark.parametrize("choice, expected", [("existing+new", True), ("existing", False)])
+def test_jobs_carry_the_org_s_common_words_when_it_asks_for_new_tags(choice, expected):
+    log = Log()
+    log.client(event("v1.OrgSettingsChanged", {"tagSuggestions": choice}))
+    for n in range(24):
+        processed_page(log, f"p{n}", f"Update {n}", f"Using the data of station {n}. " + ("Kayak. " if n < 3 else ""))
+    # Deleted pages are not the org's any more.
+    for n in range(24, 60):
+        processed_page(log, f"gone{n}", "Gone", "Kayak tours and kayak trips.", deleted=True)
+    log.client(created("new", "https://example.com/new"))
+
+    jobs = links_needing_work(state_of(log), NOW)
+    assert ids(jobs) == ["new"]
+    [job] = jobs
+
+    if expected:
+        assert {"update", "using", "data", "station"} <= job.common_words
+        assert "kayak" not in job.common_words
+    else:
+        assert job.common_words == frozenset()

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.links.outcome import TagChoice, TagSuggestion
-from chalicelib.links.tags import suggest_new_tags, suggest_tags
+from chalicelib.links.tags import MIN_PAGES_FOR_COMMON, common_words, suggest_new_tags, suggest_tags
 
 PYTHON = TagChoice("t-py", "Python")
 ML = TagChoice("t-ml", "machine-learning")
@@ -156,6 +156,54 @@ def test_new_tags_leave_out_function_words_numbers_and_headline_only_words():
     existing, new = suggest_new_tags((), "The 2024 results are here", "Results came in on Monday. The results were good.", None)
 
     assert [tag.name for tag in new] == ["result"]
+
+
+FRAMED_TEXT = (
+    "Home page. Read more articles on our site. Photo credit: the agency. "
+    + "Kayak touring along the coast takes planning: a kayak, a chart, the tides. " * 3
+    + "Share this page. Read more. Photo credit: the agency. Home. Related posts on this site. News. "
+)
+
+
+def test_new_tags_leave_out_the_words_of_the_web_page_frame():
+    existing, new = suggest_new_tags((), "Kayak touring | Home page", FRAMED_TEXT, "https://example.com/home/page")
+
+    names = [tag.name for tag in new]
+    assert "kayak" in " ".join(names), names
+    assert not {"page", "home", "read", "site", "photo", "credit", "photo credit", "new", "news"} & set(
+        word for name in names for word in [name, *name.split()]), names
+
+
+def test_a_word_whose_singular_is_a_function_word_is_left_out():
+    _, new = suggest_new_tags((), "Kayak news", "Kayak news from the coast. " * 4, None)
+
+    assert "new" not in {word for tag in new for word in tag.name.split()}, new
+
+
+def test_the_org_s_common_words_are_no_new_tags():
+    # Thirty pages of the org: every one says "using" and "data", each topic is on one in ten.
+    topics = ["tide", "wind", "rain", "snow", "hail", "frost", "storm", "cloud", "heat", "mist"] * 3
+    pages = [f"Using the data from station {n}: the {topic} report." for n, topic in enumerate(topics)]
+    title = "Using the data for a kayak tour"
+    text = "Using the data, a kayak tour along the coast is planned with care. " * 4
+
+    common = common_words(pages)
+
+    assert {"using", "data", "station", "report"} <= common
+    assert not {"tide", "kayak"} & common
+    _, new = suggest_new_tags((), title, text, None, common)
+    assert "kayak tour" in [tag.name for tag in new]
+    assert not {"using", "data"} & {word for tag in new for word in tag.name.split()}
+    # The same page in an org without those pages: they would be suggested.
+    _, without = suggest_new_tags((), title, text, None)
+    assert {"using", "data"} & {word for tag in without for word in tag.name.split()}
+
+
+def test_too_few_pages_have_no_common_words():
+    pages = ["Using the data again and again."] * (MIN_PAGES_FOR_COMMON - 1)
+
+    assert common_words(pages) == frozenset()
+    assert "using" in common_words(pages + ["Using it."])
 
 
 @settings(max_examples=50, deadline=None)

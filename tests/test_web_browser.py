@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from bedrock_stub import unreachable_bedrock
 from devserver_process import running_devserver
 
 CHROMIUM = "/usr/bin/chromium"
@@ -107,7 +108,10 @@ def pages():
 @pytest.fixture(scope="module")
 def linklog(pages, tmp_path_factory):
     data = tmp_path_factory.mktemp("linklog") / "data"
-    with running_devserver(data, allow_hosts=f"127.0.0.1:{pages.server_address[1]}") as server:
+    # While the org's summarizer is Bedrock, Bedrock refuses: summaries fall back.
+    with unreachable_bedrock() as bedrock, running_devserver(
+        data, allow_hosts=f"127.0.0.1:{pages.server_address[1]}", env=bedrock
+    ) as server:
         yield server
 
 
@@ -391,6 +395,37 @@ def test_settings_turn_on_new_tags_and_choose_a_summarizer(page, linklog, pages,
     expect(page.locator("#reader .tags")).to_contain_text("kayak touring")
     expect(page.locator("#tag-views")).to_contain_text("kayak touring(1)")
     page.locator("#reader").get_by_role("button", name="Close").click()
+    assert page.errors == []
+
+
+def test_the_reader_says_which_model_wrote_the_summary(page, linklog, pages):
+    sign_in(page, linklog)
+    settings = page.get_by_role("form", name="Settings")
+    reader = page.locator("#reader")
+
+    def read_summary_of(path: str, title: str):
+        save(page, page_url(pages, path))
+        saved = card(page, title)
+        expect(saved.locator(".badge.completed")).to_have_text("Ready", timeout=WAIT_MS)
+        saved.get_by_role("button", name=title).click()
+        expect(reader.locator(".summary")).to_contain_text(f"This page is about {title[13:]}.")
+        return reader.locator(".summary h3")
+
+    # Bedrock chosen but refusing: the offline summary, and the reader says why.
+    settings.get_by_label("Summaries").select_option("bedrock")
+    settings.get_by_label("Bedrock model id").fill("anthropic.claude-3-haiku-20240307-v1:0")
+    settings.get_by_role("button", name="Save settings").click()
+    expect(settings.locator("#settings-result")).to_contain_text("Settings saved")
+    expect(read_summary_of("/pear-harvest", "A page about pear harvest")).to_have_text(re.compile(
+        r"^Summary \(extractive; bedrock:anthropic\.claude-3-haiku-20240307-v1:0 failed: "
+        r"EndpointConnectionError: Could not connect to the endpoint URL: .*\)$"))
+    reader.get_by_role("button", name="Close").click()
+
+    settings.get_by_label("Summaries").select_option("extractive")
+    settings.get_by_role("button", name="Save settings").click()
+    expect(settings.locator("#settings-result")).to_contain_text("Settings saved")
+    expect(read_summary_of("/plum-harvest", "A page about plum harvest")).to_have_text("Summary (extractive)")
+    reader.get_by_role("button", name="Close").click()
     assert page.errors == []
 
 

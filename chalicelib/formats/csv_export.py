@@ -7,7 +7,8 @@ from typing import IO, Iterable
 
 COLUMNS = (
     "url", "title", "tags", "saved_at", "read", "read_at", "status", "error",
-    "domain", "description", "summary", "word_count",
+    "domain", "description", "summary", "summary_model", "summary_fallback_from",
+    "summary_fallback_reason", "word_count",
 )
 
 

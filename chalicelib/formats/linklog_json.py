@@ -2,8 +2,12 @@
 
 ``{"format": "linklog", "version": 1, "exported_at", "links": [{"id", "url",
 "title", "description", …, "tags": [names], "read", "read_at", "saved_at",
-"status", "error", "summary", "text", "word_count"}]}``. Written one link at
-a time, so an org of any size streams out in constant memory.
+"status", "error", "summary", "summary_model", "summary_fallback_from",
+"summary_fallback_reason", "text", "word_count"}]}``: the summary's model is
+who wrote it (``extractive`` or ``bedrock:<model id>``), the fallback fields
+say which summarizer failed and why when the extractive one stood in.
+Written one link at a time, so an org of any size streams out in constant
+memory.
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ class LinkJob:
     url: str
     tags: tuple[TagChoice, ...] = ()
     suggest_new_tags: bool = False
+    # The org's common words (chalicelib.links.tags.common_words), never new tags.
+    common_words: frozenset[str] = frozenset()
     summarizer: str = "extractive"
     summarizer_timeout: float = 10.0
 

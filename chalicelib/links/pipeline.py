@@ -95,7 +95,7 @@ def _outcome(job: LinkJob, page: FetchedPage, summarizer: Summarizer) -> LinkOut
     text = _cap(readable.text)
     summary = _summarize(summarizer, metadata.title, text)
     if job.suggest_new_tags:
-        suggestions, new_tags = suggest_new_tags(job.tags, metadata.title, text, page.final_url)
+        suggestions, new_tags = suggest_new_tags(job.tags, metadata.title, text, page.final_url, job.common_words)
     else:
         suggestions, new_tags = suggest_tags(job.tags, metadata.title, text, page.final_url), ()
     return LinkOutcome(

@@ -549,10 +549,20 @@ async function renderReader(linkId) {
       link.status === "failed" || link.status === "cancelled"
         ? el("button", {type: "button", onclick: () => act(() => retry(link.id), "Trying again")}, "Retry") : null),
     link.summary ? el("section", {className: "summary", "aria-label": "Summary"},
-      el("h3", {text: "Summary"}), paragraphs(link.summary)) : null,
+      el("h3", {text: summaryHeading(link)}), paragraphs(link.summary)) : null,
     link.text ? el("section", {className: "text", "aria-label": "Readable text"}, paragraphs(link.text))
       : el("p", {className: "hint", text: link.status === "completed" ? "No readable text was found on this page." : "The readable text appears once the page is processed."}),
   ].filter(Boolean));
+}
+
+// Who wrote the summary, as `linklog show` says it: the model, and the
+// org's summarizer that failed (and why) when the offline one stood in.
+function summaryHeading(link) {
+  if (!link.summary_model) return "Summary";
+  if (link.summary_fallback_from) {
+    return `Summary (${link.summary_model}; ${link.summary_fallback_from} failed: ${link.summary_fallback_reason || "no reason given"})`;
+  }
+  return `Summary (${link.summary_model})`;
 }
 
 $("reader-close").addEventListener("click", () => $("reader").close());
