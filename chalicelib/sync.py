@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from chalicelib import packs
+from chalicelib import batchmarkers, packs
 from chalicelib.api_errors import ApiError
 from chalicelib.events import is_stored_event, parse_push
 from chalicelib.keys import check_org
@@ -65,6 +65,11 @@ class _OrgIndex:
     # The org's packs as last listed, and the head when they were listed.
     packs: list[packs.Pack] = field(default_factory=list)
     packs_head: int = 0
+    # Pushes of new batches do not catch up: they guess the next version
+    # from the highest one this process knows exists (None: not looked yet)
+    # while its guesses land, and list first once one did not.
+    latest: int | None = None
+    guesses_land: bool = True
 
     def record(self, commit: dict, max_events: int) -> None:
         version = commit["version"]
@@ -80,6 +85,14 @@ class _OrgIndex:
         self.head = version
         while self.events > max_events and len(self.commits) > 1:
             self._forget_oldest()
+
+    def committed(self, commit: dict, known_head: int, max_events: int) -> None:
+        """Note a commit this process made above ``known_head``, the head it tried from."""
+        version = commit["version"]
+        if self.started and version == self.head + 1:
+            self.record(commit, max_events)
+        self.latest = max(self.latest or 0, version)
+        self.guesses_land = version == known_head + 1
 
     def _forget_oldest(self) -> None:
         version, (key, ids) = self.commits.popitem(last=False)
@@ -167,10 +180,19 @@ def push(
     check_org(org)
     batch = parse_push(body)
     author = {"kind": "client", "id": batch.client_id}
+    key = _batch_key(author, batch.batch_id)
     entry = index._org(org)
     with store_failures_as_api_errors(), entry.lock:
-        index._catch_up(store, org, entry)
-        version = entry.batches.get(_batch_key(author, batch.batch_id))
+        if batchmarkers.claim(store, org, *key):
+            # The batch is new: no need to read what others committed.
+            version, known = None, _next_version_guess(store, org, entry)
+        else:
+            # A retry (or a claim in doubt): look for the batch in the log.
+            # Not there means its first push died between marker and commit,
+            # is still committing, or is older than the index reaches; it is
+            # committed then, as before markers (docs/decisions.md).
+            index._catch_up(store, org, entry)
+            version, known = entry.batches.get(key), entry.head
         if version is None:
             commit = append(
                 store,
@@ -178,21 +200,34 @@ def push(
                 batch.events,
                 batch_id=batch.batch_id,
                 author=author,
-                known_head=entry.head,
+                known_head=known,
                 max_attempts=max_attempts,
                 sleep=sleep,
-                # The catch-up just listed up to the head: listing again
-                # would add a request to every commit.
+                # The head was just listed or is a guess: listing again
+                # would add a request to every commit, and a stale guess
+                # is caught by looking ahead.
                 head_just_listed=True,
             )
             version = commit["version"]
-            if version == entry.head + 1:
-                entry.record(commit, index.max_events)
+            entry.committed(commit, known, index.max_events)
     try:
         notify(org)
     except Exception:
         log.exception("push to %s committed version %d but notify failed", org, version)
     return {"version": version}
+
+
+def _next_version_guess(store: ObjectStore, org: str, entry: _OrgIndex) -> int:
+    """The head to commit a new batch above, read from the log only when
+    this process has never looked or its last guess did not land."""
+    if entry.latest is None and not entry.started:
+        return packs.find_head(store, org)[0]
+    known = max(entry.head, entry.latest or 0)
+    if entry.guesses_land:
+        return known
+    # Others committed while we last tried: one listing costs less than
+    # looking ahead a version at a time.
+    return find_head(store, org, known)
 
 
 def pull(
