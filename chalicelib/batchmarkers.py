@@ -22,6 +22,10 @@ import json
 from chalicelib.keys import org_prefix
 from chalicelib.store.base import Conflict, ObjectStore, PreconditionFailed, Transient
 
+# S3Store's client already retries each request; these are tries of ours on
+# top, for a store whose answers are lost (FaultyStore, or a retry's 412).
+CLAIM_TRIES = 3
+
 
 def marker_prefix(org: str) -> str:
     return f"{org_prefix(org)}batches/"
@@ -41,14 +45,23 @@ def marker_key(org: str, client: str, batch_id: str) -> str:
 def claim(store: ObjectStore, org: str, client: str, batch_id: str) -> bool:
     """Put the batch's marker if absent: True when this push is the first.
 
-    False means the batch may have been pushed before: the marker was there
-    (412), another push of it is writing the marker right now (409), or our
-    own put's outcome is unknown (Transient). The caller then looks for the
-    batch in the log, which is right in every one of these cases.
+    False when the marker was there (412): the batch may have been pushed
+    before, or our own earlier try of this put landed with its answer lost;
+    the caller looks for the batch in the log, which is right either way.
+    A put that failed (Transient, or 409 when another push of the batch
+    writes the marker at the same moment) is tried again: no batch may be
+    committed before its marker is known to be there, or a retry of it
+    would claim the marker and commit the batch a second time. Raises
+    Transient when the marker's fate stays unknown after ``CLAIM_TRIES``.
     """
+    key = marker_key(org, client, batch_id)
     body = json.dumps({"client": client, "batch_id": batch_id}).encode("utf-8")
-    try:
-        store.put(marker_key(org, client, batch_id), body, if_absent=True)
-        return True
-    except (PreconditionFailed, Conflict, Transient):
-        return False
+    for _ in range(CLAIM_TRIES):
+        try:
+            store.put(key, body, if_absent=True)
+            return True
+        except PreconditionFailed:
+            return False
+        except (Conflict, Transient) as error:
+            failure = error
+    raise Transient(key, f"the marker is unknown after {CLAIM_TRIES} tries: {failure}")
