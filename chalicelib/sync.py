@@ -45,6 +45,10 @@ COLD_START_COMMITS = 1000
 # Event ids remembered per org; past this the oldest commits are forgotten
 # (a warm container must not grow without bound).
 MAX_INDEXED_EVENTS = 200_000
+# Batches given up on (503) remembered per org, so that a retry reaching the
+# same container skips the catch-up; past this they are forgotten (their
+# retry then catches up, as any retry elsewhere does).
+MAX_UNLANDED = 1000
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,9 @@ class _OrgIndex:
     # while its guesses land, and list first once one did not.
     latest: int | None = None
     guesses_land: bool = True
+    # Batches whose push here claimed the marker, then gave up (503) with
+    # nothing landed: their retry, if it comes here, needs no catch-up.
+    unlanded: set[tuple[str, str]] = field(default_factory=set)
 
     def record(self, commit: dict, max_events: int) -> None:
         version = commit["version"]
@@ -183,8 +190,9 @@ def push(
     key = _batch_key(author, batch.batch_id)
     entry = index._org(org)
     with store_failures_as_api_errors(), entry.lock:
-        if batchmarkers.claim(store, org, *key):
-            # The batch is new: no need to read what others committed.
+        if batchmarkers.claim(store, org, *key) or key in entry.unlanded:
+            # The batch is new (or its push here gave up with nothing
+            # landed): no need to read what others committed.
             version, known = None, _next_version_guess(store, org, entry)
         else:
             # A retry (or a claim in doubt): look for the batch in the log.
@@ -194,20 +202,7 @@ def push(
             index._catch_up(store, org, entry)
             version, known = entry.batches.get(key), entry.head
         if version is None:
-            commit = append(
-                store,
-                org,
-                batch.events,
-                batch_id=batch.batch_id,
-                author=author,
-                known_head=known,
-                max_attempts=max_attempts,
-                sleep=sleep,
-                # The head was just listed or is a guess: listing again
-                # would add a request to every commit, and a stale guess
-                # is caught by looking ahead.
-                head_just_listed=True,
-            )
+            commit = _append(store, org, batch, author, entry, known, max_attempts, sleep)
             version = commit["version"]
             entry.committed(commit, known, index.max_events)
     try:
@@ -225,9 +220,36 @@ def _next_version_guess(store: ObjectStore, org: str, entry: _OrgIndex) -> int:
     known = max(entry.head, entry.latest or 0)
     if entry.guesses_land:
         return known
-    # Others committed while we last tried: one listing costs less than
-    # looking ahead a version at a time.
+    # Others committed while we last tried: one listing costs less than a
+    # stale guess (a lost put, a wait, then the listing anyway).
     return find_head(store, org, known)
+
+
+def _append(store, org, batch, author, entry, known_head, max_attempts, sleep) -> dict:
+    """Commit the batch above ``known_head`` (see log.append); remember a give-up."""
+    key = _batch_key(author, batch.batch_id)
+    try:
+        commit = append(
+            store,
+            org,
+            batch.events,
+            batch_id=batch.batch_id,
+            author=author,
+            known_head=known_head,
+            max_attempts=max_attempts,
+            sleep=sleep,
+            # The head was just listed or is a guess: listing again would
+            # add a request to every commit, and a stale guess costs a 412.
+            head_just_listed=True,
+        )
+    except LogBusy as busy:
+        if not busy.may_have_landed:
+            if len(entry.unlanded) >= MAX_UNLANDED:
+                entry.unlanded.clear()
+            entry.unlanded.add(key)
+        raise
+    entry.unlanded.discard(key)
+    return commit
 
 
 def pull(

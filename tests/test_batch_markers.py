@@ -87,7 +87,7 @@ def test_a_writer_whose_guess_was_stale_lists_before_its_next_push(local_store):
     for n in range(3):
         push(local_store, body(1, n), other)
 
-    # Its guess (version 2) is taken: it looks ahead, then lists.
+    # Its guess (version 2) is taken: it waits, then lists.
     assert push(local_store, body(0, 1), index) == 5
     for n in range(3, 6):
         push(local_store, body(1, n), other)
@@ -188,3 +188,37 @@ def test_a_claim_that_keeps_failing_is_a_503_and_commits_nothing(local_store):
 
     assert caught.value.status == 503
     assert find_head(local_store, ORG) == 0
+
+
+class BeatenOnce:
+    """Another writer takes version 1 just before our first commit put."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.beaten = False
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def put(self, key, data, **kwargs):
+        if "/log/" in key and not self.beaten:
+            self.beaten = True
+            append(self.inner, ORG, json.loads(body(9, 0))["events"], batch_id="w9-b0",
+                   author={"kind": "client", "id": "writer-9"})
+        return self.inner.put(key, data, **kwargs)
+
+
+def test_a_push_that_gave_up_with_nothing_landed_is_retried_here_without_reading(local_store):
+    index = sync.LogIndex()
+    with pytest.raises(ApiError) as caught:
+        sync.push(BeatenOnce(local_store), ORG, body(0, 0), notify=lambda org: None,
+                  index=index, max_attempts=1)
+    assert caught.value.status == 503
+    gets = local_store.counts()["get"]
+
+    # Its marker is there, but this container knows nothing of it landed.
+    assert push(local_store, body(0, 0), index) == 2
+
+    assert local_store.counts()["get"] == gets
+    assert push(local_store, body(0, 0), sync.LogIndex()) == 2
+    assert find_head(local_store, ORG) == 2
