@@ -7,7 +7,9 @@ version only). So each process keeps a ``LogIndex``: per org, the head it
 has read up to, the version of each (client, batch id), and the first
 version of each event id. It catches up by reading only the commits written
 since it last looked. A cold index reads at most ``cold_start_commits``
-back from the head (see docs/decisions.md).
+back from the head (see docs/decisions.md). A push of a new batch does
+not need it: its marker (chalicelib.batchmarkers) says the batch is new,
+so only retries and pulls catch up.
 
 Within one process, pushes to one org take turns (a lock per org): racing
 ourselves would only burn puts on 412s. Processes still race each other
