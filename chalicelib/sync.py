@@ -73,7 +73,8 @@ class _OrgIndex:
     packs_head: int = 0
     # Pushes of new batches do not catch up: they guess the next version
     # from the highest one this process knows exists (None: not looked yet)
-    # while its guesses land, and list first once one did not.
+    # while its guesses land, and list first from when one did not until a
+    # listing finds no one else committed.
     latest: int | None = None
     guesses_land: bool = True
     # Batches whose push here claimed the marker, then gave up (503) with
@@ -101,7 +102,8 @@ class _OrgIndex:
         if self.started and version == self.head + 1:
             self.record(commit, max_events)
         self.latest = max(self.latest or 0, version)
-        self.guesses_land = version == known_head + 1
+        if version != known_head + 1:
+            self.guesses_land = False
 
     def _forget_oldest(self) -> None:
         version, (key, ids) = self.commits.popitem(last=False)
@@ -223,8 +225,12 @@ def _next_version_guess(store: ObjectStore, org: str, entry: _OrgIndex) -> int:
     if entry.guesses_land:
         return known
     # Others committed while we last tried: one listing costs less than a
-    # stale guess (a lost put, a wait, then the listing anyway).
-    return find_head(store, org, known)
+    # stale guess (a lost put, a wait, then the listing anyway). Guessing
+    # starts again once a listing finds no one else committed (a dev
+    # server's own processor commits between pushes for a while).
+    head = find_head(store, org, known)
+    entry.guesses_land = head == known
+    return head
 
 
 def _append(store, org, batch, author, entry, known_head, max_attempts, sleep) -> dict:

@@ -99,6 +99,14 @@ def test_a_writer_whose_guess_was_stale_lists_before_its_next_push(local_store):
     # Its last guess did not land, so this push lists first: marker, list, commit.
     assert (after["put"] - before["put"], after["list"] - before["list"]) == (2, 1)
 
+    # Others moved on since, so it lists again; this time it finds no one
+    # else committed, and the push after that guesses again.
+    assert push(local_store, body(0, 3), index) == 10
+    assert local_store.counts()["list"] - after["list"] == 1
+    quiet = local_store.counts()
+    assert push(local_store, body(0, 4), index) == 11
+    assert (local_store.counts()["list"], local_store.counts()["put"]) == (quiet["list"], quiet["put"] + 2)
+
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(ids, ids), min_size=2, max_size=6, unique=True))
