@@ -7,7 +7,9 @@ version only). So each process keeps a ``LogIndex``: per org, the head it
 has read up to, the version of each (client, batch id), and the first
 version of each event id. It catches up by reading only the commits written
 since it last looked. A cold index reads at most ``cold_start_commits``
-back from the head (see docs/decisions.md).
+back from the head (see docs/decisions.md). A push of a new batch does
+not need it: its marker (chalicelib.batchmarkers) says the batch is new,
+so only retries and pulls catch up.
 
 Within one process, pushes to one org take turns (a lock per org): racing
 ourselves would only burn puts on 412s. Processes still race each other
@@ -24,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-from chalicelib import packs
+from chalicelib import batchmarkers, packs
 from chalicelib.api_errors import ApiError
 from chalicelib.events import is_stored_event, parse_push
 from chalicelib.keys import check_org
@@ -50,6 +52,10 @@ MAX_INDEXED_EVENTS = 200_000
 # read is decoded: reading a page's worth of 1,000 to use a few made a cold
 # pull mostly JSON work. The page loop reads chunk after chunk until full.
 UNINDEXED_CHUNK = 64
+# Batches given up on (503) remembered per org, so that a retry reaching the
+# same container skips the catch-up; past this they are forgotten (their
+# retry then catches up, as any retry elsewhere does).
+MAX_UNLANDED = 1000
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +76,15 @@ class _OrgIndex:
     # The org's packs as last listed, and the head when they were listed.
     packs: list[packs.Pack] = field(default_factory=list)
     packs_head: int = 0
+    # Pushes of new batches do not catch up: they guess the next version
+    # from the highest one this process knows exists (None: not looked yet)
+    # while its guesses land, and list first from when one did not until a
+    # listing finds no one else committed.
+    latest: int | None = None
+    guesses_land: bool = True
+    # Batches whose push here claimed the marker, then gave up (503) with
+    # nothing landed: their retry, if it comes here, needs no catch-up.
+    unlanded: set[tuple[str, str]] = field(default_factory=set)
 
     def record(self, commit: dict, max_events: int) -> None:
         version = commit["version"]
@@ -85,6 +100,15 @@ class _OrgIndex:
         self.head = version
         while self.events > max_events and len(self.commits) > 1:
             self._forget_oldest()
+
+    def committed(self, commit: dict, known_head: int, max_events: int) -> None:
+        """Note a commit this process made above ``known_head``, the head it tried from."""
+        version = commit["version"]
+        if self.started and version == self.head + 1:
+            self.record(commit, max_events)
+        self.latest = max(self.latest or 0, version)
+        if version != known_head + 1:
+            self.guesses_land = False
 
     def _forget_oldest(self) -> None:
         version, (key, ids) = self.commits.popitem(last=False)
@@ -172,32 +196,73 @@ def push(
     check_org(org)
     batch = parse_push(body)
     author = {"kind": "client", "id": batch.client_id}
+    key = _batch_key(author, batch.batch_id)
     entry = index._org(org)
     with store_failures_as_api_errors(), entry.lock:
-        index._catch_up(store, org, entry)
-        version = entry.batches.get(_batch_key(author, batch.batch_id))
+        if batchmarkers.claim(store, org, *key) or key in entry.unlanded:
+            # The batch is new (or its push here gave up with nothing
+            # landed): no need to read what others committed.
+            version, known = None, _next_version_guess(store, org, entry)
+        else:
+            # A retry (or a claim in doubt): look for the batch in the log.
+            # Not there means its first push died between marker and commit,
+            # is still committing, or is older than the index reaches; it is
+            # committed then, as before markers (docs/decisions.md).
+            index._catch_up(store, org, entry)
+            version, known = entry.batches.get(key), entry.head
         if version is None:
-            commit = append(
-                store,
-                org,
-                batch.events,
-                batch_id=batch.batch_id,
-                author=author,
-                known_head=entry.head,
-                max_attempts=max_attempts,
-                sleep=sleep,
-                # The catch-up just listed up to the head: listing again
-                # would add a request to every commit.
-                find_head_first=False,
-            )
+            commit = _append(store, org, batch, author, entry, known, max_attempts, sleep)
             version = commit["version"]
-            if version == entry.head + 1:
-                entry.record(commit, index.max_events)
+            entry.committed(commit, known, index.max_events)
     try:
         notify(org)
     except Exception:
         log.exception("push to %s committed version %d but notify failed", org, version)
     return {"version": version}
+
+
+def _next_version_guess(store: ObjectStore, org: str, entry: _OrgIndex) -> int:
+    """The head to commit a new batch above, read from the log only when
+    this process has never looked or its last guess did not land."""
+    if entry.latest is None and not entry.started:
+        return packs.find_head(store, org)[0]
+    known = max(entry.head, entry.latest or 0)
+    if entry.guesses_land:
+        return known
+    # Others committed while we last tried: one listing costs less than a
+    # stale guess (a lost put, a wait, then the listing anyway). Guessing
+    # starts again once a listing finds no one else committed (a dev
+    # server's own processor commits between pushes for a while).
+    head = find_head(store, org, known)
+    entry.guesses_land = head == known
+    return head
+
+
+def _append(store, org, batch, author, entry, known_head, max_attempts, sleep) -> dict:
+    """Commit the batch above ``known_head`` (see log.append); remember a give-up."""
+    key = _batch_key(author, batch.batch_id)
+    try:
+        commit = append(
+            store,
+            org,
+            batch.events,
+            batch_id=batch.batch_id,
+            author=author,
+            known_head=known_head,
+            max_attempts=max_attempts,
+            sleep=sleep,
+            # The head was just listed or is a guess: listing again would
+            # add a request to every commit, and a stale guess costs a 412.
+            find_head_first=False,
+        )
+    except LogBusy as busy:
+        if not busy.may_have_landed:
+            if len(entry.unlanded) >= MAX_UNLANDED:
+                entry.unlanded.clear()
+            entry.unlanded.add(key)
+        raise
+    entry.unlanded.discard(key)
+    return commit
 
 
 def pull(

@@ -1,6 +1,7 @@
 """One writer pushing batches to an org, as one Lambda container would: its
 own LogIndex, a store failing a share of its requests, and a client that
-pushes the same batch again after every 503 until it is answered.
+pushes the same batch again after every 503 until it is answered; then
+every batch once more through another container's index.
 
 The racing-push tests run several of these as threads, and as processes:
 
@@ -44,21 +45,32 @@ def body(writer: int, n: int) -> bytes:
 
 
 def push_batches(store, writer: int, batches: int, fail_rate: float) -> dict[str, int]:
-    """Push ``batches`` batches as ``writer``; the version each was answered with."""
+    """Push ``batches`` batches as ``writer``; the version each was answered with.
+
+    Then push each again through a new index, as a retry reaching another
+    container would, and check it is answered with the same version.
+    """
     faulty = FaultyStore(store, fail_rate=fail_rate, seed=writer)
     index = sync.LogIndex()
-    answered = {}
-    for n in range(batches):
-        while True:
-            try:
-                pushed = sync.push(faulty, ORG, body(writer, n), notify=lambda org: None,
-                                   index=index)
-                answered[batch_id(writer, n)] = pushed["version"]
-                break
-            except ApiError as error:
-                if error.status != 503:
-                    raise
+    answered = {batch_id(writer, n): push_until_answered(faulty, writer, n, index)
+                for n in range(batches)}
+    again = sync.LogIndex()
+    retried = {batch_id(writer, n): push_until_answered(faulty, writer, n, again)
+               for n in range(batches)}
+    if retried != answered:
+        raise AssertionError(f"retries answered {retried}, first pushes {answered}")
     return answered
+
+
+def push_until_answered(store, writer: int, n: int, index: sync.LogIndex) -> int:
+    """Push batch ``n`` of ``writer`` until answered (a client retries a 503)."""
+    while True:
+        try:
+            return sync.push(store, ORG, body(writer, n), notify=lambda org: None,
+                             index=index)["version"]
+        except ApiError as error:
+            if error.status != 503:
+                raise
 
 
 def open_store(spec: str):

@@ -181,9 +181,10 @@ def test_retried_pushes_through_a_failing_store_commit_each_batch_once(local_sto
 
 def test_a_push_that_landed_unseen_is_recognized_when_retried(local_store):
     def plan(kind, key, n):
-        # The put lands but its answer is lost, and reading it back fails
-        # too, so the first push cannot know it committed.
-        if kind == "put" and n == 1:
+        # The commit's put lands but its answer is lost, and reading it back
+        # fails too, so the first push cannot know it committed. (Put 1 is
+        # the batch's marker.)
+        if kind == "put" and n == 2:
             return Fault.LOST_RESPONSE
         if kind == "get" and n <= 2:
             return Fault.TRANSIENT

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import dueindex
+from chalicelib import batchmarkers, dueindex
 from chalicelib.api_errors import STATUSES
 from chalicelib.keys import lease_key, log_key, snapshot_key
 from chalicelib.triggers import WALK_KEY
@@ -242,6 +242,7 @@ def test_each_function_has_its_own_role(template):
 def test_each_role_may_do_only_what_its_function_does(template):
     objects = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/orgs/*"}
     logs = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/orgs/*/log/*"}
+    markers = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/orgs/*/batches/*"}
     bucket = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}"}
     due = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/due/*"}
     walk = {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}/sweep/*"}
@@ -252,7 +253,8 @@ def test_each_role_may_do_only_what_its_function_does(template):
         return {"logs:CreateLogStream": [group], "logs:PutLogEvents": [group],
                 "xray:PutTraceSegments": ["*"], "xray:PutTelemetryRecords": ["*"]}
 
-    # The internet-facing API reads, commits log objects and wakes the processor:
+    # The internet-facing API reads, claims batches (their markers), commits
+    # log objects and wakes the processor:
     # it can neither delete nor overwrite snapshots and leases. It adds
     # entries to the due index (the net under the processor's wake-up).
     # It may also read a token secret kept under linklog/ (LINKLOG_JWT_SECRET_FROM).
@@ -261,7 +263,7 @@ def test_each_role_may_do_only_what_its_function_does(template):
     secrets = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
                           "${AWS::AccountId}:secret:linklog/*"}
     assert permissions(template, "ApiRole") == {
-        **common("ApiRole"), "s3:GetObject": [objects], "s3:PutObject": [logs, due],
+        **common("ApiRole"), "s3:GetObject": [objects], "s3:PutObject": [logs, markers, due],
         "s3:ListBucket": [bucket], "sqs:SendMessage": [queue],
         "ssm:GetParameter": [parameters], "secretsmanager:GetSecretValue": [secrets]}
     assert permissions(template, "ProcessorRole") == {
@@ -287,12 +289,17 @@ def test_a_secret_source_the_api_may_read_is_the_only_kind_the_stack_accepts(tem
         assert not pattern.fullmatch(refused), refused
 
 
-def test_the_api_may_write_exactly_the_keys_of_log_commits():
+def test_the_api_may_write_exactly_the_keys_of_log_commits_and_batch_markers():
     # IAM's * matches across slashes, like fnmatch's.
     commit = log_key("acme", 7)
+    marker = batchmarkers.marker_key("acme", "client:phone", "b1")
     assert fnmatch.fnmatchcase(commit, "orgs/*/log/*")
+    assert fnmatch.fnmatchcase(marker, "orgs/*/batches/*")
     for key in (lease_key("acme"), snapshot_key("acme", "abc", 7)):
         assert not fnmatch.fnmatchcase(key, "orgs/*/log/*"), key
+        assert not fnmatch.fnmatchcase(key, "orgs/*/batches/*"), key
+    # A marker never wakes the processor: the bucket notifies only for .json.
+    assert not marker.endswith(".json")
 
 
 def test_the_due_index_and_the_walk_keys_are_where_the_roles_allow():

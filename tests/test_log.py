@@ -416,8 +416,9 @@ def test_past_the_retry_bound_the_log_is_busy_and_nothing_of_ours_lands(local_st
         )
 
     assert caught.value.retry_after_seconds == 1
-    # Lost, looked ahead and lost again: a wait before each third put.
-    assert len(slept) == 2
+    assert not caught.value.may_have_landed
+    # Every lost race waits, then lists.
+    assert len(slept) == 4
     assert all(0 <= s <= log.BACKOFF_CAP_SECONDS for s in slept)
     commits = read_commits(local_store, "acme", 0)
     assert [c["batch_id"] for c in commits] == [f"rival-{v}" for v in range(1, 6)]
@@ -455,17 +456,16 @@ def test_a_store_that_never_answers_gives_log_busy_and_writes_nothing(local_stor
 
 
 @pytest.mark.parametrize(
-    "head, known_head, spent, waits",
+    "head, known_head",
     [
-        # A 412 is certain, so the loser neither reads the winner's commit
-        # nor lists: it tries the next version at once.
-        (3, 2, {"put": 2, "get": 0, "list": 0, "head": 0}, 0),
-        # Lost twice in a row: it waits, then one listing finds the head.
-        (5, 0, {"put": 3, "get": 0, "list": 1, "head": 0}, 1),
+        (3, 2),  # one version behind
+        (5, 0),  # further behind: still one listing
     ],
 )
-def test_lost_races_cost_puts_and_a_listing_never_a_read(local_store, head, known_head,
-                                                         spent, waits):
+def test_a_lost_race_costs_a_wait_and_a_listing_never_a_read(local_store, head, known_head):
+    # A 412 is certain, so the loser does not read the winner's commit: it
+    # waits (others who lost spread out) and one listing finds the head.
+    spent, waits = {"put": 2, "get": 0, "list": 1, "head": 0}, 1
     for n in range(1, head + 1):
         append(local_store, "acme", [event(n)], batch_id=f"b{n}", author=CLIENT)
     before = local_store.counts()
@@ -484,7 +484,7 @@ def test_lost_races_cost_puts_and_a_listing_never_a_read(local_store, head, know
 
 
 def test_a_put_in_doubt_after_a_lost_race_is_resolved_at_its_own_version(local_store):
-    # Lost at 1, looked ahead to 2, whose put landed but answered Transient.
+    # Lost at 1, listed, then put at 2, which landed but answered Transient.
     # Listing for the head now would find our own commit and write it again.
     local_store.put(log_key("acme", 1), commit_body("acme", 1), if_absent=True)
     store = FaultyStore(local_store, plan=lambda kind, key, n: (
@@ -495,6 +495,19 @@ def test_a_put_in_doubt_after_a_lost_race_is_resolved_at_its_own_version(local_s
 
     assert (commit["version"], commit["batch_id"]) == (2, "b2")
     assert [c["batch_id"] for c in read_commits(local_store, "acme", 0)] == ["other", "b2"]
+
+
+def test_log_busy_says_when_our_last_put_may_have_landed(local_store):
+    # Every put lands with its answer lost, and reading back fails.
+    store = FaultyStore(local_store, plan=lambda kind, key, n: (
+        Fault.LOST_RESPONSE if kind == "put" else Fault.TRANSIENT if kind == "get" else None))
+
+    with pytest.raises(LogBusy) as caught:
+        append(store, "acme", [event(1)], batch_id="b1", author=CLIENT,
+               max_attempts=3, sleep=no_sleep)
+
+    assert caught.value.may_have_landed
+    assert [c["batch_id"] for c in read_commits(local_store, "acme", 0)] == ["b1"]
 
 
 def test_one_writer_through_a_failing_store_commits_each_batch_exactly_once(local_store):
