@@ -7,9 +7,9 @@ import pytest
 
 from chalicelib import deltas, orgstate, snapshotparts, snapshots
 from chalicelib.keys import snapshot_key
-from chalicelib.state import SCHEMA_HASH, version
+from chalicelib.state import SCHEMA_HASH, apply_commits, version
 from chalicelib.store.faulty import Fault, FaultyStore
-from statelog import ORG, dump, push, replay, state_at, story
+from statelog import ORG, created, dump, event, push, replay, state_at, story
 
 PAGE = 4096
 
@@ -148,3 +148,27 @@ def test_prune_deletes_every_part_and_the_parts_no_snapshot_names(local_store, s
     listed = snapshots.list_objects(local_store, ORG)
     assert [version(snapshots.restore_latest(local_store, ORG).db)] == [5]
     assert sorted(listed.parts) == [3, 4, 5] and listed.orphans == []
+
+
+def test_digests_after_a_chain_are_the_restored_pages_own(local_store, small_parts):
+    log = story()
+    for n in range(4):
+        # Notes that change pages, and links that add pages past the base's end.
+        log.client(event("v1.LinkNoteUpdated", {"id": "l1", "note": f"rye {n} " * 50}),
+                   *[created(f"g{n}-{k}", f"https://example.com/{n}/{k}/{'rye-' * 40}")
+                     for k in range(60)])
+    commits = log.commits
+    push(local_store, commits)
+    snapshots.write_snapshot(local_store, ORG, state_at(commits[:6]))
+    for upto in range(7, len(commits) + 1):
+        restored = snapshots.restore_latest(local_store, ORG, with_digests=True)
+        apply_commits(restored.db, commits[restored.version:upto])
+        written = snapshots.write_next(local_store, ORG, restored.db, restored.chain, restored.digests,
+                                       snapshots.list_objects(local_store, ORG), max_fraction=1000.0)
+        restored.digests.close()
+        assert written.kind == "delta"
+    restored = snapshots.restore_latest(local_store, ORG, with_digests=True)
+    assert len(restored.chain.deltas) == len(commits) - 6
+    data = restored.db.serialize("main")
+    assert restored.digests.digests == tuple(deltas.digest_pages(data, PAGE))
+    restored.digests.close()
