@@ -779,25 +779,20 @@ def delete_snapshots(
     orphans (parts and deltas whose base is gone) older than every base
     kept go too: they are what a writer or a prune killed half-way left.
     """
-    deleted = []
+    doomed: list[ObjectInfo] = []
     for base in bases:
-        on_it = listed.deltas_on(base) + [base] + listed.parts_of(base) if listed else [base]
-        for info in on_it:
-            try:
-                store.delete(info.key, if_match=info.etag)
-            except StoreError as error:
-                log.warning("snapshot %s not pruned: %s: %s", info.key, type(error).__name__, error)
-                continue
-            deleted.append(info.key)
+        doomed += listed.deltas_on(base) + [base] + listed.parts_of(base) if listed else [base]
     if listed is not None:
         kept = [version_of_snapshot_key(base.key) for base in listed.bases if base not in bases]
         oldest_kept = min(kept, default=0)
-        for orphan in listed.orphans:
-            if int(_BASE_OF.search(orphan.key)["base"]) < oldest_kept:
-                try:
-                    store.delete(orphan.key, if_match=orphan.etag)
-                except StoreError as error:
-                    log.warning("%s not pruned: %s: %s", orphan.key, type(error).__name__, error)
-                    continue
-                deleted.append(orphan.key)
+        doomed += [orphan for orphan in listed.orphans
+                   if int(_BASE_OF.search(orphan.key)["base"]) < oldest_kept]
+    deleted = []
+    for info in doomed:
+        try:
+            store.delete(info.key, if_match=info.etag)
+        except StoreError as error:
+            log.warning("snapshot %s not pruned: %s: %s", info.key, type(error).__name__, error)
+            continue
+        deleted.append(info.key)
     return deleted
