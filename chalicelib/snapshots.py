@@ -4,7 +4,11 @@ A snapshot is a cache of the log (DESIGN §5), so every failure here is
 logged and answered with an older snapshot or an empty database, never
 raised: losing a snapshot costs time, not data.
 
-Body format: one ASCII header line, then the SQLite database bytes::
+A full snapshot is written in compressed parts (format 2,
+chalicelib.snapshotparts: an object holding a manifest and part 0, and
+an object per further part), fetched at once and unpacked in threads.
+Format 1, one object, is what earlier deployments wrote and is still
+read: one ASCII header line, then the SQLite database bytes::
 
     linklog-snapshot 1 schema=<SCHEMA_HASH> version=<n> size=<bytes> crc32=<8 hex>\\n
 
@@ -30,6 +34,7 @@ one missing or damaged: the longest valid prefix, plus the log after it.
 Keys::
 
     orgs/<org>/snapshots/<schema>/<base version>.sqlite
+    orgs/<org>/snapshots/<schema>/<base version>.parts/<writer>/<i>.zst
     orgs/<org>/snapshots/<schema>/<base version>.deltas/<version>.delta
 """
 
@@ -353,7 +358,7 @@ class _ReceivedSnapshot:
             found, part_zero = snapshotparts.decode(bytes(self.in_memory), self.expected_version)
             self.in_memory = None
             manifest.set_result(found)
-            fd = self._file.fileno()
+            fd = self.fileno()
             for part in found.parts[1:]:
                 if part.index not in jobs:
                     jobs[part.index] = _fetchers.submit(
@@ -376,6 +381,10 @@ class _ReceivedSnapshot:
         if chain:
             self.expected_version = chain[-1].version
         return written
+
+    def fileno(self) -> int:
+        """The scratch file's descriptor, for writing parts at their offsets."""
+        return self._file.fileno()
 
     def source(self) -> BinaryIO:
         """The database's file open for reading (before it is unlinked)."""
@@ -715,7 +724,7 @@ def _prefetch_parts(
     named = [(_PART_NAME.search(info.key), info) for info in parts]
     if len({match["writer"] for match, _ in named}) != 1:
         return {}
-    fd = received._file.fileno()
+    fd = received.fileno()
     return {
         int(match["index"]): _fetchers.submit(
             _part_job, store, org, int(match["index"]), manifest, fd, with_digests, info.key)
