@@ -42,6 +42,7 @@ def restore_seconds(store, org: str) -> float:
     started = time.perf_counter()
     restored = snapshots.restore_latest(store, org)
     seconds = time.perf_counter() - started
+    assert restored.key is not None and not restored.skipped, restored.skipped
     # Dropped before the next restore, as a cycle drops its own.
     restored.db.close()
     return seconds
@@ -75,11 +76,16 @@ def main() -> dict:
         store = CountingStore(LocalStore(directory))
         write_org(store, ORG, make_org_log(LINKS, org=ORG))
         db, replay_seconds, _ = replay(store, ORG)
-        full_key = snapshots.write_snapshot(store, ORG, db)
-        full_bytes = store.head(full_key).size
+        snapshots.write_snapshot(store, ORG, db)
         db.close()
-        # The base alone, under another org, for full-only restores.
-        store.put(full_key.replace(f"orgs/{ORG}/", f"orgs/{BASE_COPY}/"), store.get(full_key).body)
+        # The base alone (its object and parts), under another org, for
+        # full-only restores.
+        listed = snapshots.list_objects(store, ORG)
+        [base] = listed.bases
+        full = [base] + listed.parts_of(base)
+        full_bytes = sum(info.size for info in full)
+        for info in full:
+            store.put(info.key.replace(f"orgs/{ORG}/", f"orgs/{BASE_COPY}/"), store.get(info.key).body)
 
         # A first cycle only takes the lease (the generated log carries a
         # processor epoch no lease handed out), as in bench_processor.

@@ -19,12 +19,14 @@ with the other benches' own functions:
   Lambda containers would be, pushing 96 commits to one org
   (bench_push.run).
 
-    python -m bench.bench_s3link
+    python -m bench.bench_s3link            # every part
+    python -m bench.bench_s3link restore    # the restore part only
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from dataclasses import asdict
@@ -67,8 +69,8 @@ def cold_pull(store, org: str) -> dict:
     }
 
 
-def main(profile: LinkProfile = LinkProfile()) -> dict:
-    """Run every part over a link of ``profile``; returns the figures."""
+def main(profile: LinkProfile = LinkProfile(), *, only_restore: bool = False) -> dict:
+    """Run every part (or only the restore) over a link of ``profile``; returns the figures."""
     org = f"org{LINKS}"
     commits = make_org_log(LINKS, org=org)
     with (
@@ -89,6 +91,10 @@ def main(profile: LinkProfile = LinkProfile()) -> dict:
                 "link": latency_ms(lambda i: linked.get("latency/probe"), LATENCY_SAMPLES),
             },
             "restore": bench_processor.bench_restore(linked, org, LINKS, commits, setup=direct),
+        }
+        if only_restore:
+            return results
+        results |= {
             f"cold_pull_{LINKS}_links": cold_pull(linked, org),
             f"cycle_20_links_on_{LINKS}": bench_processor.bench_cycle(linked, org),
             f"push_{PUSH_WRITERS}_writers": bench_push.run(
@@ -99,4 +105,4 @@ def main(profile: LinkProfile = LinkProfile()) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(), indent=2))
+    print(json.dumps(main(only_restore=sys.argv[1:] == ["restore"]), indent=2))

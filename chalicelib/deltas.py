@@ -15,12 +15,15 @@ billion pages. docs/decisions.md has the figures and the other designs
 weighed.
 
 Body format: one ASCII header line, then ``pages`` records of a 4-byte
-big-endian page number (from 1) and the page's bytes::
+big-endian page number (from 1) and the page's bytes, compressed as one
+zstd frame (chalicelib.compression)::
 
-    linklog-delta 1 schema=<SCHEMA_HASH> base=<n> parent=<n> version=<n> page_size=<bytes> db_pages=<n> pages=<n> crc32=<8 hex>\\n
+    linklog-delta 2 schema=<SCHEMA_HASH> base=<n> parent=<n> version=<n> page_size=<bytes> db_pages=<n> pages=<n> crc32=<8 hex>\\n
 
 ``db_pages`` is the database's length in pages at ``version`` (a database
-can shrink). The CRC-32 covers everything after the header.
+can shrink). The CRC-32 covers everything after the header. Format 1,
+written before snapshots were compressed, is the same with the records
+stored as they are; it is still read.
 """
 
 from __future__ import annotations
@@ -34,9 +37,12 @@ from typing import BinaryIO
 
 import apsw
 
+from chalicelib import compression
 from chalicelib.state.schema import SCHEMA_HASH
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1: the records stored uncompressed.
+READABLE_FORMATS = (1, 2)
 MAX_HEADER = 512
 _PAGE_NUMBER_BYTES = 4
 
@@ -88,7 +94,8 @@ def page_size_of(data: bytes) -> int:
     return 65536 if size == 1 else size
 
 
-def _digest_pages(data, page_size: int) -> list[bytes]:
+def digest_pages(data, page_size: int) -> list[bytes]:
+    """The digest of each page of ``data`` (whole pages), in order."""
     view = memoryview(data)
     return [hashlib.sha1(view[at : at + page_size]).digest() for at in range(0, len(data), page_size)]
 
@@ -107,7 +114,7 @@ def digests_of_file(file: BinaryIO, page_size: int) -> PageDigests:
     which would cost fresh memory for the whole database."""
     found: list[bytes] = []
     for piece in _pieces(file, page_size):
-        found.extend(_digest_pages(piece, page_size))
+        found.extend(digest_pages(piece, page_size))
     return PageDigests(page_size=page_size, digests=tuple(found), source=file)
 
 
@@ -137,7 +144,7 @@ def changed_pages(before: PageDigests, db: apsw.Connection) -> Changes | None:
     for piece in pieces:
         if len(piece) % page_size or (not now and page_size_of(piece) != page_size):
             return None
-        for at, digest in zip(range(0, len(piece), page_size), _digest_pages(piece, page_size)):
+        for at, digest in zip(range(0, len(piece), page_size), digest_pages(piece, page_size)):
             number = len(now)
             if number >= len(before.digests) or digest != before.digests[number]:
                 changed.append((number + 1, bytes(piece[at : at + page_size])))
@@ -150,7 +157,7 @@ def digests_of_data(data, source: BinaryIO | None = None) -> PageDigests:
     """The digests of the pages of the serialized database ``data``, with
     ``source`` (the file the database lives in, if any) to read them from later."""
     page_size = page_size_of(data)
-    return PageDigests(page_size=page_size, digests=tuple(_digest_pages(data, page_size)),
+    return PageDigests(page_size=page_size, digests=tuple(digest_pages(data, page_size)),
                        source=source)
 
 
@@ -159,16 +166,17 @@ def encode(
     pages: list[tuple[int, bytes]],
 ) -> bytes:
     """The delta body for ``pages`` (from changed_pages) on top of ``parent``."""
-    body = bytearray()
+    records = bytearray()
     for number, page in pages:
-        body += number.to_bytes(_PAGE_NUMBER_BYTES, "big")
-        body += page
+        records += number.to_bytes(_PAGE_NUMBER_BYTES, "big")
+        records += page
+    body = compression.compress(records)
     header = (
         f"linklog-delta {FORMAT_VERSION} schema={SCHEMA_HASH} base={base} parent={parent} "
         f"version={at_version} page_size={page_size} db_pages={db_pages} pages={len(pages)} "
         f"crc32={zlib.crc32(body):08x}\n"
     )
-    return header.encode("ascii") + bytes(body)
+    return header.encode("ascii") + body
 
 
 def decode(body: bytes, *, base: int, at_version: int) -> Delta:
@@ -180,8 +188,8 @@ def decode(body: bytes, *, base: int, at_version: int) -> Delta:
     header = _HEADER.fullmatch(body[:end])
     if header is None:
         raise UnusableDelta("malformed delta header")
-    if int(header["format"]) != FORMAT_VERSION:
-        raise UnusableDelta(f"delta format {int(header['format'])} is not {FORMAT_VERSION}")
+    if int(header["format"]) not in READABLE_FORMATS:
+        raise UnusableDelta(f"delta format {int(header['format'])} is not one of {READABLE_FORMATS}")
     if header["schema"].decode() != SCHEMA_HASH:
         raise UnusableDelta(f"header names schema {header['schema'].decode()}")
     fields = {name: int(header[name]) for name in
@@ -193,12 +201,19 @@ def decode(body: bytes, *, base: int, at_version: int) -> Delta:
     page_size = fields["page_size"]
     if page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
         raise UnusableDelta(f"page size {page_size}")
-    records = memoryview(body)[end + 1 :]
+    stored = memoryview(body)[end + 1 :]
+    if zlib.crc32(stored) != int(header["crc32"], 16):
+        raise UnusableDelta("checksum mismatch")
     record = _PAGE_NUMBER_BYTES + page_size
+    if int(header["format"]) == 1:
+        records = stored
+    else:
+        try:
+            records = memoryview(compression.decompress(stored, fields["pages"] * record))
+        except compression.Undecodable as error:
+            raise UnusableDelta(f"records: {error}") from None
     if len(records) != fields["pages"] * record:
         raise UnusableDelta(f"{len(records)} bytes where the header says {fields['pages']} pages")
-    if zlib.crc32(records) != int(header["crc32"], 16):
-        raise UnusableDelta("checksum mismatch")
     pages = []
     for at in range(0, len(records), record):
         number = int.from_bytes(records[at : at + _PAGE_NUMBER_BYTES], "big")
@@ -215,11 +230,12 @@ def decode(body: bytes, *, base: int, at_version: int) -> Delta:
     )
 
 
-def write_into(chain: list[Delta], file: BinaryIO, page_size: int) -> None:
+def write_into(chain: list[Delta], file: BinaryIO, page_size: int) -> dict[int, memoryview]:
     """Write the pages of ``chain`` (checked deltas, in order) over the
     parent's database in ``file`` and cut it to the last delta's length;
-    raises UnusableDelta for another page size. A page several deltas
-    changed is written once, as the last of them left it."""
+    return the pages written, by number. Raises UnusableDelta for another
+    page size. A page several deltas changed is written once, as the last
+    of them left it."""
     if any(delta.page_size != page_size for delta in chain):
         raise UnusableDelta(f"a delta of another page size on a database of {page_size}")
     newest: dict[int, memoryview] = {}
@@ -231,3 +247,22 @@ def write_into(chain: list[Delta], file: BinaryIO, page_size: int) -> None:
         os.pwrite(fd, newest[number], (number - 1) * page_size)
     if chain:
         os.ftruncate(fd, chain[-1].db_pages * page_size)
+    return newest
+
+
+def updated_digests(digests: list[bytes], chain: list[Delta], written: dict[int, memoryview]) -> list[bytes]:
+    """The digests of a database's pages after write_into wrote ``written``
+    (the pages of ``chain``) over the pages ``digests`` describe."""
+    if not chain:
+        return digests
+    page_size = chain[-1].page_size
+    updated = digests[: chain[-1].db_pages]
+    updated += [b""] * (chain[-1].db_pages - len(updated))
+    for number, page in written.items():
+        if number <= len(updated):
+            updated[number - 1] = hashlib.sha1(page).digest()
+    if any(digest == b"" for digest in updated):
+        # A page past the base's end that no delta wrote: it reads as zeros.
+        zeros = hashlib.sha1(bytes(page_size)).digest()
+        updated = [digest or zeros for digest in updated]
+    return updated

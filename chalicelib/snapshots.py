@@ -4,7 +4,11 @@ A snapshot is a cache of the log (DESIGN §5), so every failure here is
 logged and answered with an older snapshot or an empty database, never
 raised: losing a snapshot costs time, not data.
 
-Body format: one ASCII header line, then the SQLite database bytes::
+A full snapshot is written in compressed parts (format 2,
+chalicelib.snapshotparts: an object holding a manifest and part 0, and
+an object per further part), fetched at once and unpacked in threads.
+Format 1, one object, is what earlier deployments wrote and is still
+read: one ASCII header line, then the SQLite database bytes::
 
     linklog-snapshot 1 schema=<SCHEMA_HASH> version=<n> size=<bytes> crc32=<8 hex>\\n
 
@@ -30,22 +34,27 @@ one missing or damaged: the longest valid prefix, plus the log after it.
 Keys::
 
     orgs/<org>/snapshots/<schema>/<base version>.sqlite
+    orgs/<org>/snapshots/<schema>/<base version>.parts/<writer>/<i>.zst
     orgs/<org>/snapshots/<schema>/<base version>.deltas/<version>.delta
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import BinaryIO
 
 import apsw
 
-from chalicelib import deltas, fetchers, scratch
+from chalicelib import compression, deltas, fetchers, scratch, snapshotparts
 from chalicelib.keys import (
     delta_key,
+    part_key,
     snapshot_key,
     snapshot_prefix,
     version_of_delta_key,
@@ -73,9 +82,24 @@ MAX_HEADER = 512
 # through the longest chain within 1.3 times a restore of the base alone.
 MAX_CHAIN_FRACTION = 0.08
 MAX_CHAIN = 12
+# Parts and deltas fetched (and parts unpacked) at once while the base
+# downloads, by threads kept for the life of the process: starting threads
+# for each restore cost more than a whole restore of a 10,000-link org
+# from a local disk. 16: the bench org's 11 parts besides the base, with
+# room for deltas; a part job waits for the base's manifest while its
+# own GET is done.
+FETCHERS = 16
+_fetchers = ThreadPoolExecutor(max_workers=FETCHERS, thread_name_prefix="snapshot-fetch")
+# A format-2 snapshot object (manifest and part 0) is read into memory:
+# far more than any real one needs, far less than a damaged header could ask.
+MAX_OBJECT_IN_MEMORY = 256 << 20
 
 _SNAPSHOT_NAME = re.compile(r"^[0-9]{20}\.sqlite$")
 _DELTA_NAME = re.compile(r"^(?P<base>[0-9]{20})\.deltas/(?P<version>[0-9]{20})\.delta$")
+# The base version a delta's or a part's key names.
+_BASE_OF = re.compile(r"/(?P<base>[0-9]{20})\.(?:deltas|parts)/")
+_PART_NAME = re.compile(
+    r"(?:^|/)(?P<base>[0-9]{20})\.parts/(?P<writer>[0-9a-f]{16})/(?P<index>[0-9]{5})\.zst$")
 _HEADER = re.compile(
     rb"^linklog-snapshot (?P<format>[0-9]+) schema=(?P<schema>[0-9a-f]+) "
     rb"version=(?P<version>[0-9]+) size=(?P<size>[0-9]+) crc32=(?P<crc32>[0-9a-f]{8})$"
@@ -91,12 +115,15 @@ class Listed:
     """An org's snapshot objects of this schema, from one listing.
 
     ``bases``: the full snapshots, oldest first. ``deltas``: base version →
-    that base's deltas, oldest first (deltas whose base is gone are left out).
-    ``orphans``: the deltas whose base is gone, which no restore can use.
+    that base's deltas, oldest first; ``parts``: base version → the part
+    objects listed for it (snapshotparts), by any writer. ``orphans``: the
+    deltas and parts whose base is not listed (a writer that died before
+    putting its snapshot object, or a prune that died half-way).
     """
 
     bases: list[ObjectInfo]
     deltas: dict[int, list[ObjectInfo]]
+    parts: dict[int, list[ObjectInfo]] = field(default_factory=dict)
     orphans: list[ObjectInfo] = field(default_factory=list)
 
     def newest_version(self) -> int:
@@ -113,23 +140,32 @@ class Listed:
     def deltas_on(self, base: ObjectInfo) -> list[ObjectInfo]:
         return self.deltas.get(version_of_snapshot_key(base.key), [])
 
+    def parts_of(self, base: ObjectInfo) -> list[ObjectInfo]:
+        return self.parts.get(version_of_snapshot_key(base.key), [])
+
     def with_delta(self, base_version: int, delta: ObjectInfo) -> Listed:
         """This listing with one more delta, newest, on the base at ``base_version``."""
         on_it = self.deltas.get(base_version, []) + [delta]
-        return Listed(bases=self.bases, deltas={**self.deltas, base_version: on_it})
+        return replace(self, deltas={**self.deltas, base_version: on_it})
 
     def without(self, keys: list[str]) -> Listed:
         """This listing less the objects named by ``keys`` (deleted ones)."""
         gone = set(keys)
         bases = [base for base in self.bases if base.key not in gone]
         kept = {version_of_snapshot_key(base.key) for base in bases}
+
+        def left(by_base: dict[int, list[ObjectInfo]]) -> dict[int, list[ObjectInfo]]:
+            return {
+                version: [info for info in on_it if info.key not in gone]
+                for version, on_it in by_base.items()
+                if version in kept
+            }
+
         return Listed(
             bases=bases,
-            deltas={
-                version: [info for info in on_it if info.key not in gone]
-                for version, on_it in self.deltas.items()
-                if version in kept
-            },
+            deltas=left(self.deltas),
+            parts=left(self.parts),
+            orphans=[info for info in self.orphans if info.key not in gone],
         )
 
 
@@ -212,13 +248,19 @@ class Restored:
     listed: Listed = field(default_factory=lambda: Listed(bases=[], deltas={}))
 
 
-def encode(db: apsw.Connection) -> bytes:
-    """The snapshot body for ``db``: header line and serialized database."""
+def _serialized(db: apsw.Connection) -> bytes:
+    """The database's bytes, as a snapshot stores them."""
     # A WAL header in the bytes would make the restored copy look for a
     # write-ahead log that does not exist (DESIGN §5).
     if str(db.execute("PRAGMA journal_mode").get).lower() == "wal":
         db.execute("PRAGMA journal_mode = DELETE")
-    data = db.serialize("main")
+    return db.serialize("main")
+
+
+def encode(db: apsw.Connection) -> bytes:
+    """The format-1 snapshot body for ``db`` (one object: header line and
+    database bytes), as deployments before snapshot parts wrote it."""
+    data = _serialized(db)
     header = (
         f"linklog-snapshot {FORMAT_VERSION} schema={SCHEMA_HASH} version={version(db)} "
         f"size={len(data)} crc32={zlib.crc32(data):08x}\n"
@@ -227,22 +269,28 @@ def encode(db: apsw.Connection) -> bytes:
 
 
 def decode(body: bytes, expected_version: int) -> apsw.Connection:
-    """The database a snapshot body holds; raises UnusableSnapshot."""
+    """The database a format-1 snapshot body holds; raises UnusableSnapshot."""
     with _ReceivedSnapshot(expected_version) as received:
         received.write(body)
         return received.open()
 
 
 class _ReceivedSnapshot:
-    """A snapshot body arriving piece by piece (a download's ``into``).
+    """A snapshot object arriving piece by piece (a download's ``into``),
+    and the scratch file the database is put together in.
 
-    The header is checked as soon as it has arrived; the database bytes go
-    straight to a scratch file, their size and checksum added up on the
-    way. Opening that file instead of deserializing a body held in memory
-    keeps one copy of the database instead of two (the body and SQLite's
-    copy of it), and filling fresh memory with those copies was most of a
-    restore's time. The file is unlinked once SQLite has it open, or when
-    the snapshot turns out unusable.
+    Format 1 (one object: header and database): the header is checked as
+    soon as it has arrived; the database bytes go straight to the scratch
+    file, their size and checksum added up on the way. Opening that file
+    instead of deserializing a body held in memory keeps one copy of the
+    database instead of two (the body and SQLite's copy of it), and filling
+    fresh memory with those copies was most of a restore's time.
+
+    Format 2 (snapshotparts): the object, a manifest and part 0, is kept
+    in memory, and ``unpack_parts`` writes every part into the file.
+
+    The file is unlinked once SQLite has it open, or when the snapshot
+    turns out unusable.
     """
 
     def __init__(self, expected_version: int):
@@ -252,6 +300,9 @@ class _ReceivedSnapshot:
         self.size = 0
         self.crc32 = 0
         self._head = b""
+        # Format 2: the whole object, then its manifest once decoded.
+        self.in_memory: bytearray | None = None
+        self.manifest: snapshotparts.Manifest | None = None
         # The database's first bytes: its header names the page size.
         self._start = b""
         self._file, self._path = scratch.new_scratch_file()
@@ -264,6 +315,11 @@ class _ReceivedSnapshot:
         scratch.remove(self._path)
 
     def write(self, piece) -> None:
+        if self.in_memory is not None:
+            if len(self.in_memory) + len(piece) > MAX_OBJECT_IN_MEMORY:
+                raise UnusableSnapshot(f"a format-2 snapshot object over {MAX_OBJECT_IN_MEMORY} bytes")
+            self.in_memory += piece
+            return
         if self.expected_size is None:
             piece = self._take_header(piece)
             if piece is None:
@@ -278,13 +334,17 @@ class _ReceivedSnapshot:
 
     def _take_header(self, piece) -> memoryview | None:
         """Check the header once its line is complete and return the bytes
-        after it; None while the line is still incomplete."""
+        after it; None while the line is still incomplete, or when the
+        object is a format-2 one (kept whole in memory from then on)."""
         head = self._head + bytes(piece)
         end = head.find(b"\n", 0, MAX_HEADER)
         if end < 0:
             if len(head) >= MAX_HEADER:
                 raise UnusableSnapshot("no snapshot header")
             self._head = head
+            return None
+        if head.startswith(b"linklog-snapshot %d " % snapshotparts.FORMAT_VERSION):
+            self.in_memory = bytearray(head)
             return None
         header = _HEADER.fullmatch(head[:end])
         if header is None:
@@ -301,6 +361,10 @@ class _ReceivedSnapshot:
 
     def check(self) -> None:
         """Raise UnusableSnapshot unless the whole body arrived intact."""
+        if self.manifest is not None:
+            return  # unpack_parts checked every part
+        if self.in_memory is not None:
+            raise UnusableSnapshot("its parts were not unpacked")
         if self.expected_size is None:
             raise UnusableSnapshot("no snapshot header")
         if self.size != self.expected_size:
@@ -308,16 +372,65 @@ class _ReceivedSnapshot:
         if self.crc32 != self.expected_crc32:
             raise UnusableSnapshot("checksum mismatch")
 
-    def write_deltas(self, chain: list[deltas.Delta]) -> None:
-        """Write checked deltas' pages, in order, over the (checked) database received."""
-        deltas.write_into(chain, self._file, deltas.page_size_of(self._start))
+    def page_size(self) -> int:
+        if self.manifest is not None:
+            return self.manifest.page_size
+        return deltas.page_size_of(self._start)
+
+    def unpack_parts(
+        self, store: ObjectStore, org: str, prefetched: dict[int, Future], manifest: Future,
+        with_digests: bool,
+    ) -> list[bytes]:
+        """Write every part of the format-2 object received into the file;
+        the pages' digests when ``with_digests``, else [].
+
+        ``prefetched``: part index → the job (``_part_job``) already
+        fetching it, waiting for ``manifest``, which this resolves.
+        Raises UnusableParts or StoreError for a missing, damaged or
+        foreign part; returns only once every job has ended, since each
+        writes into the file.
+        """
+        jobs = dict(prefetched)
+        try:
+            found, part_zero = snapshotparts.decode(bytes(self.in_memory), self.expected_version)
+            self.in_memory = None
+            manifest.set_result(found)
+            fd = self.fileno()
+            for part in found.parts[1:]:
+                if part.index not in jobs:
+                    jobs[part.index] = _fetchers.submit(
+                        _part_job, store, org, part.index, manifest, fd, with_digests)
+            digests = _unpack_into(found.parts[0], part_zero, fd, found.page_size, with_digests)
+            for index in sorted(jobs):
+                digests += jobs[index].result()
+        finally:
+            if not manifest.done():
+                manifest.set_exception(UnusableSnapshot("snapshot object unusable"))
+            for job in jobs.values():
+                job.exception()
+        self.manifest = found
+        return digests
+
+    def write_deltas(self, chain: list[deltas.Delta]) -> dict[int, memoryview]:
+        """Write checked deltas' pages, in order, over the (checked) database
+        received; the pages written, by number."""
+        written = deltas.write_into(chain, self._file, self.page_size())
         if chain:
             self.expected_version = chain[-1].version
+        return written
+
+    def fileno(self) -> int:
+        """The scratch file's descriptor, for writing parts at their offsets."""
+        return self._file.fileno()
+
+    def source(self) -> BinaryIO:
+        """The database's file open for reading (before it is unlinked)."""
+        return open(self._path, "rb")
 
     def digests(self) -> deltas.PageDigests:
         """The digests of the pages of the database opened (before it is
         unlinked), with the file kept open for reading as their source."""
-        return deltas.digests_of_file(open(self._path, "rb"), deltas.page_size_of(self._start))
+        return deltas.digests_of_file(self.source(), self.page_size())
 
     def open(self) -> apsw.Connection:
         """The database received (with any deltas written), checked; raises UnusableSnapshot."""
@@ -343,15 +456,47 @@ class _ReceivedSnapshot:
         return db
 
 
-def write_snapshot(store: ObjectStore, org: str, db: apsw.Connection) -> str | None:
-    """Store ``db`` as the full snapshot of its version; return its key.
+def _part_job(
+    store: ObjectStore, org: str, index: int, manifest: Future, fd: int, with_digests: bool,
+    key: str | None = None,
+) -> list[bytes]:
+    """Fetch part ``index`` (from ``key`` when the listing named it, so the
+    GET need not wait for the manifest), then check it against the
+    manifest and write it into ``fd``; its pages' digests when asked."""
+    if key is not None:
+        stored = store.get(key).body
+    found = manifest.result()
+    expected = part_key(org, SCHEMA_HASH, found.version, found.writer, index)
+    if key is None:
+        stored = store.get(expected).body
+    elif key != expected:
+        raise snapshotparts.UnusableParts(f"{key} is not a part the snapshot object names")
+    if index >= len(found.parts):
+        raise snapshotparts.UnusableParts(f"part {index} of a snapshot of {len(found.parts)} parts")
+    return _unpack_into(found.parts[index], stored, fd, found.page_size, with_digests)
 
-    Put-if-absent: snapshots are immutable, and two snapshots of one version
-    are equal (the state is a function of the log), so finding one already
-    there is success. An empty database (version 0) is not stored. Returns
-    None, after logging, when the put fails. Whether a snapshot of this
-    version is still worth writing (a newer one may exist) is the caller's
-    decision.
+
+def _unpack_into(
+    part: snapshotparts.Part, stored, fd: int, page_size: int, with_digests: bool
+) -> list[bytes]:
+    data = snapshotparts.unpack(part, stored)
+    os.pwrite(fd, data, part.offset)
+    return deltas.digest_pages(data, page_size) if with_digests else []
+
+
+def write_snapshot(store: ObjectStore, org: str, db: apsw.Connection) -> str | None:
+    """Store ``db`` as the full snapshot of its version, in parts
+    (snapshotparts); return the snapshot object's key.
+
+    The parts are compressed in threads and put at once, each under this
+    writer's random id, and the snapshot object (manifest and part 0)
+    last, put-if-absent: snapshots are immutable, and two snapshots of one
+    version hold equal states (the state is a function of the log), so
+    finding one already there is success; our parts, which nothing names
+    then, are deleted. An empty database (version 0) is not stored.
+    Returns None, after logging, when a put fails. Whether a snapshot of
+    this version is still worth writing (a newer one may exist) is the
+    caller's decision.
     """
     written = _write_full(store, org, db, with_digests=False)
     return None if written is None else written.key
@@ -368,20 +513,50 @@ def _write_full(
     if at_version == 0:
         return None
     key = snapshot_key(org, SCHEMA_HASH, at_version)
-    body = encode(db)
+    data = _serialized(db)
+    writer = os.urandom(8).hex()
+    part_size = snapshotparts.PART_SIZE
+    stored = list(_fetchers.map(compression.compress, snapshotparts.split(data, part_size)))
+    part_keys = [part_key(org, SCHEMA_HASH, at_version, writer, index)
+                 for index in range(1, len(stored))]
+    puts = [_fetchers.submit(store.put, part, body, if_absent=True)
+            for part, body in zip(part_keys, stored[1:])]
+    failed = [future.exception() for future in puts if future.exception() is not None]
+    if failed:
+        log.warning("snapshot %s not written: a part's put failed: %s: %s",
+                    key, type(failed[0]).__name__, failed[0])
+        _delete_quietly(store, [part for part, future in zip(part_keys, puts)
+                                if future.exception() is None])
+        return None
+    body = snapshotparts.encode(
+        at_version=at_version, size=len(data), page_size=deltas.page_size_of(data[:100]),
+        part_size=part_size, writer=writer, stored=stored,
+    )
+    # A failed put may have landed all the same (a lost answer): its parts stay.
     put = _put_once(store, key, body)
     if put is None:
         return None
     if put is _THERE:
+        # Another writer's snapshot of this version is there: ours is not needed.
+        _delete_quietly(store, part_keys)
         return Written(kind="full", key=key, chain_length=0)
-    data = memoryview(body)[body.index(b"\n") + 1 :]
+    stored_size = len(body) + sum(len(part) for part in stored[1:])
     return Written(
         kind="full", key=key, chain_length=0,
         object=put,
-        chain=Chain(base_key=key, base_version=at_version, base_size=len(body),
+        chain=Chain(base_key=key, base_version=at_version, base_size=stored_size,
                     tip_version=at_version),
         digests=deltas.digests_of_data(data, source) if with_digests else None,
     )
+
+
+def _delete_quietly(store: ObjectStore, keys: list[str]) -> None:
+    """Delete objects nothing will read; what fails is left for pruning."""
+    for key in keys:
+        try:
+            store.delete(key)
+        except StoreError as error:
+            log.warning("%s not deleted: %s: %s", key, type(error).__name__, error)
 
 
 # _put_once's answer when an object of the key was there already.
@@ -466,7 +641,7 @@ def list_objects(store: ObjectStore, org: str) -> Listed:
     """The org's full snapshots and deltas of this schema (pages through the listing)."""
     prefix = snapshot_prefix(org, SCHEMA_HASH)
     bases: list[ObjectInfo] = []
-    found_deltas: dict[int, list[ObjectInfo]] = {}
+    found: dict[str, dict[int, list[ObjectInfo]]] = {"deltas": {}, "parts": {}}
     start_after = None
     while True:
         page = store.list(prefix, start_after=start_after)
@@ -474,17 +649,18 @@ def list_objects(store: ObjectStore, org: str) -> Listed:
             name = info.key[len(prefix):]
             if _SNAPSHOT_NAME.fullmatch(name):
                 bases.append(info)
-            elif (delta := _DELTA_NAME.fullmatch(name)) is not None:
-                found_deltas.setdefault(int(delta["base"]), []).append(info)
+            elif (named := _DELTA_NAME.fullmatch(name) or _PART_NAME.fullmatch(name)) is not None:
+                kind = "deltas" if named.re is _DELTA_NAME else "parts"
+                found[kind].setdefault(int(named["base"]), []).append(info)
         if len(page) < 1000:
             break
         start_after = page[-1].key
     listed = {version_of_snapshot_key(base.key) for base in bases}
-    return Listed(
-        bases=bases,
-        deltas={base: on_it for base, on_it in found_deltas.items() if base in listed},
-        orphans=[info for base, on_it in found_deltas.items() if base not in listed for info in on_it],
-    )
+    kept = {kind: {base: on_it for base, on_it in by_base.items() if base in listed}
+            for kind, by_base in found.items()}
+    orphans = [info for by_base in found.values() for base, on_it in by_base.items()
+               if base not in listed for info in on_it]
+    return Listed(bases=bases, deltas=kept["deltas"], parts=kept["parts"], orphans=orphans)
 
 
 def list_snapshots(store: ObjectStore, org: str) -> list[ObjectInfo]:
@@ -518,9 +694,11 @@ def restore_latest(store: ObjectStore, org: str, *, with_digests: bool = False) 
             attempts.append((base, []))
     for base, on_it in attempts:
         try:
-            restored = _restore_chain(store, base, on_it, skipped, with_digests)
+            restored = _restore_chain(store, org, base, on_it, listed.parts_of(base), skipped,
+                                      with_digests)
             restored.listed = listed
-        except (StoreError, UnusableSnapshot, deltas.UnusableDelta, OSError) as error:
+        except (StoreError, UnusableSnapshot, snapshotparts.UnusableParts, deltas.UnusableDelta,
+                OSError) as error:
             # OSError: no room for the scratch copy; a replay, in memory,
             # may still do.
             reason = f"{type(error).__name__}: {error}"
@@ -533,18 +711,31 @@ def restore_latest(store: ObjectStore, org: str, *, with_digests: bool = False) 
 
 def _restore_chain(
     store: ObjectStore,
+    org: str,
     base: ObjectInfo,
     on_it: list[ObjectInfo],
+    parts: list[ObjectInfo],
     skipped: list[tuple[str, str]],
     with_digests: bool,
 ) -> Restored:
-    """The base at ``base`` with the longest valid chain of ``on_it`` written
-    into it; adds the deltas left out to ``skipped``."""
+    """The base at ``base`` (its listed ``parts`` fetched at once with it)
+    with the longest valid chain of ``on_it`` written into it; adds the
+    deltas left out to ``skipped``."""
     started = time.perf_counter()
     base_version = version_of_snapshot_key(base.key)
     fetches = [(info, fetchers.pool.submit(_fetch_delta, store, info, base_version)) for info in on_it]
     with _ReceivedSnapshot(base_version) as received:
-        info = store.download(base.key, received)
+        manifest: Future = Future()
+        prefetched = _prefetch_parts(store, org, parts, manifest, received, with_digests)
+        try:
+            info = store.download(base.key, received)
+            if received.in_memory is not None:
+                digests = received.unpack_parts(store, org, prefetched, manifest, with_digests)
+        finally:
+            if not manifest.done():
+                manifest.set_exception(UnusableSnapshot("not a format-2 snapshot object"))
+                for job in prefetched.values():
+                    job.exception()
         received.check()
         fetched = []
         for delta_info, fetch in fetches:
@@ -556,29 +747,59 @@ def _restore_chain(
                 skipped.append((delta_info.key, reason))
         downloaded = time.perf_counter() - started
         path = _longest_path(base_version, fetched)
-        received.write_deltas([delta for _, delta in path])
+        chain = [delta for _, delta in path]
+        written = received.write_deltas(chain)
         db = received.open()
-        digests = received.digests() if with_digests else None
+        if not with_digests:
+            page_digests = None
+        elif received.manifest is None:
+            page_digests = received.digests()
+        else:
+            page_digests = deltas.PageDigests(
+                page_size=received.page_size(),
+                digests=tuple(deltas.updated_digests(digests, chain, written)),
+                source=received.source(),
+            )
     tip = path[-1][1].version if path else base_version
+    stored_size = info.size + sum(part.size for part in parts)
     return Restored(
         db=db,
         version=tip,
         key=base.key,
         skipped=skipped,
-        size=info.size,
+        size=stored_size,
         get_seconds=downloaded,
         deserialize_seconds=time.perf_counter() - started - downloaded,
-        digests=digests,
+        digests=page_digests,
         chain=Chain(
             base_key=base.key,
             base_version=base_version,
-            base_size=info.size,
+            base_size=stored_size,
             tip_version=tip,
             deltas=tuple(delta_info.key for delta_info, _ in path),
             delta_bytes=sum(delta_info.size for delta_info, _ in path),
             complete=len(path) == len(on_it),
         ),
     )
+
+
+def _prefetch_parts(
+    store: ObjectStore, org: str, parts: list[ObjectInfo], manifest: Future,
+    received: _ReceivedSnapshot, with_digests: bool,
+) -> dict[int, Future]:
+    """Start fetching the listed parts of a base before its object (and the
+    manifest naming its writer) has arrived: index → job. Only when one
+    writer's parts are listed; parts of several writers (one died, or
+    lost the race) wait for the manifest to say whose to fetch."""
+    named = [(_PART_NAME.search(info.key), info) for info in parts]
+    if len({match["writer"] for match, _ in named}) != 1:
+        return {}
+    fd = received.fileno()
+    return {
+        int(match["index"]): _fetchers.submit(
+            _part_job, store, org, int(match["index"]), manifest, fd, with_digests, info.key)
+        for match, info in named
+    }
 
 
 def _fetch_delta(store: ObjectStore, info: ObjectInfo, base_version: int) -> deltas.Delta:
@@ -629,20 +850,22 @@ def delete_snapshots(
     store: ObjectStore, bases: list[ObjectInfo], listed: Listed | None = None
 ) -> list[str]:
     """Delete these listed full snapshots, each only if its etag is still
-    the listed one, and the deltas on them ``listed`` names (first, so a
-    restore never finds deltas without their base); return the deleted
-    keys. Failures are logged, not raised.
+    the listed one, with the deltas and parts on them ``listed`` names;
+    return the deleted keys. Failures are logged, not raised.
 
-    The deltas ``listed`` found without a base are deleted too (a failed
-    delete of an earlier pruning leaves them, or a stale processor's delta
-    on a base being pruned): a base is written before any delta on it, so
-    one missing from the listing is gone for good, and no restore can use
-    its deltas.
+    Deltas go first, so a delta is never left without its base, and parts
+    last, so a snapshot object never names parts already gone. ``listed``'s
+    orphans (parts and deltas whose base is gone) older than every base
+    kept go too: they are what a writer or a prune killed half-way left.
     """
     doomed: list[ObjectInfo] = []
     for base in bases:
-        doomed += (listed.deltas_on(base) if listed else []) + [base]
-    doomed += listed.orphans if listed else []
+        doomed += listed.deltas_on(base) + [base] + listed.parts_of(base) if listed else [base]
+    if listed is not None:
+        kept = [version_of_snapshot_key(base.key) for base in listed.bases if base not in bases]
+        oldest_kept = min(kept, default=0)
+        doomed += [orphan for orphan in listed.orphans
+                   if int(_BASE_OF.search(orphan.key)["base"]) < oldest_kept]
     deleted = []
     for info in doomed:
         try:

@@ -7,10 +7,12 @@ STEP is a checkpoint of run_cycle ("leased", "started", "processed",
 "committed", "snapshot"), "processing" (inside link processing),
 "snapshot_put" (inside the store's put of the snapshot object),
 "delta_put" (inside the put of a delta; these tiny orgs' deltas are
-allowed any size) or "compaction_put" (inside the put of a full
-snapshot, with every chain compacted at once). With "warm", it first runs
-a cycle to its end keeping the state (chalicelib.keptstate), saves 20 more
-links, and stops in the next cycle, which resumes that state.
+allowed any size), "compaction_put" (inside the put of a full
+snapshot, with every chain compacted at once) or "part_put" (inside the
+put of a compaction's third part, with parts of two pages, so that some
+parts have landed and the snapshot object has not). With "warm", it first
+runs a cycle to its end keeping the state (chalicelib.keptstate), saves 20
+more links, and stops in the next cycle, which resumes that state.
 """
 
 import sys
@@ -20,8 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chalicelib import cycle, keptstate, snapshots  # noqa: E402
+from chalicelib import cycle, keptstate, snapshotparts, snapshots  # noqa: E402
 from chalicelib.store import LocalStore  # noqa: E402
+from chalicelib.store.base import NotFound  # noqa: E402
 from clocks import T0  # noqa: E402
 from processing_org import FakeProcessor, save_links  # noqa: E402
 
@@ -36,6 +39,7 @@ PAUSES = {
     "snapshot_put": lambda key: "/snapshots/" in key,
     "delta_put": lambda key: "/snapshots/" in key and key.endswith(".delta"),
     "compaction_put": lambda key: "/snapshots/" in key and key.endswith(".sqlite"),
+    "part_put": lambda key: "/snapshots/" in key and key.endswith("/00003.zst"),
 }
 
 
@@ -51,8 +55,20 @@ class PausingStore:
 
     def put(self, key, body, **kwargs):
         if PAUSES[self.step](key):
+            if self.step == "part_put":
+                self._wait_for(key.replace("/00003.zst", "/00001.zst"))
             stop_here(self.step)
         return self.inner.put(key, body, **kwargs)
+
+    def _wait_for(self, key: str) -> None:
+        """Until ``key`` (put by another thread) has landed, so that the kill
+        leaves parts behind; at most ten seconds."""
+        for _ in range(1000):
+            try:
+                self.inner.head(key)
+                return
+            except NotFound:
+                time.sleep(0.01)
 
 
 def main() -> None:
@@ -73,8 +89,10 @@ def main() -> None:
 
     if step == "delta_put":
         snapshots.MAX_CHAIN_FRACTION = 1000.0
-    if step == "compaction_put":
+    if step in ("compaction_put", "part_put"):
         snapshots.MAX_CHAIN = 0
+    if step == "part_put":
+        snapshotparts.PART_SIZE = 2 * 4096
     warm = sys.argv[3:] == ["warm"]
     kept = keptstate.KeptStates() if warm else None
     if warm:

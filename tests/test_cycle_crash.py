@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import cycle, orgstate, snapshots, state
+from chalicelib import cycle, orgstate, snapshotparts, snapshots, state
 from chalicelib.store import CountingStore, LocalStore
 from chalicelib.state.apply import MAX_ATTEMPTS
 from chalicelib.store.faulty import FaultyStore
@@ -61,12 +61,14 @@ def run_until_idle(store, clean_store, clock, now) -> list[str]:
 
 
 @pytest.mark.parametrize("fail_rate", [0.0, 0.1])
-@pytest.mark.parametrize("step", ["delta_put", "compaction_put"])
+@pytest.mark.parametrize("step", ["delta_put", "compaction_put", "part_put"])
 def test_a_processor_killed_writing_a_delta_or_compacting_loses_nothing(
     tmp_path, monkeypatch, step, fail_rate
 ):
     # Deltas of these tiny orgs are a large part of their base: allow any size.
     monkeypatch.setattr(snapshots, "MAX_CHAIN_FRACTION", 1000.0)
+    # Full snapshots in parts of two pages, as the child writes them.
+    monkeypatch.setattr(snapshotparts, "PART_SIZE", 2 * 4096)
     store_dir = str(tmp_path / "store")
     store = CountingStore(LocalStore(store_dir))
     # A base (and, to compact, a delta on it) from cycles that finished.
@@ -79,6 +81,13 @@ def test_a_processor_killed_writing_a_delta_or_compacting_loses_nothing(
     save_links(store, "acme", range(rounds * LINKS, (rounds + 1) * LINKS))
 
     kill_at(store_dir, step)
+    if step == "part_put":
+        # Parts landed, the snapshot object naming them did not: a restore
+        # does not see them, and the heir's restore falls back to the base.
+        listed = snapshots.list_objects(store, "acme")
+        assert listed.orphans and all(".parts/" in info.key for info in listed.orphans)
+        fallen_back = snapshots.restore_latest(store, "acme")
+        assert (fallen_back.chain, fallen_back.skipped) == (chain_before, [])
     heirs_store = FaultyStore(store, fail_rate=fail_rate, seed=7)
     run_until_idle(heirs_store, store, FakeClock(), T0)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import deltas, orgstate, snapshots, triggers
+from chalicelib import compression, deltas, orgstate, snapshots, triggers
 from chalicelib.keys import delta_key, snapshot_key, snapshot_prefix
 from chalicelib.state import SCHEMA_HASH, apply_commits
 from chalicelib.store.faulty import Fault, FaultyStore
@@ -57,7 +57,7 @@ def test_a_cycle_on_a_restored_chain_writes_a_delta_of_the_pages_it_changed(loca
     base_bytes = local_store.head(first.key).size
     assert second.delta_bytes == local_store.head(second.key).size < base_bytes
     header = local_store.get(second.key).body.split(b"\n", 1)[0]
-    assert header.startswith(f"linklog-delta 1 schema={SCHEMA_HASH} base=6 parent=6 version=8 ".encode())
+    assert header.startswith(f"linklog-delta 2 schema={SCHEMA_HASH} base=6 parent=6 version=8 ".encode())
     assert f"pages={second.pages_changed} ".encode() in header
 
     restored = snapshots.restore_latest(local_store, ORG)
@@ -260,7 +260,8 @@ def test_a_delta_body_is_checked_before_any_page_is_written():
         deltas.decode(body, base=3, at_version=6)
     header, data = body.split(b"\n", 1)
     with pytest.raises(deltas.UnusableDelta, match="outside"):
-        bad = (4).to_bytes(4, "big") + data[4:]
+        records = compression.decompress(data, 4 + 512)
+        bad = compression.compress((4).to_bytes(4, "big") + records[4:])
         deltas.decode(header.replace(f"{zlib.crc32(data):08x}".encode(),
                                      f"{zlib.crc32(bad):08x}".encode()) + b"\n" + bad,
                       base=3, at_version=5)

@@ -1,5 +1,6 @@
 import errno
 import os
+import re
 import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -7,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import apsw
 import pytest
 
-from chalicelib import orgstate, scratch, snapshots
+from chalicelib import compression, orgstate, scratch, snapshotparts, snapshots
 from chalicelib.keys import snapshot_key, snapshot_prefix
 from chalicelib.state import SCHEMA_HASH, apply_commits, new_database, version
 from chalicelib.store.faulty import Fault, FaultyStore
@@ -30,16 +31,19 @@ def test_a_snapshot_restores_to_the_same_state(any_store):
     assert dump(restored.db) == dump(replay(any_store))
 
 
-def test_the_body_starts_with_a_header_naming_schema_version_size_and_checksum(local_store):
+def test_the_body_starts_with_a_header_naming_schema_version_size_parts_and_checksum(local_store):
     db = state_at(story().commits)
+    data = db.serialize("main")
     key = snapshots.write_snapshot(local_store, ORG, db)
     body = local_store.get(key).body
-    header, data = body.split(b"\n", 1)
-    assert header == (
-        f"linklog-snapshot 1 schema={SCHEMA_HASH} version=6 size={len(data)} "
-        f"crc32={zlib.crc32(data):08x}"
-    ).encode()
-    assert data.startswith(b"SQLite format 3\x00")
+    header, manifest, part = body.split(b"\n", 2)
+    manifest_crc = zlib.crc32(manifest + b"\n")
+    assert re.fullmatch(
+        f"linklog-snapshot 2 schema={SCHEMA_HASH} version=6 size={len(data)} page_size=4096 "
+        f"part_size={8 << 20} parts=1 writer=[0-9a-f]{{16}} crc32={manifest_crc:08x}",
+        header.decode())
+    assert manifest == f"{len(part)} {zlib.crc32(part):08x}".encode()
+    assert compression.decompress(part, len(data)) == data
 
 
 def test_an_empty_database_is_not_stored(local_store):
@@ -84,12 +88,13 @@ def test_a_corrupt_newest_snapshot_falls_back_to_the_previous_one(any_store):
     any_store.put(newest, bytes(body))
     state = orgstate.open_state(any_store, ORG)
     assert state.snapshot_key == snapshot_key(ORG, SCHEMA_HASH, 2)
-    assert state.skipped_snapshots == [(newest, "UnusableSnapshot: checksum mismatch")]
+    assert state.skipped_snapshots == [(newest, "UnusableParts: part 0: checksum mismatch")]
     assert (state.version, state.commits_applied) == (6, 4)
     assert dump(state.db) == dump(replay(any_store))
 
 
-def framed(data: bytes, at_version: int, schema: str = SCHEMA_HASH) -> bytes:
+def framed(data: bytes, at_version: int = 4, schema: str = SCHEMA_HASH) -> bytes:
+    """A format-1 snapshot body, as deployments before parts wrote it."""
     return (f"linklog-snapshot 1 schema={schema} version={at_version} size={len(data)} "
             f"crc32={zlib.crc32(data):08x}\n").encode() + data
 
@@ -103,8 +108,15 @@ def other_schema_database(commits) -> bytes:
 @pytest.mark.parametrize("damage, reason", [
     (lambda good, commits: b"", "UnusableSnapshot: no snapshot header"),
     (lambda good, commits: b"garbage\n" + good, "UnusableSnapshot: malformed snapshot header"),
-    (lambda good, commits: good[:-10], "bytes where the header says"),
-    (lambda good, commits: good + b"trailing", "UnusableSnapshot: more than the"),
+    (lambda good, commits: good[:-10], "bytes where the manifest says"),
+    (lambda good, commits: good + b"trailing", "bytes where the manifest says"),
+    (lambda good, commits: good.replace(b" parts=1 ", b" parts=2 ", 1), "2 parts of 8388608 bytes"),
+    (lambda good, commits: good.replace(b"\n", b"\n1", 2), "manifest checksum mismatch"),
+    # Snapshots of format 1, as written before parts, are read and checked too.
+    (lambda good, commits: framed(state_at(commits[:4]).serialize("main"))[:-10],
+     "bytes where the header says"),
+    (lambda good, commits: framed(state_at(commits[:4]).serialize("main")) + b"x",
+     "UnusableSnapshot: more than the"),
     (lambda good, commits: framed(b"not a database at all" * 100, 4),
      "UnusableSnapshot: SQLite cannot open it: file is not a database"),
     (lambda good, commits: framed(state_at(commits[:3]).serialize("main"), 4),
@@ -220,13 +232,19 @@ def test_a_write_whose_answer_was_lost_leaves_a_usable_snapshot(local_store):
     assert snapshots.restore_latest(local_store, ORG).version == 6
 
 
-def test_writers_racing_on_one_version_all_get_the_one_snapshot(any_store):
+def test_writers_racing_on_one_version_all_get_the_one_snapshot(any_store, monkeypatch):
+    # Small parts, so that every writer puts parts of its own.
+    monkeypatch.setattr(snapshotparts, "PART_SIZE", 4 * 4096)
     db = state_at(story().commits)
-    body = snapshots.encode(db)
     with ThreadPoolExecutor(max_workers=8) as pool:
         keys = list(pool.map(lambda _: snapshots.write_snapshot(any_store, ORG, db), range(8)))
     assert keys == [snapshot_key(ORG, SCHEMA_HASH, 6)] * 8
-    assert any_store.get(keys[0]).body == body
+    restored = snapshots.restore_latest(any_store, ORG)
+    assert (restored.key, restored.skipped) == (keys[0], [])
+    assert dump(restored.db) == dump(db)
+    # The losers deleted their parts: only the winner's are left.
+    listed = snapshots.list_objects(any_store, ORG)
+    assert len({info.key.split("/")[-2] for info in listed.parts_of(listed.bases[0])}) == 1
 
 
 def test_prune_keeps_the_newest_three_of_this_schema(any_store):
@@ -342,8 +360,17 @@ def test_no_room_for_the_scratch_copy_means_a_replay_not_an_error(local_store, s
         def write(self, piece):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+        def fileno(self):
+            return self.file.fileno()
+
         def close(self):
             self.file.close()
+
+    def no_room(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    # Parts are written at their offsets, not through write().
+    monkeypatch.setattr(os, "pwrite", no_room)
 
     def full_scratch_file(directory=None):
         file, path = new_scratch_file(directory)
