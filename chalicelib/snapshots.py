@@ -67,7 +67,14 @@ from chalicelib.state.schema import (
     schema_hash_of,
     version,
 )
-from chalicelib.store.base import ObjectInfo, ObjectStore, PreconditionFailed, StoreError
+from chalicelib.store.base import (
+    Conflict,
+    ObjectInfo,
+    ObjectStore,
+    PreconditionFailed,
+    StoreError,
+    Transient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +100,8 @@ _fetchers = ThreadPoolExecutor(max_workers=FETCHERS, thread_name_prefix="snapsho
 # A format-2 snapshot object (manifest and part 0) is read into memory:
 # far more than any real one needs, far less than a damaged header could ask.
 MAX_OBJECT_IN_MEMORY = 256 << 20
+# Tries of one part's put (snapshotparts): see _put_part.
+PART_PUT_ATTEMPTS = 3
 
 _SNAPSHOT_NAME = re.compile(r"^[0-9]{20}\.sqlite$")
 _DELTA_NAME = re.compile(r"^(?P<base>[0-9]{20})\.deltas/(?P<version>[0-9]{20})\.delta$")
@@ -519,7 +528,7 @@ def _write_full(
     stored = list(_fetchers.map(compression.compress, snapshotparts.split(data, part_size)))
     part_keys = [part_key(org, SCHEMA_HASH, at_version, writer, index)
                  for index in range(1, len(stored))]
-    puts = [_fetchers.submit(store.put, part, body, if_absent=True)
+    puts = [_fetchers.submit(_put_part, store, part, body)
             for part, body in zip(part_keys, stored[1:])]
     failed = [future.exception() for future in puts if future.exception() is not None]
     if failed:
@@ -548,6 +557,27 @@ def _write_full(
                     tip_version=at_version),
         digests=deltas.digests_of_data(data, source) if with_digests else None,
     )
+
+
+def _put_part(store: ObjectStore, key: str, body: bytes) -> None:
+    """Put one part under this writer's own key, trying a failed put again.
+
+    A snapshot of many parts is lost if any one put fails, so a part is
+    worth a retry where a single object would not be. The key is ours
+    alone (the writer id is random), so a 412 after a put whose answer was
+    lost means that put landed.
+    """
+    for attempt in range(PART_PUT_ATTEMPTS):
+        try:
+            store.put(key, body, if_absent=True)
+            return
+        except PreconditionFailed:
+            if attempt == 0:
+                raise
+            return
+        except (Transient, Conflict):
+            if attempt == PART_PUT_ATTEMPTS - 1:
+                raise
 
 
 def _delete_quietly(store: ObjectStore, keys: list[str]) -> None:

@@ -124,6 +124,24 @@ def test_a_failed_part_put_stores_no_snapshot_and_leaves_no_part(local_store, sm
     assert snapshots.restore_latest(local_store, ORG).key is None
 
 
+@pytest.mark.parametrize("fault", [Fault.TRANSIENT, Fault.LOST_RESPONSE, Fault.CONFLICT])
+def test_a_part_put_that_fails_once_is_tried_again(local_store, small_parts, fault):
+    # One failed put among 18 parts would otherwise lose the whole snapshot.
+    seen: set[str] = set()
+
+    def once(kind, key, n):
+        if kind == "put" and key.endswith(".zst") and key not in seen:
+            seen.add(key)
+            return fault
+        return None
+
+    db = state_at(story().commits)
+    assert snapshots.write_snapshot(FaultyStore(local_store, plan=once), ORG, db) is not None
+    restored = snapshots.restore_latest(local_store, ORG)
+    assert (restored.version, restored.skipped) == (6, [])
+    assert restored.db.serialize("main") == db.serialize("main")
+
+
 def test_a_snapshot_of_format_1_still_restores_with_its_digests(local_store):
     db = state_at(story().commits)
     key = snapshot_key(ORG, SCHEMA_HASH, 6)
