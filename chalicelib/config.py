@@ -69,6 +69,18 @@ def load(environ: Mapping[str, str] = os.environ) -> Settings:
     )
 
 
+def aws_region(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The region for linklog's AWS clients: ``AWS_REGION`` (what Lambda
+    sets and the README documents), else ``AWS_DEFAULT_REGION``; None lets
+    boto3 look further (its config file).
+
+    botocore itself reads only ``AWS_DEFAULT_REGION``: with ``AWS_REGION``
+    alone, a Bedrock client raised NoRegionError and every summary fell
+    back for good.
+    """
+    return environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
+
+
 def _check_secret_source(source: str) -> None:
     service, _, name = source.partition(":")
     if service not in SECRET_SOURCES or not name:

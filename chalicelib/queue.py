@@ -23,6 +23,7 @@ import time
 from typing import Callable, Protocol
 from urllib.parse import urlparse
 
+from chalicelib.config import aws_region
 from chalicelib.keys import check_org
 
 # SQS refuses a DelaySeconds above 15 minutes.
@@ -148,14 +149,14 @@ def _sqs_client(url: str):
         connect_timeout=5,
         read_timeout=MAX_SQS_WAIT_SECONDS + 5,
     )
-    return boto3.client("sqs", region_name=_region_of(url), config=config)
+    return boto3.client("sqs", region_name=_region_of(url) or aws_region(), config=config)
 
 
 def _region_of(url: str) -> str | None:
     """The region in an AWS queue URL (sqs.eu-west-1.amazonaws.com), else None.
 
-    None lets boto3 use AWS_REGION / AWS_DEFAULT_REGION, which is what a
-    moto or other local endpoint needs.
+    None: the region the environment names (config.aws_region), which is
+    what a moto or other local endpoint needs.
     """
     host = urlparse(url).hostname or ""
     parts = host.split(".")

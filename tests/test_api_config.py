@@ -96,3 +96,24 @@ def test_without_a_token_setting_every_route_says_what_is_missing(tmp_path, monk
         assert "LINKLOG_JWKS_URL" in response.body
     finally:
         api.use_services(None)
+
+
+@pytest.mark.parametrize("variables, expected", [
+    ({"AWS_REGION": "eu-west-1"}, "eu-west-1"),
+    ({"AWS_DEFAULT_REGION": "ap-south-1"}, "ap-south-1"),
+    ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "ap-south-1"}, "eu-west-1"),
+])
+def test_every_aws_client_takes_the_region_the_environment_names(monkeypatch, variables, expected):
+    # botocore reads AWS_DEFAULT_REGION only: with AWS_REGION alone (as the
+    # README documents it) a Bedrock client refused to be made at all.
+    from chalicelib import queue
+    from chalicelib.links.bedrock import make_bedrock_client
+    from chalicelib.store.s3 import new_client
+
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    clients = [make_bedrock_client(1.0), new_client(),
+               queue._sqs_client("http://127.0.0.1:9/000000000000/linklog")]
+    assert [client.meta.region_name for client in clients] == [expected] * 3

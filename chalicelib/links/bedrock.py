@@ -106,7 +106,10 @@ def make_bedrock_client(timeout: float):
     import boto3
     from botocore.config import Config
 
+    from chalicelib.config import aws_region
+
     return boto3.client(
         "bedrock-runtime",
+        region_name=aws_region(),
         config=Config(connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1, "mode": "standard"}),
     )

@@ -26,6 +26,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from chalicelib.config import aws_region
 from chalicelib.store.base import (
     DOWNLOAD_PIECE,
     Conflict,
@@ -82,7 +83,7 @@ CONNECTION_ERRORS = (
 
 def new_client():
     """A boto3 S3 client with linklog's retry and timeout settings."""
-    return boto3.client("s3", config=CLIENT_CONFIG)
+    return boto3.client("s3", region_name=aws_region(), config=CLIENT_CONFIG)
 
 
 def _quoted(etag: str) -> str:
