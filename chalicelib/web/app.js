@@ -667,6 +667,10 @@ function showSettings(settings) {
   $("settings-timeout").value = settings.summarizerTimeout;
   $("settings-new-tags").checked = settings.tagSuggestions === "existing+new";
   $("settings-bedrock").hidden = !bedrock;
+  // Disabled until the org's settings are known: a choice made before
+  // they arrive would be overwritten by them.
+  $("settings-summarizer").disabled = false;
+  $("settings-new-tags").disabled = false;
 }
 
 async function loadSettings() {
