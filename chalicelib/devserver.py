@@ -17,7 +17,9 @@ import os
 import re
 import secrets
 import shlex
+import signal
 import sys
+import threading
 import time
 
 from chalicelib import config
@@ -37,6 +39,9 @@ LISTEN_BACKLOG = 128
 # beside the org data without becoming part of it.
 DEV_SECRET_FILE = ".dev-jwt-secret"
 DEFAULT_DATA_DIRECTORY = "./data"
+# An idle worker notices a stop within its queue poll (a second); only a
+# cycle in progress is worth a word.
+STOP_NOTICE_SECONDS = 2.0
 
 
 EXAMPLE_URL = "https://example.com/"
@@ -132,7 +137,11 @@ def main() -> None:
     store = open_store(settings.store)
     queue = open_queue(settings.queue)
     api.use_services(api.build_services(settings, store=store, queue=queue))
-    start_worker(store, queue, process=make_link_processor(), lease_seconds=settings.lease_seconds)
+    stop = threading.Event()
+    worker = start_worker(
+        store, queue, process=make_link_processor(), lease_seconds=settings.lease_seconds,
+        stop_event=stop,
+    )
 
     server = create_server(api.app, HOST, settings.port)
     # socketserver listens with a backlog of 5: a burst of clients connecting
@@ -156,12 +165,34 @@ def main() -> None:
     else:
         print(f"tokens are checked against {settings.jwks_url} (RS256)")
     sys.stdout.flush()
+    # `kill`, `docker stop` and systemd stop with SIGTERM: the same way out as Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         server.server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server.server_close()
+        finish_worker(stop, worker)
+
+
+def finish_worker(stop: threading.Event, worker: threading.Thread) -> None:
+    """Stop the worker after the cycle it is running, if any.
+
+    Exiting under a cycle would lose the links it has read (they are done
+    again) and, killed before its release, leave its lease held, so the next
+    `make run` would wait out LINKLOG_LEASE_SECONDS before processing. A
+    second Ctrl-C quits at once, as before.
+    """
+    stop.set()
+    worker.join(timeout=STOP_NOTICE_SECONDS)
+    if not worker.is_alive():
+        return
+    print("stopping: the worker is finishing its cycle (Ctrl-C again to quit now)", flush=True)
+    try:
+        worker.join()
+    except KeyboardInterrupt:
+        print("quit: the cycle's links are done again after its lease runs out", flush=True)
 
 
 if __name__ == "__main__":
