@@ -12,6 +12,7 @@ time it is run).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -124,8 +125,17 @@ def dev_secret(store_url: str) -> str:
     return secret
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Serve until interrupted."""
+    # It takes no arguments; --help says where its settings come from
+    # rather than starting a server.
+    argparse.ArgumentParser(
+        prog="python -m chalicelib.devserver",
+        description="linklog on this machine (make run): the API and a processing worker. "
+        "Settings come from the environment: LINKLOG_STORE (default file://./data), "
+        "LINKLOG_PORT (default 8000), LINKLOG_ALLOW_HOSTS, LINKLOG_LEASE_SECONDS and the "
+        "token settings; see the README's Configuration.",
+    ).parse_args(argv)
     import app as api  # app.py lives at the project root, beside chalicelib
 
     settings = config.load()
