@@ -7,6 +7,7 @@ container, on first use, from the environment (chalicelib.config).
 
 from __future__ import annotations
 
+import faulthandler
 import functools
 import json
 import logging
@@ -38,6 +39,14 @@ from chalicelib.keptstate import KeptStates
 from chalicelib.links.addresses import AllowList
 from chalicelib.queue import Queue, open_queue
 from chalicelib.store import ObjectStore, open_store
+
+# A crash inside a C extension (lxml, apsw, zstd) kills the process with
+# one line from libc; with this its stderr (CloudWatch on Lambda, the
+# terminal under `make run`) also gets every thread's Python stack.
+try:
+    faulthandler.enable()
+except (AttributeError, OSError, ValueError):  # a stderr with no file behind it
+    pass
 
 app = Chalice(app_name="linklog")
 log = logging.getLogger("linklog.api")
