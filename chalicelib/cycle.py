@@ -29,8 +29,8 @@ import apsw
 from chalicelib import lease as leases
 from chalicelib import log, orgstate, packs, snapshots, state
 from chalicelib.cyclelog import CycleRecord, MeteredStore, log_line, process_cycles
-from chalicelib.keptstate import KeptState, KeptStates
-from chalicelib.keys import check_org, version_of_snapshot_key
+from chalicelib.keptstate import KeptHead, KeptState, KeptStates
+from chalicelib.keys import check_org, log_key, version_of_snapshot_key
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, ProcessLink
 from chalicelib.links.politeness import CONCURRENCY, PER_ORIGIN, OriginSlots, choose
 from chalicelib.processor_events import link_events, result_events, started_events
@@ -624,9 +624,16 @@ def _keep_or_drop(cycle: _Cycle, released: str | None) -> None:
         and cycle.at_chain_tip
     )
     if clean:
+        version = cycle.record.version_after
+        head = KeptHead(
+            version=version,
+            etag=cycle.store.etag_seen(log_key(cycle.org, version)) if version else None,
+            next_due=cycle.report.next_due,
+            released_at=cycle.now(),
+        )
         cycle.kept.keep(KeptState(
             org=cycle.org, db=cycle.db, chain=cycle.chain, digests=cycle.digests,
-            listed=cycle.listed, released=released, epoch=cycle.lease.epoch,
+            listed=cycle.listed, released=released, epoch=cycle.lease.epoch, head=head,
         ))
         return
     if cycle.digests is not None:
