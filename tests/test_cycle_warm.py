@@ -104,6 +104,33 @@ def test_a_warm_20_link_cycle_costs_7_requests_and_a_cold_one_11(any_store):
     check_state(store)
 
 
+@pytest.mark.parametrize("any_store", ["local", "server"], indirect=True)
+def test_a_warm_cycle_whose_lease_put_misses_reads_the_lease_once(any_store):
+    store = any_store
+    for n in range(6):
+        client_commit(store, "acme", "v1.TagCreated", {"id": f"tag-{n}", "name": f"t{n}"})
+    assert run(store, keptstate.KeptStates()).outcome == "nothing_to_do"
+    save_round(store, 0)
+    assert run(store, keptstate.KeptStates()).version_after == 9
+    kept = keptstate.KeptStates()
+    save_round(store, 1)
+    assert run(store, kept).version_after == 12
+    # Someone else looks: takes the lease and releases it, writing nothing.
+    clock = FakeClock()
+    leases.release(store, leases.acquire(store, "acme", "theirs", duration=30, clock=clock))
+
+    save_round(store, 2)
+    before = store.counts()
+    missed = run(store, kept)
+    assert (missed.outcome, missed.record.warm, missed.version_after) == ("done", False, 15)
+    # put lease (412); get and put lease; list snapshots, get base, get
+    # the deltas at 9 and 12; list log, get the client's commit; put
+    # started, put results, put delta; put lease. A cold cycle's requests
+    # plus the one put that missed (the 412 is certain: no read back).
+    assert spent(store, before) == {"get": 5, "put": 6, "list": 2}
+    check_state(store)
+
+
 def test_warm_cycles_write_a_chain_a_restore_turns_into_the_replayed_state(local_store):
     kept = keptstate.KeptStates()
     kinds = []
