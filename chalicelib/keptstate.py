@@ -38,6 +38,7 @@ from datetime import datetime
 import apsw
 
 from chalicelib.deltas import PageDigests
+from chalicelib.packs import PackCache
 from chalicelib.snapshots import Chain, Listed
 
 # Orgs kept per container: one covers a backlog draining cycle after cycle,
@@ -70,7 +71,9 @@ class KeptState:
     ones ``digests`` describes: the snapshot objects in the store give back
     this very file. ``listed`` is every snapshot object the cycles knew of;
     ``released`` the etag of the lease marker the last cycle released, at
-    ``epoch``. ``head`` is what the idle check needs (``KeptHead``).
+    ``epoch``. ``head`` is what the idle check needs (``KeptHead``);
+    ``log_cache`` the commits the cycles read or wrote, for the next one's
+    pack step.
     """
 
     org: str
@@ -81,6 +84,7 @@ class KeptState:
     released: str
     epoch: int
     head: KeptHead
+    log_cache: PackCache
 
     def close(self) -> None:
         """Drop the database and its file."""

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import cycle, keptstate, snapshots, state, triggers
+from chalicelib import cycle, keptstate, packs, snapshots, state, triggers
 from chalicelib import lease as leases
-from chalicelib.keys import delta_key
+from chalicelib.keys import delta_key, log_key
 from chalicelib.store import CountingStore, LocalStore
 from chalicelib.store.faulty import Fault, FaultyStore
 from clocks import T0, FakeClock
@@ -128,6 +128,34 @@ def test_a_warm_cycle_whose_lease_put_misses_reads_the_lease_once(any_store):
     # started, put results, put delta; put lease. A cold cycle's requests
     # plus the one put that missed (the 412 is certain: no read back).
     assert spent(store, before) == {"get": 5, "put": 6, "list": 2}
+    check_state(store)
+
+
+@pytest.mark.parametrize("any_store", ["local", "server"], indirect=True)
+@pytest.mark.parametrize("first_cycle_here", [True, False])
+def test_a_warm_cycle_that_completes_a_range_packs_what_its_container_holds(
+    any_store, first_cycle_here
+):
+    store = any_store
+    ours = keptstate.KeptStates()
+    save_round(store, 0)
+    # Versions 2 and 3: the first cycle, ours or another container's.
+    assert run(store, ours if first_cycle_here else keptstate.KeptStates()).version_after == 3
+    save_round(store, 1)
+    assert run(store, ours).version_after == 6
+    save_round(store, 2)
+    before = store.counts()
+    report = run(store, ours)
+    assert (report.outcome, report.record.warm, report.version_after) == ("done", True, 9)
+    # put lease; list log, get the client's commit; put started, put
+    # results, put delta; list packs, put the pack of 1..8; put lease.
+    # Commits 1 to 8 were read or written by this container's cycles, save
+    # 1 to 3 when another container ran the first cycle: those are read.
+    lacking = 0 if first_cycle_here else 3
+    assert spent(store, before) == {"get": 1 + lacking, "list": 2, "put": 6}
+    assert packs.list_packs(store, "acme") == [packs.Pack(1, 8)]
+    packed = packs.read_bodies(store, "acme", 1, 8, [packs.Pack(1, 8)])
+    assert packed == [store.get(log_key("acme", v)).body for v in range(1, 9)]
     check_state(store)
 
 
