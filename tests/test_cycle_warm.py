@@ -68,17 +68,22 @@ def spent(store, before: dict) -> dict:
     return {kind: count - before[kind] for kind, count in store.counts().items() if count - before[kind]}
 
 
-@pytest.mark.parametrize("any_store", ["local", "server"], indirect=True)
-def test_a_warm_20_link_cycle_costs_7_requests_and_a_cold_one_11(any_store):
-    store = any_store
-    # Six client commits, then the first cycle ends at version 8: the
-    # measured cycles stay inside one 8-commit range and write no pack.
+def tags_then_a_first_cycle(store) -> None:
+    """Six client commits (a cycle snapshots them at 6), then 20 links a
+    cycle ends at version 9: the cycles measured after it stay inside one
+    8-commit range and write no pack."""
     for n in range(6):
         client_commit(store, "acme", "v1.TagCreated", {"id": f"tag-{n}", "name": f"t{n}"})
     assert run(store, keptstate.KeptStates()).outcome == "nothing_to_do"
     save_round(store, 0)
     first = run(store, keptstate.KeptStates())
     assert (first.outcome, first.version_after) == ("done", 9)
+
+
+@pytest.mark.parametrize("any_store", ["local", "server"], indirect=True)
+def test_a_warm_20_link_cycle_costs_7_requests_and_a_cold_one_11(any_store):
+    store = any_store
+    tags_then_a_first_cycle(store)
 
     save_round(store, 1)
     kept = keptstate.KeptStates()
@@ -107,11 +112,7 @@ def test_a_warm_20_link_cycle_costs_7_requests_and_a_cold_one_11(any_store):
 @pytest.mark.parametrize("any_store", ["local", "server"], indirect=True)
 def test_a_warm_cycle_whose_lease_put_misses_reads_the_lease_once(any_store):
     store = any_store
-    for n in range(6):
-        client_commit(store, "acme", "v1.TagCreated", {"id": f"tag-{n}", "name": f"t{n}"})
-    assert run(store, keptstate.KeptStates()).outcome == "nothing_to_do"
-    save_round(store, 0)
-    assert run(store, keptstate.KeptStates()).version_after == 9
+    tags_then_a_first_cycle(store)
     kept = keptstate.KeptStates()
     save_round(store, 1)
     assert run(store, kept).version_after == 12
