@@ -29,8 +29,8 @@ import apsw
 from chalicelib import lease as leases
 from chalicelib import log, orgstate, packs, snapshots, state
 from chalicelib.cyclelog import CycleRecord, MeteredStore, log_line, process_cycles
-from chalicelib.keptstate import KeptState, KeptStates
-from chalicelib.keys import check_org, version_of_snapshot_key
+from chalicelib.keptstate import KeptHead, KeptState, KeptStates
+from chalicelib.keys import check_org, log_key, version_of_snapshot_key
 from chalicelib.links.outcome import LinkFailure, LinkJob, LinkOutcome, ProcessLink
 from chalicelib.links.politeness import CONCURRENCY, PER_ORIGIN, OriginSlots, choose
 from chalicelib.processor_events import link_events, result_events, started_events
@@ -47,6 +47,10 @@ LEASE_SECONDS = 120.0
 # origin) can finish within the budget at that pace.
 LINK_SECONDS = 10.0
 SNAPSHOTS_KEPT = 3
+# The commits (and packs) a cycle read or wrote, kept for its pack step and,
+# with a kept state, for the next cycles': a range of eight commits is then
+# packed from memory. Results commits carry page text, so this is bounded.
+LOG_CACHE_BYTES = 16 << 20
 MAX_HOLDER_CHARS = 200
 
 
@@ -144,6 +148,8 @@ class _Cycle:
         self.listed: snapshots.Listed | None = None
         # The state's version before the log was applied (restored or kept).
         self.started_from = 0
+        # The stored bodies of the commits read or written (and packs read).
+        self.log_cache = packs.PackCache(LOG_CACHE_BYTES)
         # The newest snapshot the cycle knows is ``chain``'s tip at the
         # state's version, with the pages ``digests`` describe: the state
         # may be kept for the next cycle.
@@ -197,10 +203,11 @@ class _Cycle:
         self.chain = kept.chain
         self.digests = kept.digests
         self.listed = kept.listed
+        self.log_cache = kept.log_cache
         self.record.warm = True
         self.started_from = state.version(self.db)
         timings = {"read_log": 0.0, "apply": 0.0}
-        pages = orgstate.apply_rest_of_log(self.store, self.org, self.db, timings)
+        pages = orgstate.apply_rest_of_log(self.store, self.org, self.db, timings, self.log_cache)
         self.record.add_time("apply", timings["read_log"] + timings["apply"])
         self.record.commits_applied += sum(page.commits for page in pages)
         self.record.events_applied += sum(page.events_applied for page in pages)
@@ -208,7 +215,9 @@ class _Cycle:
         self.move_epoch_above_log()
 
     def restore(self) -> None:
-        opened = orgstate.open_state(self.store, self.org, with_digests=True)
+        opened = orgstate.open_state(
+            self.store, self.org, with_digests=True, cache=self.log_cache
+        )
         self.db = opened.db
         self.chain = opened.chain
         self.digests = opened.digests
@@ -231,18 +240,6 @@ class _Cycle:
         highest = state.processor_epoch(self.db)
         if highest >= self.lease.epoch:
             self.keep_lease(epoch=highest + 1)
-
-    def read_between(self, after: int, upto: int) -> list[dict]:
-        """Commits after ``after`` up to ``upto``, paging through the log
-        (read_commits caps each page)."""
-        commits: list[dict] = []
-        while after < upto:
-            page = log.read_commits(self.store, self.org, after, limit=upto - after)
-            if not page:
-                break
-            commits.extend(page)
-            after = page[-1]["version"]
-        return commits
 
     def apply(self, commits: list[dict]) -> None:
         if not commits:
@@ -276,9 +273,16 @@ class _Cycle:
             find_head_first=False,
         )
         self.record.commits_written += 1
+        # The bytes append put (or, its answer lost, read back as ours: the
+        # same JSON encodes to the same bytes), for the pack step.
+        self.log_cache.put_commit(self.org, landed["version"], log.encode_commit(landed))
         self.timed("commit", started)
         started = self.clock()
-        between = self.read_between(before, landed["version"] - 1)
+        # Every version below ours is committed (our put there met a 412,
+        # or a listing showed it), so they are read without listing.
+        between = packs.read_commits(
+            self.store, self.org, before, landed["version"] - 1, [], self.log_cache
+        )
         self.apply(between + [landed])
         self.timed("apply", started)
         self.fence()
@@ -430,7 +434,7 @@ class _Cycle:
         self.checkpoint("pack")
         started = self.clock()
         try:
-            packs.write_packs(self.store, self.org, version)
+            packs.write_packs(self.store, self.org, version, cache=self.log_cache)
         except StoreError as error:
             self.record.error = f"packs: {type(error).__name__}: {error}"
         self.timed("pack", started)
@@ -624,9 +628,17 @@ def _keep_or_drop(cycle: _Cycle, released: str | None) -> None:
         and cycle.at_chain_tip
     )
     if clean:
+        version = cycle.record.version_after
+        head = KeptHead(
+            version=version,
+            etag=cycle.store.etag_seen(log_key(cycle.org, version)) if version else None,
+            next_due=cycle.report.next_due,
+            released_at=cycle.now(),
+        )
         cycle.kept.keep(KeptState(
             org=cycle.org, db=cycle.db, chain=cycle.chain, digests=cycle.digests,
-            listed=cycle.listed, released=released, epoch=cycle.lease.epoch,
+            listed=cycle.listed, released=released, epoch=cycle.lease.epoch, head=head,
+            log_cache=cycle.log_cache,
         ))
         return
     if cycle.digests is not None:

@@ -46,7 +46,9 @@ class MeteredStore(CountingStore):
 
     Snapshot get and put time are what separate "snapshot get" from
     "deserialize" (and "serialize" from "snapshot put") in the log line
-    without reaching inside the snapshot code.
+    without reaching inside the snapshot code. It also remembers the etag
+    of every object the cycle put, got or listed (``etag_seen``): a kept
+    state names its head commit by it (chalicelib.keptstate).
     """
 
     def __init__(self, inner: ObjectStore, clock: Callable[[], float] = time.perf_counter):
@@ -55,6 +57,16 @@ class MeteredStore(CountingStore):
         self._seconds: dict[str, float] = {kind: 0.0 for kind in REQUEST_KINDS}
         self.bytes_read = 0
         self.bytes_written = 0
+        self._etags: dict[str, str] = {}
+
+    def etag_seen(self, key: str) -> str | None:
+        """The etag of ``key`` as this cycle last put, got or listed it."""
+        with self._lock:
+            return self._etags.get(key)
+
+    def _saw(self, key: str, etag: str) -> None:
+        with self._lock:
+            self._etags[key] = etag
 
     def seconds(self, kind: str) -> float:
         with self._lock:
@@ -72,6 +84,7 @@ class MeteredStore(CountingStore):
             self._timed("get", started)
         with self._lock:
             self.bytes_read += len(stored.body)
+        self._saw(key, stored.etag)
         return stored
 
     def download(self, key, into):
@@ -82,6 +95,7 @@ class MeteredStore(CountingStore):
             self._timed("get", started)
         with self._lock:
             self.bytes_read += info.size
+        self._saw(key, info.etag)
         return info
 
     def head(self, key):
@@ -96,9 +110,11 @@ class MeteredStore(CountingStore):
         with self._lock:
             self.bytes_written += len(body)
         try:
-            return super().put(key, body, if_absent=if_absent, if_match=if_match)
+            etag = super().put(key, body, if_absent=if_absent, if_match=if_match)
         finally:
             self._timed("put", started)
+        self._saw(key, etag)
+        return etag
 
     def delete(self, key, *, if_match=None):
         started = self._clock()
@@ -110,9 +126,12 @@ class MeteredStore(CountingStore):
     def list(self, prefix, *, start_after=None, limit=1000):
         started = self._clock()
         try:
-            return super().list(prefix, start_after=start_after, limit=limit)
+            listed = super().list(prefix, start_after=start_after, limit=limit)
         finally:
             self._timed("list", started)
+        for info in listed:
+            self._saw(info.key, info.etag)
+        return listed
 
 
 @dataclass

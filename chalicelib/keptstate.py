@@ -17,6 +17,10 @@ its version is the org's state: no lease get, no snapshot listing, no
 download. If it does not land, the kept state is closed and the cycle
 restores as usual.
 
+A wake-up for an org whose state is kept here judges idleness from its
+``KeptHead`` with one list (triggers.kept_readiness) instead of reading
+the snapshot listing and the lease.
+
 A kept state is taken out while a cycle runs and given back only by a
 cycle that ended cleanly, so a cycle that failed, was fenced, could not
 write its snapshot or died half-way never leaves a database behind for the
@@ -29,15 +33,34 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 
 import apsw
 
 from chalicelib.deltas import PageDigests
+from chalicelib.packs import PackCache
 from chalicelib.snapshots import Chain, Listed
 
 # Orgs kept per container: one covers a backlog draining cycle after cycle,
 # and each is a scratch file beside the one the running cycle restores.
 MOST_KEPT = 1
+
+
+@dataclass(frozen=True)
+class KeptHead:
+    """What a wake-up needs to judge the org idle from a kept state.
+
+    ``version`` is the kept database's, ``etag`` the etag of the log's
+    commit at that version as the cycle saw it (None: the cycle never saw
+    it, e.g. it came out of a pack), ``next_due`` when the state next needs
+    a cycle (state.next_due; None: not without a new event), and
+    ``released_at`` when the cycle that kept it released the lease.
+    """
+
+    version: int
+    etag: str | None
+    next_due: datetime | None
+    released_at: datetime
 
 
 @dataclass
@@ -48,7 +71,9 @@ class KeptState:
     ones ``digests`` describes: the snapshot objects in the store give back
     this very file. ``listed`` is every snapshot object the cycles knew of;
     ``released`` the etag of the lease marker the last cycle released, at
-    ``epoch``.
+    ``epoch``. ``head`` is what the idle check needs (``KeptHead``);
+    ``log_cache`` the commits the cycles read or wrote, for the next one's
+    pack step.
     """
 
     org: str
@@ -58,6 +83,8 @@ class KeptState:
     listed: Listed
     released: str
     epoch: int
+    head: KeptHead
+    log_cache: PackCache
 
     def close(self) -> None:
         """Drop the database and its file."""
@@ -93,6 +120,14 @@ class KeptStates:
         for old in dropped:
             if old is not None and old is not state:
                 old.close()
+
+    def head(self, org: str) -> KeptHead | None:
+        """The org's kept state's head, for the idle check (None: none kept).
+
+        The state stays kept: a check does not take it."""
+        with self._lock:
+            state = self._states.get(org)
+            return None if state is None else state.head
 
     def orgs(self) -> list[str]:
         """The orgs kept, least recently kept first."""

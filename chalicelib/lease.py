@@ -159,14 +159,23 @@ def _write(
 ) -> str | None:
     """One conditional lease write; the new etag, or None if it did not land.
 
-    A 412 may be a retried request whose first try landed, and a transient
-    error or 409 leaves the outcome unknown, so each is resolved by reading
+    A 412 (or, for put-if-match, a missing object) is certain, the store's
+    contract, so it returns None at once: a caller that goes on to
+    ``acquire`` reads the lease there, not twice. After a transient error
+    a 412 is not: that try of ours may have landed and changed the etag.
+    Those, and a 409 (another write in flight), are resolved by reading
     the object back and looking for our nonce.
     """
+    in_doubt = False  # a try of ours may have landed
     for _ in range(WRITE_ATTEMPTS):
         try:
             return store.put(key, body, if_absent=if_absent, if_match=if_match)
-        except (PreconditionFailed, NotFound, Transient, Conflict):
+        except (PreconditionFailed, NotFound):
+            if not in_doubt:
+                return None
+        except Transient:
+            in_doubt = True
+        except Conflict:
             pass
         try:
             current = store.get(key)

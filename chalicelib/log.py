@@ -281,7 +281,7 @@ def append(
             _check_shape(commit)
         began = clock()
         try:
-            store.put(log_key(org, version), _encode(commit), if_absent=True)
+            store.put(log_key(org, version), encode_commit(commit), if_absent=True)
             return commit
         except Transient:
             # The next put at the same version tells: a 412 then sends us
@@ -344,5 +344,6 @@ def _backoff(attempt: int, unit: float) -> float:
     return _random.uniform(0, min(BACKOFF_CAP_SECONDS, window))
 
 
-def _encode(commit: dict) -> bytes:
+def encode_commit(commit: dict) -> bytes:
+    """The bytes a commit is stored as (what ``append`` puts)."""
     return json.dumps(commit, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import apsw
 
 from chalicelib.deltas import PageDigests
-from chalicelib.packs import LogReader
+from chalicelib.packs import LogReader, PackCache
 from chalicelib.snapshots import Chain, Listed, restore_latest
 from chalicelib.state.apply import ApplyStats, apply_commits
 from chalicelib.state.schema import version
@@ -42,11 +42,14 @@ class OrgState:
     listed: Listed | None = None
 
 
-def open_state(store: ObjectStore, org: str, *, with_digests: bool = False) -> OrgState:
+def open_state(
+    store: ObjectStore, org: str, *, with_digests: bool = False, cache: PackCache | None = None
+) -> OrgState:
     """Restore the newest usable snapshot and apply every commit after it.
 
     ``with_digests``: also take the restored pages' digests, so the caller
     can later store only the pages it changed (snapshots.write_next).
+    ``cache`` keeps the commits and packs read (see ``apply_rest_of_log``).
     """
     restored = restore_latest(store, org, with_digests=with_digests)
     timings = {
@@ -55,7 +58,7 @@ def open_state(store: ObjectStore, org: str, *, with_digests: bool = False) -> O
         "read_log": 0.0,
         "apply": 0.0,
     }
-    stats = apply_rest_of_log(store, org, restored.db, timings)
+    stats = apply_rest_of_log(store, org, restored.db, timings, cache)
     return OrgState(
         db=restored.db,
         version=version(restored.db),
@@ -84,17 +87,23 @@ def catch_up(store: ObjectStore, org: str, db: apsw.Connection) -> int:
 
 
 def apply_rest_of_log(
-    store: ObjectStore, org: str, db: apsw.Connection, timings: dict[str, float]
+    store: ObjectStore,
+    org: str,
+    db: apsw.Connection,
+    timings: dict[str, float],
+    cache: PackCache | None = None,
 ) -> list[ApplyStats]:
     """Apply the commits after ``db``'s version, adding the seconds spent to
     ``timings`` ("read_log", "apply"); the stats of each page applied.
+    ``cache`` (None: one of its own) keeps the commits and packs read, for
+    a caller that packs them later (a processor cycle).
 
     One transaction per page of commits: a long log never holds more than
     a page in memory, and what was applied stays applied if a read fails.
     """
     stats: list[ApplyStats] = []
     after = version(db)
-    reader = LogReader(store, org)
+    reader = LogReader(store, org, cache)
     while True:
         started = time.perf_counter()
         commits = reader.read(after, limit=PAGE)

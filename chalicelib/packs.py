@@ -397,7 +397,12 @@ def missing_packs(head: int, packs: list[Pack]) -> list[Pack]:
 
 
 def write_packs(
-    store: ObjectStore, org: str, head: int, *, max_puts: int = MAX_PUTS_PER_CALL
+    store: ObjectStore,
+    org: str,
+    head: int,
+    *,
+    max_puts: int = MAX_PUTS_PER_CALL,
+    cache: PackCache | None = None,
 ) -> list[Pack]:
     """Write the packs of complete ranges up to ``head`` that are missing; return them.
 
@@ -406,6 +411,9 @@ def write_packs(
     the smaller packs inside it are deleted. Commits are read through the
     packs that exist, so a pack of 512 reads four packs of 128. A range
     with a missing commit is not packed. At most ``max_puts`` packs.
+    ``cache`` holds commits and packs the caller read or wrote already (a
+    processor cycle's): only what it lacks is read, and the packs written
+    go into it.
     """
     packs = list_packs(store, org)
     # Left behind by a writer that stopped between a put and its deletes.
@@ -414,15 +422,18 @@ def write_packs(
     written: list[Pack] = []
     for pack in missing_packs(head, packs)[:max_puts]:
         try:
-            bodies = read_bodies(store, org, pack.first, pack.last, packs)
+            bodies = read_bodies(store, org, pack.first, pack.last, packs, cache)
         except log.CorruptLog as error:
             logger.error("not packing %s..%s: %s", pack.first, pack.last, error)
             break
         key = pack_key(org, pack.first, pack.last)
+        body = encode_pack(org, pack.first, bodies)
         try:
-            store.put(key, encode_pack(org, pack.first, bodies), if_absent=True)
+            store.put(key, body, if_absent=True)
         except PreconditionFailed:
             pass
+        if cache is not None:
+            cache.put(org, pack, body, bodies)
         written.append(pack)
         packs = _delete_inside(store, org, pack, packs + [pack])
     return written

@@ -21,14 +21,14 @@ import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Protocol
 from urllib.parse import unquote_plus
 
 from chalicelib import dueindex, snapshots
 from chalicelib import lease as leases
 from chalicelib.cycle import LEASE_SECONDS, CycleReport, run_cycle, utc_now
-from chalicelib.keptstate import KeptStates
+from chalicelib.keptstate import KeptHead, KeptStates
 from chalicelib.keys import (
     ORG_PATTERN,
     VERSION_DIGITS,
@@ -390,6 +390,25 @@ def readiness(store: ObjectStore, org: str) -> Readiness:
     return Readiness(log_ahead=False, known=True, next_due=hint.next_due)
 
 
+def kept_readiness(store: ObjectStore, org: str, head: KeptHead) -> Readiness | None:
+    """One list, for a container that keeps the org's state (``head``).
+
+    The log is append-only and its commits immutable, so a log whose commit
+    at the kept version is the very object the kept cycle saw (same etag)
+    and has nothing after it is the log the kept state was built from:
+    that state is the org's, whoever held the lease since. None when the
+    log does not show that commit: it is another store's log, or one
+    restored from a backup, and only ``readiness`` can tell.
+    """
+    if head.etag is None:
+        return None
+    after = log_key(org, head.version - 1) if head.version > 1 else None
+    listed = store.list(log_prefix(org), start_after=after, limit=2)
+    if not listed or (listed[0].key, listed[0].etag) != (log_key(org, head.version), head.etag):
+        return None
+    return Readiness(log_ahead=len(listed) > 1, known=True, next_due=head.next_due)
+
+
 def cycle_runner(
     store: ObjectStore,
     *,
@@ -414,14 +433,33 @@ def cycle_runner(
     the processor, the processor's own commits included, and a wake-up for
     nothing should cost two lists and a small get, not a lease write and a
     snapshot restore. When the store cannot tell, the cycle decides.
+
+    When this container keeps the org's state, one list does
+    (``kept_readiness``), for one lease duration after the kept cycle's
+    release. A cycle elsewhere that took the lease since and died before
+    writing a commit leaves no trace in the log: the sweep sees its lease
+    held and enqueues the org until a cycle takes that lease over and
+    releases it. Past that duration the wake-up goes back to ``readiness``,
+    which reads the lease, so such a cycle comes, here or elsewhere.
     """
+    lease_seconds = lease_seconds or LEASE_SECONDS
+    trusted = timedelta(seconds=lease_seconds)
+
+    def check(org: str, at: datetime) -> Readiness:
+        head = kept.head(org) if kept is not None else None
+        if head is not None and at - head.released_at < trusted:
+            found = kept_readiness(store, org, head)
+            if found is not None:
+                return found
+        return readiness(store, org)
 
     def run(org: str):
+        at = now()
         try:
-            found = readiness(store, org)
+            found = check(org, at)
         except StoreError:
             found = Readiness(log_ahead=True, known=False)
-        if found.idle_at(now()):
+        if found.idle_at(at):
             return CycleReport(org=org, outcome="nothing_to_do", next_due=found.next_due)
         holder = f"{holder_prefix}-{uuid.uuid4().hex[:12]}"
         return run_cycle(
@@ -431,7 +469,7 @@ def cycle_runner(
             holder=holder,
             now=now,
             budget_seconds=budget_seconds,
-            lease_seconds=lease_seconds or LEASE_SECONDS,
+            lease_seconds=lease_seconds,
             enqueue=enqueue,
             kept=kept,
         )

@@ -6,14 +6,17 @@ stored, with a full replay of the log.
 """
 
 import tempfile
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib import cycle, keptstate, snapshots, state
-from chalicelib.keys import delta_key
+from chalicelib import cycle, keptstate, packs, snapshots, state, triggers
+from chalicelib import lease as leases
+from chalicelib.keys import delta_key, log_key
 from chalicelib.store import CountingStore, LocalStore
 from chalicelib.store.faulty import Fault, FaultyStore
 from clocks import T0, FakeClock
@@ -65,17 +68,22 @@ def spent(store, before: dict) -> dict:
     return {kind: count - before[kind] for kind, count in store.counts().items() if count - before[kind]}
 
 
-@pytest.mark.parametrize("any_store", ["local", "server"], indirect=True)
-def test_a_warm_20_link_cycle_costs_7_requests_and_a_cold_one_11(any_store):
-    store = any_store
-    # Six client commits, then the first cycle ends at version 8: the
-    # measured cycles stay inside one 8-commit range and write no pack.
+def tags_then_a_first_cycle(store) -> None:
+    """Six client commits (a cycle snapshots them at 6), then 20 links a
+    cycle ends at version 9: the cycles measured after it stay inside one
+    8-commit range and write no pack."""
     for n in range(6):
         client_commit(store, "acme", "v1.TagCreated", {"id": f"tag-{n}", "name": f"t{n}"})
     assert run(store, keptstate.KeptStates()).outcome == "nothing_to_do"
     save_round(store, 0)
     first = run(store, keptstate.KeptStates())
     assert (first.outcome, first.version_after) == ("done", 9)
+
+
+@pytest.mark.parametrize("any_store", ["local", "server"], indirect=True)
+def test_a_warm_20_link_cycle_costs_7_requests_and_a_cold_one_11(any_store):
+    store = any_store
+    tags_then_a_first_cycle(store)
 
     save_round(store, 1)
     kept = keptstate.KeptStates()
@@ -98,6 +106,57 @@ def test_a_warm_20_link_cycle_costs_7_requests_and_a_cold_one_11(any_store):
     # results, put delta; put lease.
     assert warm_spent == {"get": 1, "put": 5, "list": 1}
     assert warm.version_after == 15
+    check_state(store)
+
+
+@pytest.mark.parametrize("any_store", ["local", "server"], indirect=True)
+def test_a_warm_cycle_whose_lease_put_misses_reads_the_lease_once(any_store):
+    store = any_store
+    tags_then_a_first_cycle(store)
+    kept = keptstate.KeptStates()
+    save_round(store, 1)
+    assert run(store, kept).version_after == 12
+    # Someone else looks: takes the lease and releases it, writing nothing.
+    clock = FakeClock()
+    leases.release(store, leases.acquire(store, "acme", "theirs", duration=30, clock=clock))
+
+    save_round(store, 2)
+    before = store.counts()
+    missed = run(store, kept)
+    assert (missed.outcome, missed.record.warm, missed.version_after) == ("done", False, 15)
+    # put lease (412); get and put lease; list snapshots, get base, get
+    # the deltas at 9 and 12; list log, get the client's commit; put
+    # started, put results, put delta; put lease. A cold cycle's requests
+    # plus the one put that missed (the 412 is certain: no read back).
+    assert spent(store, before) == {"get": 5, "put": 6, "list": 2}
+    check_state(store)
+
+
+@pytest.mark.parametrize("any_store", ["local", "server"], indirect=True)
+@pytest.mark.parametrize("first_cycle_here", [True, False])
+def test_a_warm_cycle_that_completes_a_range_packs_what_its_container_holds(
+    any_store, first_cycle_here
+):
+    store = any_store
+    ours = keptstate.KeptStates()
+    save_round(store, 0)
+    # Versions 2 and 3: the first cycle, ours or another container's.
+    assert run(store, ours if first_cycle_here else keptstate.KeptStates()).version_after == 3
+    save_round(store, 1)
+    assert run(store, ours).version_after == 6
+    save_round(store, 2)
+    before = store.counts()
+    report = run(store, ours)
+    assert (report.outcome, report.record.warm, report.version_after) == ("done", True, 9)
+    # put lease; list log, get the client's commit; put started, put
+    # results, put delta; list packs, put the pack of 1..8; put lease.
+    # Commits 1 to 8 were read or written by this container's cycles, save
+    # 1 to 3 when another container ran the first cycle: those are read.
+    lacking = 0 if first_cycle_here else 3
+    assert spent(store, before) == {"get": 1 + lacking, "list": 2, "put": 6}
+    assert packs.list_packs(store, "acme") == [packs.Pack(1, 8)]
+    packed = packs.read_bodies(store, "acme", 1, 8, [packs.Pack(1, 8)])
+    assert packed == [store.get(log_key("acme", v)).body for v in range(1, 9)]
     check_state(store)
 
 
@@ -354,3 +413,97 @@ def test_any_interleaving_of_containers_pushes_and_faults_ends_in_the_replayed_s
         finally:
             for kept in containers:
                 kept.clear()
+
+
+@pytest.mark.parametrize("any_store", ["local", "server"], indirect=True)
+def test_a_wake_up_for_nothing_where_the_state_is_kept_costs_one_list(any_store):
+    # The kept head's etag comes from the cycle's put, the check's from a
+    # listing: on S3 as on the local store they are the same.
+    store = CountingStore(any_store)
+    kept = keptstate.KeptStates()
+    wake = triggers.cycle_runner(store, process=FakeProcessor(), enqueue=None, kept=kept,
+                                 now=lambda: T0)
+    save_round(store, 0)
+    assert wake("acme").outcome == "done"
+
+    before = store.counts()
+    assert wake("acme").outcome == "nothing_to_do"
+    assert spent(store, before) == {"list": 1}
+    # Where no state is kept: the newest snapshot, the log after it, the lease.
+    elsewhere = triggers.cycle_runner(store, process=FakeProcessor(), enqueue=None,
+                                      kept=keptstate.KeptStates(), now=lambda: T0)
+    before = store.counts()
+    assert elsewhere("acme").outcome == "nothing_to_do"
+    assert spent(store, before) == {"list": 2, "get": 1}
+
+    # Another container's push: the log is ahead of the kept state.
+    save_round(store, 1)
+    assert wake("acme").outcome == "done"
+    check_state(store)
+    check_every_link_ended_once(store, "acme", 2 * LINKS)
+
+
+def test_the_kept_idle_check_still_wakes_for_work_left(tmp_path):
+    # A cycle cut short by its budget keeps its state with links pending:
+    # the one-list check must not call that org idle.
+    store = LocalStore(str(tmp_path))
+    kept = keptstate.KeptStates()
+    save_round(store, 0)
+    report = run(store, kept, concurrency=1, per_origin=1, budget_seconds=0.001)
+    assert report.work_left and kept.orgs() == ["acme"]
+    found = triggers.kept_readiness(store, "acme", kept.head("acme"))
+    assert found is not None and not found.idle_at(T0)
+
+
+def test_a_state_kept_from_another_log_never_calls_this_one_idle(tmp_path):
+    # The cause of the Lambda sweep test's hang: app.py's one KeptStates
+    # outlives a store (a test's bucket; a bucket restored from a backup).
+    # It kept acme at some version with nothing due; the log this store has
+    # for acme ends at that very version, with links never processed. A
+    # check that trusted "nothing after the kept version" called it idle on
+    # every wake-up, the sweep's too, and the links waited forever.
+    first = LocalStore(str(tmp_path / "first"))
+    kept = keptstate.KeptStates()
+    save_round(first, 0)
+    assert run(first, kept).outcome == "done"
+    version = kept.head("acme").version
+
+    second = CountingStore(LocalStore(str(tmp_path / "second")))
+    save_round(second, 0)
+    for n in range(version - 1):
+        client_commit(second, "acme", "v1.TagCreated", {"id": f"tag-{n}", "name": f"t{n}"})
+    assert triggers.readiness(second, "acme").log_ahead
+    wake = triggers.cycle_runner(second, process=FakeProcessor(), enqueue=None, kept=kept,
+                                 now=lambda: T0)
+    assert wake("acme").outcome == "done"
+    check_every_link_ended_once(second, "acme", LINKS)
+    check_state(second)
+
+
+def test_after_one_lease_duration_a_wake_up_reads_the_lease_again(tmp_path):
+    # Another container's cycle took the lease after ours and died before
+    # writing: the log shows nothing, so within a lease duration the kept
+    # state answers "idle"; after it, the full check sees a lease nobody
+    # released, and a cycle takes it over and releases it for the sweep.
+    store = CountingStore(LocalStore(str(tmp_path)))
+    kept = keptstate.KeptStates()
+    at = [T0]
+    wake = triggers.cycle_runner(store, process=FakeProcessor(), enqueue=None, kept=kept,
+                                 now=lambda: at[0], lease_seconds=0.5)
+    save_round(store, 0)
+    assert wake("acme").outcome == "done"
+    dead = leases.acquire(store, "acme", "dead", duration=0.5, clock=time.monotonic)
+    assert dead is not None
+    assert triggers.readiness(store, "acme") == triggers.Readiness(log_ahead=False, known=False)
+
+    before = dict(store.counts())
+    assert wake("acme").outcome == "nothing_to_do"
+    assert spent(store, before) == {"list": 1}
+
+    at[0] = T0 + timedelta(seconds=1)
+    outcomes = []
+    while (outcome := wake("acme").outcome) == "lease_held":
+        outcomes.append(outcome)
+        time.sleep(0.1)  # the dead holder's lease runs out on our clock
+    assert outcomes and outcome == "nothing_to_do"
+    assert triggers.readiness(store, "acme").idle_at(at[0])

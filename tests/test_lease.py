@@ -319,3 +319,39 @@ def test_a_lease_without_a_usable_hint_gives_none(local_store, body):
 
 def test_no_lease_gives_no_hint(local_store):
     assert lease.released(local_store, "acme") is None
+
+
+def test_a_reacquire_that_meets_a_412_reads_nothing(local_store):
+    # A 412 is certain (the store's contract): the cycle that goes on to
+    # acquire reads the lease there, so reacquire must not read it too.
+    clock = FakeClock()
+    ours = lease.acquire(local_store, "acme", "ours", duration=30, clock=clock)
+    released = lease.release(local_store, ours)
+    lease.release(local_store, lease.acquire(local_store, "acme", "theirs", duration=30,
+                                             clock=clock))
+    before = local_store.counts()
+    assert lease.reacquire(local_store, "acme", "ours", released=released, epoch=ours.epoch,
+                           duration=30, clock=clock) is None
+    after = local_store.counts()
+    assert {kind: after[kind] - before[kind] for kind in after
+            if after[kind] != before[kind]} == {"put": 1}
+
+
+def test_a_412_after_a_lost_answer_is_resolved_by_reading(local_store):
+    # Our first put landed but its answer was lost, and the read that would
+    # tell failed too: the next put meets our own write's etag. That 412
+    # is not certain, and reading shows the lease is ours.
+    clock = FakeClock()
+    first = lease.acquire(local_store, "acme", "proc-a", duration=30, clock=clock)
+
+    def lost_then_unreadable(kind, key, n):
+        if (kind, n) == ("put", 1):
+            return Fault.LOST_RESPONSE
+        if (kind, n) == ("get", 1):
+            return Fault.TRANSIENT
+        return None
+
+    store = FaultyStore(local_store, plan=lost_then_unreadable)
+    renewed = lease.renew(store, first, clock)
+    assert renewed.etag == local_store.get("orgs/acme/lease.json").etag
+    assert lease_doc(local_store)["nonce"] == renewed.nonce
