@@ -653,6 +653,7 @@ def write_next(
             body = deltas.encode(
                 base=chain.base_version, parent=chain.tip_version, at_version=at_version,
                 page_size=changes.page_size, db_pages=changes.db_pages, pages=changes.pages,
+                codec=compression.codec_of(store),
             )
             if chain.delta_bytes + len(body) <= max_fraction * chain.base_size:
                 key = delta_key(org, SCHEMA_HASH, chain.base_version, at_version)
