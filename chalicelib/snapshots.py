@@ -500,8 +500,9 @@ def write_snapshot(store: ObjectStore, org: str, db: apsw.Connection) -> str | N
     """Store ``db`` as the full snapshot of its version, in parts
     (snapshotparts); return the snapshot object's key.
 
-    The parts are compressed in threads (with the store's codec) and put at once, each under this
-    writer's random id, and the snapshot object (manifest and part 0)
+    The parts are compressed in threads (with the store's codec,
+    chalicelib.compression) and put at once, each under this writer's
+    random id, and the snapshot object (manifest and part 0)
     last, put-if-absent: snapshots are immutable, and two snapshots of one
     version hold equal states (the state is a function of the log), so
     finding one already there is success; our parts, which nothing names
