@@ -14,7 +14,9 @@ On the 10,000-link org (bench/orgdata.py) in a local directory store:
     state the cycle before kept, chalicelib.keptstate): the first without
     a pack alike, and every warm cycle's request total;
 (c) restores through base and chain and of the base alone, taken turn
-    about (best of five each), beside the replay;
+    about (best of five each), beside the replay; and of the same base
+    stored with zstd, as S3 stores it (the local store keeps parts
+    uncompressed, chalicelib.compression), to show what the codec costs;
 (d) the next cycle, which compacts (warm).
 
     python -m bench.bench_deltas
@@ -23,12 +25,13 @@ On the 10,000-link org (bench/orgdata.py) in a local directory store:
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 
 from bench.bench_processor import offline_processor, replay, save_new_links, write_org
 from bench.orgdata import make_org_log
-from chalicelib import cycle, packs, snapshots, state
+from chalicelib import compression, cycle, packs, snapshots, state
 from chalicelib.keptstate import KeptStates
 from chalicelib.store import CountingStore, LocalStore
 
@@ -36,6 +39,7 @@ LINKS = 10_000
 NEW_LINKS = 20
 ORG = "org10000"
 BASE_COPY = "org10000-base"
+ZSTD_COPY = "org10000-zstd"
 
 
 def restore_seconds(store, org: str) -> float:
@@ -48,15 +52,17 @@ def restore_seconds(store, org: str) -> float:
     return seconds
 
 
-def compare_restores(store, copy_of_base: str, rounds: int = 5) -> tuple[float, float]:
+def compare_restores(store, rounds: int = 5) -> tuple[float, float, float]:
     """Best seconds of a full-only restore (the base alone, copied to
-    another org) and of a restore through the chain, taken turn about so
-    that a change in the machine's load weighs on both alike."""
-    full, chain = [], []
+    another org), of a restore through the chain, and of a full-only
+    restore of the base stored with zstd, taken turn about so that a
+    change in the machine's load weighs on all alike."""
+    full, chain, zstd = [], [], []
     for _ in range(rounds):
-        full.append(restore_seconds(store, copy_of_base))
+        full.append(restore_seconds(store, BASE_COPY))
         chain.append(restore_seconds(store, ORG))
-    return min(full), min(chain)
+        zstd.append(restore_seconds(store, ZSTD_COPY))
+    return min(full), min(chain), min(zstd)
 
 
 def one_cycle(store, n: int, kept: KeptStates) -> dict:
@@ -77,6 +83,7 @@ def main() -> dict:
         write_org(store, ORG, make_org_log(LINKS, org=ORG))
         db, replay_seconds, _ = replay(store, ORG)
         snapshots.write_snapshot(store, ORG, db)
+        snapshots.write_snapshot(LocalStore(directory, snapshot_codec=compression.ZSTD), ZSTD_COPY, db)
         db.close()
         # The base alone (its object and parts), under another org, for
         # full-only restores.
@@ -110,7 +117,7 @@ def main() -> dict:
             # The byte bound compacted first: the longest chain is gone, so
             # build it again on the new base.
             chain = [one_cycle(store, len(chain) + n, kept) for n in range(longest)]
-        full_seconds, chain_seconds = compare_restores(store, BASE_COPY)
+        full_seconds, chain_seconds, zstd_seconds = compare_restores(store)
         through_chain = snapshots.restore_latest(store, ORG)
         through_chain.db.close()
         compaction = one_cycle(store, 10_000, kept)
@@ -146,13 +153,17 @@ def main() -> dict:
             "packs_written_by": [line["timings_ms"]["pack"] > 0 for line in warm],
         },
         "restore": {
+            "load_average": [round(load, 1) for load in os.getloadavg()],
             "replay_ms": round(replay_seconds * 1000, 1),
             "full_only_ms": round(full_seconds * 1000, 1),
             "full_plus_chain_ms": round(chain_seconds * 1000, 1),
+            "full_only_zstd_parts_ms": round(zstd_seconds * 1000, 1),
             "chain_length": len(through_chain.chain.deltas),
             "chain_bytes": through_chain.chain.delta_bytes,
             "chain_over_full_only": round(chain_seconds / full_seconds, 3),
+            "speedup_over_replay_full_only": round(replay_seconds / full_seconds, 1),
             "speedup_over_replay_through_chain": round(replay_seconds / chain_seconds, 1),
+            "speedup_over_replay_zstd_parts": round(replay_seconds / zstd_seconds, 1),
         },
         "compaction_cycle": {
             "warm": compaction["warm"],

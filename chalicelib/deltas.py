@@ -21,9 +21,10 @@ zstd frame (chalicelib.compression)::
     linklog-delta 2 schema=<SCHEMA_HASH> base=<n> parent=<n> version=<n> page_size=<bytes> db_pages=<n> pages=<n> crc32=<8 hex>\\n
 
 ``db_pages`` is the database's length in pages at ``version`` (a database
-can shrink). The CRC-32 covers everything after the header. Format 1,
-written before snapshots were compressed, is the same with the records
-stored as they are; it is still read.
+can shrink). The CRC-32 covers everything after the header. Format 1 is
+the same with the records stored as they are: what deployments wrote
+before snapshots were compressed, and what a store whose codec is none
+(the local store, chalicelib.compression) writes now.
 """
 
 from __future__ import annotations
@@ -163,16 +164,20 @@ def digests_of_data(data, source: BinaryIO | None = None) -> PageDigests:
 
 def encode(
     *, base: int, parent: int, at_version: int, page_size: int, db_pages: int,
-    pages: list[tuple[int, bytes]],
+    pages: list[tuple[int, bytes]], codec: str = compression.ZSTD,
 ) -> bytes:
-    """The delta body for ``pages`` (from changed_pages) on top of ``parent``."""
+    """The delta body for ``pages`` (from changed_pages) on top of ``parent``,
+    with the store's ``codec``: zstd is format 2; none is format 1, whose
+    records are stored as they are (so a chain's bytes weigh against its
+    base's alike whichever codec the store chose, for the compaction bound)."""
     records = bytearray()
     for number, page in pages:
         records += number.to_bytes(_PAGE_NUMBER_BYTES, "big")
         records += page
-    body = compression.compress(records)
+    body = compression.compress(records, codec)
+    format_version = 1 if codec == compression.NONE else FORMAT_VERSION
     header = (
-        f"linklog-delta {FORMAT_VERSION} schema={SCHEMA_HASH} base={base} parent={parent} "
+        f"linklog-delta {format_version} schema={SCHEMA_HASH} base={base} parent={parent} "
         f"version={at_version} page_size={page_size} db_pages={db_pages} pages={len(pages)} "
         f"crc32={zlib.crc32(body):08x}\n"
     )

@@ -69,11 +69,14 @@ def version_of_delta_key(key: str) -> int:
     return int(name.removesuffix(".delta"))
 
 
-def part_key(org: str, schema_hash: str, base_version: int, writer: str, index: int) -> str:
+def part_key(
+    org: str, schema_hash: str, base_version: int, writer: str, index: int, extension: str
+) -> str:
     """Part ``index`` (from 1; part 0 is in the snapshot object) of the full
-    snapshot of ``base_version`` as the writer ``writer`` wrote it."""
+    snapshot of ``base_version`` as the writer ``writer`` wrote it, named
+    with its codec's ``extension`` (chalicelib.compression.EXTENSIONS)."""
     return (f"{snapshot_prefix(org, schema_hash)}{base_version:0{VERSION_DIGITS}d}.parts/"
-            f"{writer}/{index:05d}.zst")
+            f"{writer}/{index:05d}.{extension}")
 
 
 def lease_key(org: str) -> str:

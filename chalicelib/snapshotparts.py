@@ -12,15 +12,20 @@ holds a header line, the manifest (one line per part) and part 0; parts
 1 … n-1 are objects of their own, named with the writer's random id so
 that two writers of one version never mix their parts::
 
-    linklog-snapshot 2 schema=<SCHEMA_HASH> version=<n> size=<database bytes> page_size=<bytes> part_size=<bytes> parts=<n> writer=<16 hex> crc32=<8 hex>\\n
+    linklog-snapshot 2 schema=<SCHEMA_HASH> version=<n> size=<database bytes> page_size=<bytes> part_size=<bytes> parts=<n> writer=<16 hex>[ codec=none] crc32=<8 hex>\\n
     <stored bytes of part i> <crc32 of part i, 8 hex>\\n     (one line per part)
-    <part 0, compressed>
+    <part 0, as stored>
 
-    orgs/<org>/snapshots/<schema>/<version>.parts/<writer>/<i>.zst
+    orgs/<org>/snapshots/<schema>/<version>.parts/<writer>/<i>.zst   (zstd)
+    orgs/<org>/snapshots/<schema>/<version>.parts/<writer>/<i>.raw   (none)
 
-The header's CRC-32 covers the manifest lines; each manifest line's covers
-its part's stored (compressed) bytes, and each part is a zstd frame with
-its own content checksum and size. Part i holds database bytes
+The codec (chalicelib.compression) is the store's choice: zstd, when the
+header names none, is what every format-2 object before codecs holds (so
+those objects still read, and a zstd object still reads in a deployment
+from before codecs); ``codec=none`` parts are the database bytes as they
+are, for a local disk. The header's CRC-32 covers the manifest lines; each
+manifest line's covers its part's stored bytes, and a zstd part is a frame
+with its own content checksum and size. Part i holds database bytes
 ``[i * part_size, (i + 1) * part_size)``. The parts are put first and the
 snapshot object last, so a listed snapshot object names parts that were
 all written; a writer killed before that leaves parts no snapshot names,
@@ -44,11 +49,13 @@ PART_SIZE = 8 << 20
 # Bounds a hostile or damaged header cannot push memory past.
 MAX_PARTS = 100_000
 MAX_HEADER = 512
+# "<stored bytes> <crc32>\n": 12 digits, a space, 8 hex digits, the newline.
+MAX_MANIFEST_LINE = 22
 
 _HEADER = re.compile(
     rb"^linklog-snapshot (?P<format>[0-9]+) schema=(?P<schema>[0-9a-f]+) version=(?P<version>[0-9]+) "
     rb"size=(?P<size>[0-9]+) page_size=(?P<page_size>[0-9]+) part_size=(?P<part_size>[0-9]+) parts=(?P<parts>[0-9]+) "
-    rb"writer=(?P<writer>[0-9a-f]{16}) crc32=(?P<crc32>[0-9a-f]{8})$"
+    rb"writer=(?P<writer>[0-9a-f]{16})(?: codec=(?P<codec>[a-z0-9]+))? crc32=(?P<crc32>[0-9a-f]{8})$"
 )
 _MANIFEST_LINE = re.compile(rb"^(?P<stored>[0-9]{1,12}) (?P<crc32>[0-9a-f]{8})$")
 
@@ -79,6 +86,7 @@ class Manifest:
     part_size: int
     writer: str
     parts: tuple[Part, ...]
+    codec: str = compression.ZSTD
 
 
 def split(data, part_size: int) -> list[memoryview]:
@@ -88,22 +96,27 @@ def split(data, part_size: int) -> list[memoryview]:
 
 
 def encode(
-    *, at_version: int, size: int, page_size: int, part_size: int, writer: str, stored: list[bytes]
+    *, at_version: int, size: int, page_size: int, part_size: int, writer: str, stored: list[bytes],
+    codec: str = compression.ZSTD,
 ) -> bytes:
-    """The snapshot object for parts whose stored bytes are ``stored``: header, manifest, part 0."""
+    """The snapshot object for parts whose stored bytes (under ``codec``)
+    are ``stored``: header, manifest, part 0."""
     manifest = b"".join(f"{len(body)} {zlib.crc32(body):08x}\n".encode("ascii") for body in stored)
+    # zstd goes unnamed: the header then reads as it did before codecs.
+    named = "" if codec == compression.ZSTD else f" codec={codec}"
     header = (
         f"linklog-snapshot {FORMAT_VERSION} schema={SCHEMA_HASH} version={at_version} size={size} "
-        f"page_size={page_size} part_size={part_size} parts={len(stored)} writer={writer} crc32={zlib.crc32(manifest):08x}\n"
+        f"page_size={page_size} part_size={part_size} parts={len(stored)} writer={writer}{named} "
+        f"crc32={zlib.crc32(manifest):08x}\n"
     )
     return header.encode("ascii") + manifest + stored[0]
 
 
-def decode(body: bytes, expected_version: int) -> tuple[Manifest, memoryview]:
+def decode(body, expected_version: int) -> tuple[Manifest, memoryview]:
     """The manifest a snapshot object holds and part 0's stored bytes
     (not yet checked against it: see ``unpack``); raises UnusableParts."""
     end = body.find(b"\n", 0, MAX_HEADER)
-    header = _HEADER.fullmatch(body[:end]) if end >= 0 else None
+    header = _HEADER.fullmatch(bytes(body[:end])) if end >= 0 else None
     if header is None:
         raise UnusableParts("malformed snapshot header")
     if int(header["format"]) != FORMAT_VERSION:
@@ -112,20 +125,28 @@ def decode(body: bytes, expected_version: int) -> tuple[Manifest, memoryview]:
         raise UnusableParts(f"header names schema {header['schema'].decode()}")
     if int(header["version"]) != expected_version:
         raise UnusableParts(f"header names version {int(header['version'])}")
+    codec = header["codec"].decode() if header["codec"] else compression.ZSTD
+    if codec not in compression.EXTENSIONS:
+        raise UnusableParts(f"unknown codec {codec}")
     size, page_size, part_size, count = (
         int(header[name]) for name in ("size", "page_size", "part_size", "parts"))
     if page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
         raise UnusableParts(f"page size {page_size}")
     if part_size < 1 or part_size % page_size or not 1 <= count <= MAX_PARTS or count != max(1, -(-size // part_size)):
         raise UnusableParts(f"{count} parts of {part_size} bytes cannot hold {size} bytes")
-    lines = body[end + 1 :].split(b"\n", count)
-    if len(lines) != count + 1:
-        raise UnusableParts("manifest cut short")
-    manifest_bytes = len(body) - (end + 1) - len(lines[-1])
-    if zlib.crc32(memoryview(body)[end + 1 : end + 1 + manifest_bytes]) != int(header["crc32"], 16):
+    # The manifest's lines, found without copying part 0 after them.
+    lines = []
+    at = end + 1
+    for _ in range(count):
+        line_end = body.find(b"\n", at, at + MAX_MANIFEST_LINE)
+        if line_end < 0:
+            raise UnusableParts("manifest cut short")
+        lines.append(bytes(body[at:line_end]))
+        at = line_end + 1
+    if zlib.crc32(memoryview(body)[end + 1 : at]) != int(header["crc32"], 16):
         raise UnusableParts("manifest checksum mismatch")
     parts = []
-    for index, line in enumerate(lines[:-1]):
+    for index, line in enumerate(lines):
         described = _MANIFEST_LINE.fullmatch(line)
         if described is None:
             raise UnusableParts(f"malformed manifest line {index}")
@@ -133,17 +154,18 @@ def decode(body: bytes, expected_version: int) -> tuple[Manifest, memoryview]:
         parts.append(Part(index=index, offset=offset, size=min(part_size, size - offset) if size else 0,
                           stored_size=int(described["stored"]), crc32=int(described["crc32"], 16)))
     manifest = Manifest(version=expected_version, size=size, page_size=page_size, part_size=part_size,
-                        writer=header["writer"].decode(), parts=tuple(parts))
-    return manifest, memoryview(body)[end + 1 + manifest_bytes :]
+                        writer=header["writer"].decode(), parts=tuple(parts), codec=codec)
+    return manifest, memoryview(body)[at:]
 
 
-def unpack(part: Part, stored) -> bytes:
-    """The database bytes of ``part`` from its stored bytes, checked; raises UnusableParts."""
+def unpack(part: Part, stored, codec: str):
+    """The database bytes of ``part`` from its stored bytes under ``codec``
+    (the manifest's), checked; raises UnusableParts."""
     if len(stored) != part.stored_size:
         raise UnusableParts(f"part {part.index}: {len(stored)} bytes where the manifest says {part.stored_size}")
     if zlib.crc32(stored) != part.crc32:
         raise UnusableParts(f"part {part.index}: checksum mismatch")
     try:
-        return compression.decompress(stored, part.size)
+        return compression.decompress(stored, part.size, codec)
     except compression.Undecodable as error:
         raise UnusableParts(f"part {part.index}: {error}") from None

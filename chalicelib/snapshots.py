@@ -4,9 +4,10 @@ A snapshot is a cache of the log (DESIGN §5), so every failure here is
 logged and answered with an older snapshot or an empty database, never
 raised: losing a snapshot costs time, not data.
 
-A full snapshot is written in compressed parts (format 2,
-chalicelib.snapshotparts: an object holding a manifest and part 0, and
-an object per further part), fetched at once and unpacked in threads.
+A full snapshot is written in parts (format 2, chalicelib.snapshotparts:
+an object holding a manifest and part 0, and an object per further part),
+compressed or not as the store chooses (chalicelib.compression), fetched
+at once and unpacked in threads.
 Format 1, one object, is what earlier deployments wrote and is still
 read: one ASCII header line, then the SQLite database bytes::
 
@@ -34,12 +35,13 @@ one missing or damaged: the longest valid prefix, plus the log after it.
 Keys::
 
     orgs/<org>/snapshots/<schema>/<base version>.sqlite
-    orgs/<org>/snapshots/<schema>/<base version>.parts/<writer>/<i>.zst
+    orgs/<org>/snapshots/<schema>/<base version>.parts/<writer>/<i>.zst (or .raw)
     orgs/<org>/snapshots/<schema>/<base version>.deltas/<version>.delta
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -108,7 +110,8 @@ _DELTA_NAME = re.compile(r"^(?P<base>[0-9]{20})\.deltas/(?P<version>[0-9]{20})\.
 # The base version a delta's or a part's key names.
 _BASE_OF = re.compile(r"/(?P<base>[0-9]{20})\.(?:deltas|parts)/")
 _PART_NAME = re.compile(
-    r"(?:^|/)(?P<base>[0-9]{20})\.parts/(?P<writer>[0-9a-f]{16})/(?P<index>[0-9]{5})\.zst$")
+    r"(?:^|/)(?P<base>[0-9]{20})\.parts/(?P<writer>[0-9a-f]{16})/(?P<index>[0-9]{5})"
+    r"\.(?:" + "|".join(compression.EXTENSIONS.values()) + r")$")
 _HEADER = re.compile(
     rb"^linklog-snapshot (?P<format>[0-9]+) schema=(?P<schema>[0-9a-f]+) "
     rb"version=(?P<version>[0-9]+) size=(?P<size>[0-9]+) crc32=(?P<crc32>[0-9a-f]{8})$"
@@ -401,15 +404,14 @@ class _ReceivedSnapshot:
         """
         jobs = dict(prefetched)
         try:
-            found, part_zero = snapshotparts.decode(bytes(self.in_memory), self.expected_version)
-            self.in_memory = None
+            found, part_zero = snapshotparts.decode(self.in_memory, self.expected_version)
             manifest.set_result(found)
             fd = self.fileno()
             for part in found.parts[1:]:
                 if part.index not in jobs:
                     jobs[part.index] = _fetchers.submit(
                         _part_job, store, org, part.index, manifest, fd, with_digests)
-            digests = _unpack_into(found.parts[0], part_zero, fd, found.page_size, with_digests)
+            digests = _unpack_into(found, found.parts[0], part_zero, fd, with_digests)
             for index in sorted(jobs):
                 digests += jobs[index].result()
         finally:
@@ -475,30 +477,32 @@ def _part_job(
     if key is not None:
         stored = store.get(key).body
     found = manifest.result()
-    expected = part_key(org, SCHEMA_HASH, found.version, found.writer, index)
+    expected = part_key(org, SCHEMA_HASH, found.version, found.writer, index,
+                        compression.EXTENSIONS[found.codec])
     if key is None:
         stored = store.get(expected).body
     elif key != expected:
         raise snapshotparts.UnusableParts(f"{key} is not a part the snapshot object names")
     if index >= len(found.parts):
         raise snapshotparts.UnusableParts(f"part {index} of a snapshot of {len(found.parts)} parts")
-    return _unpack_into(found.parts[index], stored, fd, found.page_size, with_digests)
+    return _unpack_into(found, found.parts[index], stored, fd, with_digests)
 
 
 def _unpack_into(
-    part: snapshotparts.Part, stored, fd: int, page_size: int, with_digests: bool
+    manifest: snapshotparts.Manifest, part: snapshotparts.Part, stored, fd: int, with_digests: bool
 ) -> list[bytes]:
-    data = snapshotparts.unpack(part, stored)
+    data = snapshotparts.unpack(part, stored, manifest.codec)
     os.pwrite(fd, data, part.offset)
-    return deltas.digest_pages(data, page_size) if with_digests else []
+    return deltas.digest_pages(data, manifest.page_size) if with_digests else []
 
 
 def write_snapshot(store: ObjectStore, org: str, db: apsw.Connection) -> str | None:
     """Store ``db`` as the full snapshot of its version, in parts
     (snapshotparts); return the snapshot object's key.
 
-    The parts are compressed in threads and put at once, each under this
-    writer's random id, and the snapshot object (manifest and part 0)
+    The parts are compressed in threads (with the store's codec,
+    chalicelib.compression) and put at once, each under this writer's
+    random id, and the snapshot object (manifest and part 0)
     last, put-if-absent: snapshots are immutable, and two snapshots of one
     version hold equal states (the state is a function of the log), so
     finding one already there is success; our parts, which nothing names
@@ -525,8 +529,10 @@ def _write_full(
     data = _serialized(db)
     writer = os.urandom(8).hex()
     part_size = snapshotparts.PART_SIZE
-    stored = list(_fetchers.map(compression.compress, snapshotparts.split(data, part_size)))
-    part_keys = [part_key(org, SCHEMA_HASH, at_version, writer, index)
+    codec = compression.codec_of(store)
+    stored = list(_fetchers.map(functools.partial(compression.compress, codec=codec),
+                                snapshotparts.split(data, part_size)))
+    part_keys = [part_key(org, SCHEMA_HASH, at_version, writer, index, compression.EXTENSIONS[codec])
                  for index in range(1, len(stored))]
     puts = [_fetchers.submit(_put_part, store, part, body)
             for part, body in zip(part_keys, stored[1:])]
@@ -539,7 +545,7 @@ def _write_full(
         return None
     body = snapshotparts.encode(
         at_version=at_version, size=len(data), page_size=deltas.page_size_of(data[:100]),
-        part_size=part_size, writer=writer, stored=stored,
+        part_size=part_size, writer=writer, stored=stored, codec=codec,
     )
     # A failed put may have landed all the same (a lost answer): its parts stay.
     put = _put_once(store, key, body)
@@ -648,6 +654,7 @@ def write_next(
             body = deltas.encode(
                 base=chain.base_version, parent=chain.tip_version, at_version=at_version,
                 page_size=changes.page_size, db_pages=changes.db_pages, pages=changes.pages,
+                codec=compression.codec_of(store),
             )
             if chain.delta_bytes + len(body) <= max_fraction * chain.base_size:
                 key = delta_key(org, SCHEMA_HASH, chain.base_version, at_version)

@@ -39,7 +39,7 @@ PAUSES = {
     "snapshot_put": lambda key: "/snapshots/" in key,
     "delta_put": lambda key: "/snapshots/" in key and key.endswith(".delta"),
     "compaction_put": lambda key: "/snapshots/" in key and key.endswith(".sqlite"),
-    "part_put": lambda key: "/snapshots/" in key and key.endswith("/00003.zst"),
+    "part_put": lambda key: "/snapshots/" in key and "/00003." in key,
 }
 
 
@@ -56,7 +56,7 @@ class PausingStore:
     def put(self, key, body, **kwargs):
         if PAUSES[self.step](key):
             if self.step == "part_put":
-                self._wait_for(key.replace("/00003.zst", "/00001.zst"))
+                self._wait_for(key.replace("/00003.", "/00001."))
             stop_here(self.step)
         return self.inner.put(key, body, **kwargs)
 

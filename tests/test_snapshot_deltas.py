@@ -13,7 +13,7 @@ from chalicelib.state import SCHEMA_HASH, apply_commits
 from chalicelib.store.faulty import Fault, FaultyStore
 from chalicelib.cycle import run_cycle
 from clocks import T0
-from chalicelib.store import LocalStore
+from chalicelib.store import CountingStore, LocalStore
 from processes import kill_child_at
 from processing_org import FakeProcessor, save_links
 from statelog import ORG, created, dump, event, push, replay, state_at, story
@@ -45,7 +45,11 @@ def no_bound(store, commits, upto) -> snapshots.Written | None:
     return advance(store, commits, upto, max_chain=1000, max_fraction=1000.0)
 
 
-def test_a_cycle_on_a_restored_chain_writes_a_delta_of_the_pages_it_changed(local_store):
+@pytest.mark.parametrize("codec, delta_format", [("none", 1), ("zstd", 2)])
+def test_a_cycle_on_a_restored_chain_writes_a_delta_of_the_pages_it_changed(tmp_path, codec, delta_format):
+    # The delta's format follows the store's codec: records as they are
+    # (format 1) where parts are stored uncompressed, zstd (format 2) else.
+    local_store = CountingStore(LocalStore(str(tmp_path), snapshot_codec=codec))
     commits = long_story()
     push(local_store, commits)
     first = no_bound(local_store, commits, 6)
@@ -57,8 +61,11 @@ def test_a_cycle_on_a_restored_chain_writes_a_delta_of_the_pages_it_changed(loca
     base_bytes = local_store.head(first.key).size
     assert second.delta_bytes == local_store.head(second.key).size < base_bytes
     header = local_store.get(second.key).body.split(b"\n", 1)[0]
-    assert header.startswith(f"linklog-delta 2 schema={SCHEMA_HASH} base=6 parent=6 version=8 ".encode())
+    assert header.startswith(
+        f"linklog-delta {delta_format} schema={SCHEMA_HASH} base=6 parent=6 version=8 ".encode())
     assert f"pages={second.pages_changed} ".encode() in header
+    raw_records = second.pages_changed * (4 + 4096)
+    assert (len(header) + 1 + raw_records == second.delta_bytes) == (codec == "none")
 
     restored = snapshots.restore_latest(local_store, ORG)
     assert (restored.version, restored.key, restored.skipped) == (8, first.key, [])

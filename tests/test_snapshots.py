@@ -11,6 +11,7 @@ import pytest
 from chalicelib import compression, orgstate, scratch, snapshotparts, snapshots
 from chalicelib.keys import snapshot_key, snapshot_prefix
 from chalicelib.state import SCHEMA_HASH, apply_commits, new_database, version
+from chalicelib.store import LocalStore
 from chalicelib.store.faulty import Fault, FaultyStore
 from statelog import ORG, dump, push, replay, state_at, story
 
@@ -31,19 +32,24 @@ def test_a_snapshot_restores_to_the_same_state(any_store):
     assert dump(restored.db) == dump(replay(any_store))
 
 
-def test_the_body_starts_with_a_header_naming_schema_version_size_parts_and_checksum(local_store):
+@pytest.mark.parametrize("codec, named", [("zstd", ""), ("none", " codec=none")])
+def test_the_body_starts_with_a_header_naming_schema_version_size_parts_and_checksum(
+        tmp_path, codec, named):
+    store = LocalStore(str(tmp_path), snapshot_codec=codec)
     db = state_at(story().commits)
     data = db.serialize("main")
-    key = snapshots.write_snapshot(local_store, ORG, db)
-    body = local_store.get(key).body
+    key = snapshots.write_snapshot(store, ORG, db)
+    body = store.get(key).body
     header, manifest, part = body.split(b"\n", 2)
     manifest_crc = zlib.crc32(manifest + b"\n")
+    # zstd, as every snapshot before codecs, goes unnamed.
     assert re.fullmatch(
         f"linklog-snapshot 2 schema={SCHEMA_HASH} version=6 size={len(data)} page_size=4096 "
-        f"part_size={8 << 20} parts=1 writer=[0-9a-f]{{16}} crc32={manifest_crc:08x}",
+        f"part_size={8 << 20} parts=1 writer=[0-9a-f]{{16}}{named} crc32={manifest_crc:08x}",
         header.decode())
     assert manifest == f"{len(part)} {zlib.crc32(part):08x}".encode()
-    assert compression.decompress(part, len(data)) == data
+    assert compression.decompress(part, len(data), codec) == data
+    assert (part == data) == (codec == "none")
 
 
 def test_an_empty_database_is_not_stored(local_store):

@@ -63,7 +63,14 @@ class StoredObject:
 
 
 class ObjectStore(Protocol):
-    """What the rest of linklog may ask of a store."""
+    """What the rest of linklog may ask of a store.
+
+    ``snapshot_codec`` is how the store wants snapshot parts stored
+    (chalicelib.compression): "zstd" where bytes cross a network, "none"
+    on a local disk. Every store reads parts of either codec.
+    """
+
+    snapshot_codec: str
 
     def get(self, key: str) -> StoredObject:
         """The object's body and etag; raises NotFound."""
@@ -126,6 +133,10 @@ class CountingStore:
         self.inner = inner
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+
+    @property
+    def snapshot_codec(self) -> str:
+        return self.inner.snapshot_codec
 
     def counts(self) -> dict[str, int]:
         """Requests made so far, by kind, including kinds not yet used."""

@@ -86,6 +86,10 @@ class FaultyStore:
         self._seen: Counter[str] = Counter()
         self._lock = threading.Lock()
 
+    @property
+    def snapshot_codec(self) -> str:
+        return self.inner.snapshot_codec
+
     def _fault_for(self, kind: str, key: str, conditional: bool = False) -> Fault | None:
         possible = _possible_faults(kind, conditional)
         with self._lock:

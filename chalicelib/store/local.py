@@ -45,6 +45,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from chalicelib import compression
 from chalicelib.store.base import (
     DOWNLOAD_PIECE,
     NotFound,
@@ -75,9 +76,18 @@ def _same_etag(a: str, b: str) -> bool:
 
 
 class LocalStore:
-    """An object store in the directory ``root``, created if missing."""
+    """An object store in the directory ``root``, created if missing.
 
-    def __init__(self, root: str):
+    ``snapshot_codec`` (chalicelib.compression): "none" by default, since
+    on a local disk decompressing a snapshot costs more than reading its
+    uncompressed bytes from the page cache; "zstd" to save disk.
+    """
+
+    def __init__(self, root: str, snapshot_codec: str = compression.NONE):
+        if snapshot_codec not in compression.EXTENSIONS:
+            raise ValueError(f"snapshot_codec is one of {sorted(compression.EXTENSIONS)}, "
+                             f"not {snapshot_codec!r}")
+        self.snapshot_codec = snapshot_codec
         self.root = os.path.abspath(root)
         try:
             os.makedirs(os.path.join(self.root, LOCK_DIRECTORY), exist_ok=True)
