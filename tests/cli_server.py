@@ -1,11 +1,10 @@
-"""A live dev server (`python -m chalicelib.devserver`, as `make run` starts it)
-and a page server for the `linklog` command's tests, and a way to run the
-command as a user does."""
+"""A page server for the `linklog` command's tests, a way to run the command
+as a user does, and a proxy that holds a push's answer. The dev server they
+talk to is tests/devserver_process.py's, started with this module's SECRET."""
 
 from __future__ import annotations
 
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -16,11 +15,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from chalicelib.auth import issue_token
-from chalicelib.log import LIST_PAGE, read_commits
-from chalicelib.store import open_store
 from linklog.cli import main
 from fetch_servers import respond
-from processes import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "cli-test-secret-long-enough-for-hs256-signing"
@@ -59,74 +55,6 @@ class Pages:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-class DevServer:
-    """The dev server over a local directory store, on a port of its own,
-    with ``env`` added to its environment."""
-
-    def __init__(self, data: Path, allow: str, port: int | None = None, env: dict[str, str] | None = None):
-        self.data = data
-        self.allow = allow
-        self.env = env or {}
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = None
-
-    def start(self) -> "DevServer":
-        env = {
-            **os.environ,
-            "LINKLOG_STORE": f"file://{self.data}",
-            "LINKLOG_QUEUE": "local",
-            "LINKLOG_PORT": str(self.port),
-            "LINKLOG_ALLOW_HOSTS": self.allow,
-            "LINKLOG_JWT_SECRET": SECRET,
-            "PYTHONUNBUFFERED": "1",
-            **self.env,
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "chalicelib.devserver"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        lines: queue.Queue = queue.Queue()
-        self.output: list[str] = []
-
-        def read(stream=self.process.stdout):
-            for line in stream:
-                lines.put(line)
-                self.output.append(line)
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + 60
-        seen = []
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    break
-                continue
-            seen.append(line)
-            if line.startswith("linklog serving on"):
-                return self
-        raise AssertionError("the dev server did not start:\n" + "".join(seen))
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-            self.process = None
-
-    def log_events(self, org: str) -> list[dict]:
-        """Every event of every commit in the org's log, straight from the store."""
-        store = open_store(f"file://{self.data}")
-        events, since = [], 0
-        while True:
-            commits = read_commits(store, org, since, limit=LIST_PAGE)
-            for commit in commits:
-                events.extend(commit["events"])
-            if len(commits) < LIST_PAGE:
-                return events
-            since = commits[-1]["version"]
 
 
 def token(org: str) -> str:

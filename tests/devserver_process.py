@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
-
 from processes import stop
+
+from chalicelib.log import LIST_PAGE, read_commits
+from chalicelib.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "devserver-test-secret-long-enough-for-hs256"
@@ -30,7 +32,8 @@ class DevServer:
     and ``token`` are the address and token it prints."""
 
     def __init__(self, data_dir: Path, env: dict[str, str], *, secret: str | None = SECRET):
-        environment = {
+        self.data_dir = data_dir
+        self.environment = {
             **os.environ,
             "LINKLOG_STORE": f"file://{data_dir}",
             "LINKLOG_QUEUE": "local",
@@ -38,17 +41,20 @@ class DevServer:
             "PYTHONUNBUFFERED": "1",
             **env,
         }
-        environment.pop("LINKLOG_JWKS_URL", None)
+        self.environment.pop("LINKLOG_JWKS_URL", None)
         if secret is None:
-            environment.pop("LINKLOG_JWT_SECRET", None)
+            self.environment.pop("LINKLOG_JWT_SECRET", None)
         else:
-            environment["LINKLOG_JWT_SECRET"] = secret
+            self.environment["LINKLOG_JWT_SECRET"] = secret
+        self._start()
+
+    def _start(self) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "chalicelib.devserver"],
             cwd=ROOT,
-            env=environment,
+            env=self.environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -59,6 +65,12 @@ class DevServer:
         self.url, self.token = self._wait_for_address()
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {self.token}"
+
+    def restart(self) -> None:
+        """Start it again, once stopped or killed, on the port it had: a
+        client that kept its address finds it there."""
+        self.environment["LINKLOG_PORT"] = self.url.rsplit(":", 1)[1]
+        self._start()
 
     def _wait_for_address(self, timeout: float = 60) -> tuple[str, str]:
         deadline = time.monotonic() + timeout
@@ -98,6 +110,18 @@ class DevServer:
             if not page["has_more"]:
                 return commits
             since = page["commits"][-1]["version"]
+
+    def log_events(self, org: str) -> list[dict]:
+        """Every event of every commit in ``org``'s log, straight from the store."""
+        store = open_store(f"file://{self.data_dir}")
+        events, since = [], 0
+        while True:
+            commits = read_commits(store, org, since, limit=LIST_PAGE)
+            for commit in commits:
+                events.extend(commit["events"])
+            if len(commits) < LIST_PAGE:
+                return events
+            since = commits[-1]["version"]
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no lease released, as a crash or a power cut."""

@@ -14,7 +14,8 @@ import requests
 
 from bedrock_stub import unreachable_bedrock
 from chalicelib.links.urls import normalize_url
-from cli_server import DevServer, HoldingProxy, Linklog, Pages, token
+from cli_server import SECRET, HoldingProxy, Linklog, Pages, token
+from devserver_process import DevServer
 from linklog.cli import summary_heading
 
 TERMINAL = """SELECT count(*) FROM links LEFT JOIN link_status AS s ON s.link_id = links.id
@@ -35,7 +36,8 @@ def shared_server(tmp_path_factory, pages):
 
     Bedrock refuses it, so an org that chooses a Bedrock summarizer gets the fallback."""
     with unreachable_bedrock() as bedrock:
-        running = DevServer(tmp_path_factory.mktemp("shared") / "data", pages.allow, env=bedrock).start()
+        running = DevServer(tmp_path_factory.mktemp("shared") / "data",
+                            {"LINKLOG_ALLOW_HOSTS": pages.allow, **bedrock}, secret=SECRET)
         yield running
         running.stop()
 
@@ -49,7 +51,7 @@ def server(shared_server, request):
 @pytest.fixture
 def own_server(tmp_path, pages):
     """A dev server of this test's own: to stop and start it, or to load it."""
-    running = DevServer(tmp_path / "data", pages.allow).start()
+    running = DevServer(tmp_path / "data", {"LINKLOG_ALLOW_HOSTS": pages.allow}, secret=SECRET)
     running.org = "acme"
     yield running
     running.stop()
@@ -263,7 +265,7 @@ def test_reads_and_writes_work_offline_and_sync_pushes_them_once(tmp_path, own_s
     assert status["outbox_events"] == 7 and status["server_reachable"] is False
     assert server.log_events(server.org) and len(server.log_events(server.org)) < 10
 
-    server.start()
+    server.restart()
     assert "pushed 7 event(s)" in alice("sync").output
     assert "pushed 0 event(s)" in alice("sync").output
     ids = assert_each_event_once(server, server.org)

@@ -8,22 +8,18 @@ makes, and polling the read API happens.
 """
 
 import json
-import os
 import queue
 import shlex
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
+from devserver_process import running_devserver
 from fetch_servers import respond
-from processes import free_port, stop
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTICLE = b"""<!doctype html><html lang="en"><head>
 <title>Tending a sourdough starter</title>
 <meta name="description" content="Flour, water and patience.">
@@ -64,29 +60,10 @@ def page_server(pages):
 
 @pytest.fixture
 def devserver(tmp_path, page_server):
-    """The dev server process; yields (base URL, queue of its output lines)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "LINKLOG_STORE": f"file://{tmp_path / 'data'}",
-        "LINKLOG_QUEUE": "local",
-        "LINKLOG_PORT": str(port),
-        "LINKLOG_ALLOW_HOSTS": f"127.0.0.1:{page_server}",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("LINKLOG_JWT_SECRET", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chalicelib.devserver"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout],
-                              daemon=True)
-    reader.start()
-    try:
-        yield f"http://127.0.0.1:{port}", lines
-    finally:
-        stop(process)
+    """The dev server as `make run` starts it; yields (base URL, queue of the
+    output lines it printed after its address)."""
+    with running_devserver(tmp_path / "data", f"127.0.0.1:{page_server}") as server:
+        yield server.url, server.lines
 
 
 def printed_curl_line(lines, seen, timeout=30.0):

@@ -91,13 +91,31 @@ def make_s3_requests_atomic() -> None:
     S3Response._linklog_atomic = True
 
 
+_session_lock = threading.Lock()
+_session = None
+
+
 def moto_client(endpoint_url: str | None = None):
-    """A boto3 S3 client with fake credentials, for moto's server at ``endpoint_url`` or for mock_aws."""
+    """A boto3 S3 client with fake credentials, for moto's server at ``endpoint_url`` or for mock_aws.
+
+    Every client comes from one boto3 session, kept for the process: a new
+    session reads botocore's S3 model again (0.1 to 0.5 s), and ``mock_aws``
+    hands boto3 a new default session each time it starts, so clients made
+    the plain way paid that in every test. The session is made after moto
+    is imported, so its clients carry the hook that ``mock_aws`` turns on.
+    Sessions are not safe to share between threads; the lock lets one
+    thread at a time make a client (the clients themselves are safe).
+    """
+    global _session
     import boto3
+    import moto.core.models  # noqa: F401  (registers mock_aws's hook for new sessions)
 
     from chalicelib.store.s3 import CLIENT_CONFIG
 
-    return boto3.client("s3", endpoint_url=endpoint_url, config=CLIENT_CONFIG, **FAKE_AWS)
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client("s3", endpoint_url=endpoint_url, config=CLIENT_CONFIG, **FAKE_AWS)
 
 
 def start_server_process(module: str, arguments: list[str]) -> ServerProcess:
