@@ -601,7 +601,12 @@ _THERE = ObjectInfo(key="", etag="", size=0)
 
 def _put_once(store: ObjectStore, key: str, body: bytes) -> ObjectInfo | None:
     """Put-if-absent: the object our put stored; ``_THERE`` when one was
-    there already; None (logged) when the put failed."""
+    there already; None (logged) when the put failed.
+
+    Not tried again, unlike a part (_put_part): this key is every writer's
+    of the version, so a 412 after a put whose answer was lost could be
+    our object or another writer's, and answering ``_THERE`` for our own
+    would have the caller delete the parts it names."""
     try:
         etag = store.put(key, body, if_absent=True)
     except PreconditionFailed:

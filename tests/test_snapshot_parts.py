@@ -130,13 +130,37 @@ def test_a_part_put_that_fails_once_is_tried_again(local_store, small_parts, fau
     seen: set[str] = set()
 
     def once(kind, key, n):
-        if kind == "put" and "/parts/" in key and key not in seen:
+        if kind == "put" and ".parts/" in key and key not in seen:
             seen.add(key)
             return fault
         return None
 
     db = state_at(story().commits)
     assert snapshots.write_snapshot(FaultyStore(local_store, plan=once), ORG, db) is not None
+    assert len(seen) == 17  # every part's first put failed
+    restored = snapshots.restore_latest(local_store, ORG)
+    assert (restored.version, restored.skipped) == (6, [])
+    assert restored.db.serialize("main") == db.serialize("main")
+
+
+def test_a_snapshot_object_put_whose_answer_was_lost_keeps_its_parts(local_store, small_parts):
+    # Every first put of a key lands and loses its answer. A part's retried
+    # put then finds its own part (the key is this writer's alone); the
+    # object's key is any writer's, so a 412 on a retry of it could not
+    # tell ours from another's, and deleting "our" parts then would break a
+    # snapshot that landed: the object's put is not retried, its parts stay.
+    seen: set[str] = set()
+
+    def once(kind, key, n):
+        if kind == "put" and key not in seen:
+            seen.add(key)
+            return Fault.LOST_RESPONSE
+        return None
+
+    db = state_at(story().commits)
+    lost = FaultyStore(local_store, plan=once)
+    assert snapshots.write_snapshot(lost, ORG, db) is None
+    assert len(parts_of(local_store, 6)) == 17
     restored = snapshots.restore_latest(local_store, ORG)
     assert (restored.version, restored.skipped) == (6, [])
     assert restored.db.serialize("main") == db.serialize("main")
