@@ -5,10 +5,15 @@ new commits, and a pull or a replay reads packs and commits, a few at a
 time. Starting threads for each call cost more than the work: about 90 ms
 for eight threads on a loaded machine, more than a whole restore of a
 10,000-link org from a local disk, and a cold pull reads its pages in many
-small calls. So all of them use this one pool.
+small calls. A snapshot's parts and deltas are fetched (parts compressed
+and put) here too. So all of them use this one pool.
 
-Tasks given to the pool must not wait on the pool themselves: with every
-thread waiting, nothing would run what they wait for.
+A task given to the pool may wait only for what a thread outside the pool
+settles without first waiting on the pool (a snapshot part waits for its
+manifest, which the restoring thread reads itself: snapshots._part_job);
+and no task may itself restore, replay or read commits, which wait on the
+pool. Otherwise, with every thread waiting, nothing would run what they
+wait for.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ import os
 import re
 import time
 import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
@@ -91,14 +91,10 @@ MAX_HEADER = 512
 # through the longest chain within 1.3 times a restore of the base alone.
 MAX_CHAIN_FRACTION = 0.08
 MAX_CHAIN = 12
-# Parts and deltas fetched (and parts unpacked) at once while the base
-# downloads, by threads kept for the life of the process: starting threads
-# for each restore cost more than a whole restore of a 10,000-link org
-# from a local disk. 16: the bench org's 11 parts besides the base, with
-# room for deltas; a part job waits for the base's manifest while its
-# own GET is done.
-FETCHERS = 16
-_fetchers = ThreadPoolExecutor(max_workers=FETCHERS, thread_name_prefix="snapshot-fetch")
+# Parts and deltas are fetched (and parts unpacked, compressed and put)
+# on the process's store fetchers (chalicelib.fetchers), threads kept for
+# the life of the process: starting threads for each restore cost more
+# than a whole restore of a 10,000-link org from a local disk.
 # A format-2 snapshot object (manifest and part 0) is read into memory:
 # far more than any real one needs, far less than a damaged header could ask.
 MAX_OBJECT_IN_MEMORY = 256 << 20
@@ -409,7 +405,7 @@ class _ReceivedSnapshot:
             fd = self.fileno()
             for part in found.parts[1:]:
                 if part.index not in jobs:
-                    jobs[part.index] = _fetchers.submit(
+                    jobs[part.index] = fetchers.pool.submit(
                         _part_job, store, org, part.index, manifest, fd, with_digests)
             digests = _unpack_into(found, found.parts[0], part_zero, fd, with_digests)
             for index in sorted(jobs):
@@ -473,7 +469,19 @@ def _part_job(
 ) -> list[bytes]:
     """Fetch part ``index`` (from ``key`` when the listing named it, so the
     GET need not wait for the manifest), then check it against the
-    manifest and write it into ``fd``; its pages' digests when asked."""
+    manifest and write it into ``fd``; its pages' digests when asked.
+
+    A part job holds a thread of the fetchers pool while it waits for
+    ``manifest``, yet no number of them (of any number of restores) can
+    deadlock the pool: ``manifest`` is settled only by the thread running
+    _restore_chain, which is never a pool thread (restores run on request
+    and cycle threads; no pool task restores), and which waits for no pool
+    task before settling it: it submits its jobs, downloads the base object
+    itself, then sets the manifest (unpack_parts) or its failure
+    (_restore_chain's ``finally``) before waiting for any job. Every other
+    pool task waits for nothing. So each waiting part job is released by a
+    thread that keeps running, and the jobs queued behind it then run.
+    """
     if key is not None:
         stored = store.get(key).body
     found = manifest.result()
@@ -530,11 +538,11 @@ def _write_full(
     writer = os.urandom(8).hex()
     part_size = snapshotparts.PART_SIZE
     codec = compression.codec_of(store)
-    stored = list(_fetchers.map(functools.partial(compression.compress, codec=codec),
+    stored = list(fetchers.pool.map(functools.partial(compression.compress, codec=codec),
                                 snapshotparts.split(data, part_size)))
     part_keys = [part_key(org, SCHEMA_HASH, at_version, writer, index, compression.EXTENSIONS[codec])
                  for index in range(1, len(stored))]
-    puts = [_fetchers.submit(_put_part, store, part, body)
+    puts = [fetchers.pool.submit(_put_part, store, part, body)
             for part, body in zip(part_keys, stored[1:])]
     failed = [future.exception() for future in puts if future.exception() is not None]
     if failed:
@@ -838,7 +846,7 @@ def _prefetch_parts(
         return {}
     fd = received.fileno()
     return {
-        int(match["index"]): _fetchers.submit(
+        int(match["index"]): fetchers.pool.submit(
             _part_job, store, org, int(match["index"]), manifest, fd, with_digests, info.key)
         for match, info in named
     }

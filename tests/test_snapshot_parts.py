@@ -3,9 +3,11 @@ byte for byte whatever the part boundaries, and a missing, damaged,
 replaced or foreign part falls back like a damaged snapshot, never to an
 error."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
-from chalicelib import deltas, orgstate, snapshotparts, snapshots
+from chalicelib import deltas, fetchers, orgstate, snapshotparts, snapshots
 from chalicelib.keys import snapshot_key
 from chalicelib.state import SCHEMA_HASH, apply_commits, version
 from chalicelib.store.faulty import Fault, FaultyStore
@@ -192,7 +194,9 @@ def test_prune_deletes_every_part_and_the_parts_no_snapshot_names(local_store, s
     assert sorted(listed.parts) == [3, 4, 5] and listed.orphans == []
 
 
-def test_digests_after_a_chain_are_the_restored_pages_own(local_store, small_parts):
+def a_base_with_a_chain(store) -> list[dict]:
+    """The story and four commits more, pushed; a full snapshot at version 6
+    and a delta for each commit after it. Returns the commits."""
     log = story()
     for n in range(4):
         # Notes that change pages, and links that add pages past the base's end.
@@ -200,17 +204,40 @@ def test_digests_after_a_chain_are_the_restored_pages_own(local_store, small_par
                    *[created(f"g{n}-{k}", f"https://example.com/{n}/{k}/{'rye-' * 40}")
                      for k in range(60)])
     commits = log.commits
-    push(local_store, commits)
-    snapshots.write_snapshot(local_store, ORG, state_at(commits[:6]))
+    push(store, commits)
+    snapshots.write_snapshot(store, ORG, state_at(commits[:6]))
     for upto in range(7, len(commits) + 1):
-        restored = snapshots.restore_latest(local_store, ORG, with_digests=True)
+        restored = snapshots.restore_latest(store, ORG, with_digests=True)
         apply_commits(restored.db, commits[restored.version:upto])
-        written = snapshots.write_next(local_store, ORG, restored.db, restored.chain, restored.digests,
-                                       snapshots.list_objects(local_store, ORG), max_fraction=1000.0)
+        written = snapshots.write_next(store, ORG, restored.db, restored.chain, restored.digests,
+                                       snapshots.list_objects(store, ORG), max_fraction=1000.0)
         restored.digests.close()
         assert written.kind == "delta"
+    return commits
+
+
+def test_digests_after_a_chain_are_the_restored_pages_own(local_store, small_parts):
+    commits = a_base_with_a_chain(local_store)
     restored = snapshots.restore_latest(local_store, ORG, with_digests=True)
     assert len(restored.chain.deltas) == len(commits) - 6
     data = restored.db.serialize("main")
     assert restored.digests.digests == tuple(deltas.digest_pages(data, PAGE))
     restored.digests.close()
+
+
+@pytest.mark.timeout(60)
+def test_restores_at_once_of_more_parts_than_the_pool_has_threads_all_finish(local_store, small_parts):
+    # Each part job holds a thread of the one fetchers pool while it waits
+    # for its base's manifest (why that cannot deadlock: snapshots._part_job).
+    # Here every restore has more parts than the pool has threads, and there
+    # are more restores at once than threads, each with its deltas.
+    commits = a_base_with_a_chain(local_store)
+    assert len(parts_of(local_store, 6)) > fetchers.FETCHERS
+    with ThreadPoolExecutor(max_workers=2 * fetchers.FETCHERS) as restoring:
+        restores = list(restoring.map(lambda _: snapshots.restore_latest(local_store, ORG),
+                                      range(2 * fetchers.FETCHERS)))
+    wanted = dump(state_at(commits))
+    for restored in restores:
+        assert (restored.version, restored.skipped) == (len(commits), [])
+        assert len(restored.chain.deltas) == len(commits) - 6
+        assert dump(restored.db) == wanted
