@@ -539,7 +539,7 @@ def _write_full(
     part_size = snapshotparts.PART_SIZE
     codec = compression.codec_of(store)
     stored = list(fetchers.pool.map(functools.partial(compression.compress, codec=codec),
-                                snapshotparts.split(data, part_size)))
+                                    snapshotparts.split(data, part_size)))
     part_keys = [part_key(org, SCHEMA_HASH, at_version, writer, index, compression.EXTENSIONS[codec])
                  for index in range(1, len(stored))]
     puts = [fetchers.pool.submit(_put_part, store, part, body)
