@@ -95,10 +95,15 @@ def page_size_of(data: bytes) -> int:
     return 65536 if size == 1 else size
 
 
+def page_digest(page) -> bytes:
+    """One page's digest: what tells a changed page from the base's."""
+    return hashlib.sha1(page).digest()
+
+
 def digest_pages(data, page_size: int) -> list[bytes]:
     """The digest of each page of ``data`` (whole pages), in order."""
     view = memoryview(data)
-    return [hashlib.sha1(view[at : at + page_size]).digest() for at in range(0, len(data), page_size)]
+    return [page_digest(view[at : at + page_size]) for at in range(0, len(data), page_size)]
 
 
 def _pieces(file: BinaryIO, page_size: int):
@@ -265,9 +270,9 @@ def updated_digests(digests: list[bytes], chain: list[Delta], written: dict[int,
     updated += [b""] * (chain[-1].db_pages - len(updated))
     for number, page in written.items():
         if number <= len(updated):
-            updated[number - 1] = hashlib.sha1(page).digest()
+            updated[number - 1] = page_digest(page)
     if any(digest == b"" for digest in updated):
         # A page past the base's end that no delta wrote: it reads as zeros.
-        zeros = hashlib.sha1(bytes(page_size)).digest()
+        zeros = page_digest(bytes(page_size))
         updated = [digest or zeros for digest in updated]
     return updated

@@ -211,7 +211,7 @@ def push(
             index._catch_up(store, org, entry)
             version, known = entry.batches.get(key), entry.head
         if version is None:
-            commit = _append(store, org, batch, author, entry, known, max_attempts, sleep)
+            commit = _append(store, org, batch, author, key, entry, known, max_attempts, sleep)
             version = commit["version"]
             entry.committed(commit, known, index.max_events)
     try:
@@ -238,9 +238,9 @@ def _next_version_guess(store: ObjectStore, org: str, entry: _OrgIndex) -> int:
     return head
 
 
-def _append(store, org, batch, author, entry, known_head, max_attempts, sleep) -> dict:
-    """Commit the batch above ``known_head`` (see log.append); remember a give-up."""
-    key = _batch_key(author, batch.batch_id)
+def _append(store, org, batch, author, key, entry, known_head, max_attempts, sleep) -> dict:
+    """Commit the batch (``key`` in the index) above ``known_head`` (see
+    log.append); remember a give-up."""
     try:
         commit = append(
             store,
