@@ -1,5 +1,5 @@
-"""A full snapshot as compressed parts: the database's bytes cut into pieces
-that are fetched at once and decompressed in threads.
+"""A full snapshot in parts: the database's bytes cut into pieces that are
+fetched at once and unpacked in threads.
 
 One GET of a 90 MB snapshot takes over a second at the 80 MB/s a single
 connection to S3 carries; the same bytes as a dozen parts fetched at once,
@@ -42,7 +42,7 @@ from chalicelib import compression
 from chalicelib.state.schema import SCHEMA_HASH
 
 FORMAT_VERSION = 2
-# 8 MiB of database per part: 12 parts for the bench's 90 MB org, each a
+# 8 MiB of database per part: 11 parts for the bench's 90 MB org, each a
 # few MB compressed, so the round trip stays small beside the transfer;
 # an org under 8 MB is one object, as before parts.
 PART_SIZE = 8 << 20
